@@ -1,0 +1,60 @@
+"""sqlmig: plain-SQL versioned migrations for PostgreSQL.
+
+    import sqlmig
+    config = sqlmig.resolve(root=Path("."), database_url="postgresql://…")
+    report = sqlmig.up(config)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from sqlmig.config import Config, resolve  # noqa: E402
+from sqlmig.errors import (  # noqa: E402
+    ConnectError,
+    ExitCode,
+    FileProblems,
+    HistoryInconsistent,
+    InvalidInput,
+    Irreversible,
+    LockTimeout,
+    MigrationFailed,
+    SqlmigError,
+)
+from sqlmig.ops import (  # noqa: E402
+    baseline,
+    down,
+    events,
+    history,
+    load_files,
+    new,
+    repair,
+    status,
+    up,
+    validate,
+)
+
+__all__ = [
+    "Config",
+    "ConnectError",
+    "ExitCode",
+    "FileProblems",
+    "HistoryInconsistent",
+    "InvalidInput",
+    "Irreversible",
+    "LockTimeout",
+    "MigrationFailed",
+    "SqlmigError",
+    "__version__",
+    "baseline",
+    "down",
+    "events",
+    "history",
+    "load_files",
+    "new",
+    "repair",
+    "resolve",
+    "status",
+    "up",
+    "validate",
+]

@@ -1,0 +1,145 @@
+"""Typed errors. Each carries what the user needs and the exit code DESIGN.md gives it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlmig.models import Problem
+
+
+class ExitCode:
+    OK = 0
+    CHECK_FAILED = 1
+    INVALID_INPUT = 2
+    MIGRATION_FAILED = 3
+    LOCK_TIMEOUT = 4
+    CANNOT_CONNECT = 5
+    INCONSISTENT = 6
+
+
+class SqlmigError(Exception):
+    exit_code: int = ExitCode.INVALID_INPUT
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def lines(self) -> list[str]:
+        """What the CLI prints, one actionable line each."""
+        out = [self.message]
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return out
+
+
+class InvalidInput(SqlmigError):
+    """Bad arguments or configuration (not the migration files: see FileProblems)."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class FileProblems(SqlmigError):
+    """Every problem found in the migration files, collected before any connection."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        super().__init__(
+            f"{count} problem{'s' if count != 1 else ''} in the migration files; nothing was run",
+        )
+
+    def lines(self) -> list[str]:
+        return [p.render() for p in self.problems] + [self.message]
+
+
+class ConnectError(SqlmigError):
+    exit_code = ExitCode.CANNOT_CONNECT
+
+
+class LockTimeout(SqlmigError):
+    exit_code = ExitCode.LOCK_TIMEOUT
+
+
+class HistoryInconsistent(SqlmigError):
+    """Files and history disagree (drift, failed state, missing files, out-of-order)."""
+
+    exit_code = ExitCode.INCONSISTENT
+
+    def __init__(self, problems: Sequence[Problem], *, hint: str | None = None) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        super().__init__(
+            f"history and files disagree ({count} problem{'s' if count != 1 else ''}); "
+            "nothing was run",
+            hint=hint,
+        )
+
+    def lines(self) -> list[str]:
+        out = [p.render() for p in self.problems] + [self.message]
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return out
+
+
+class Irreversible(SqlmigError):
+    """`down` reached a rollback marked `-- sqlmig: irreversible`."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class MigrationFailed(SqlmigError):
+    """A migration or rollback failed on the server and its transaction was rolled back."""
+
+    exit_code = ExitCode.MIGRATION_FAILED
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        line: int | None,
+        column: int | None,
+        sqlstate: str | None,
+        server_message: str,
+        detail: str | None = None,
+        server_hint: str | None = None,
+        applied_before: Sequence[str] = (),
+        rolled_back: bool = True,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        self.sqlstate = sqlstate
+        self.server_message = server_message
+        self.detail = detail
+        self.server_hint = server_hint
+        self.applied_before = list(applied_before)
+        self.rolled_back = rolled_back
+        where = path
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        state = f" [{sqlstate}]" if sqlstate else ""
+        super().__init__(f"{where}: ERROR{state}: {server_message}")
+
+    def lines(self) -> list[str]:
+        out = [self.message]
+        if self.detail:
+            out.append(f"DETAIL: {self.detail}")
+        if self.server_hint:
+            out.append(f"HINT: {self.server_hint}")
+        if self.rolled_back:
+            out.append("the failed migration was rolled back; nothing of it remains")
+        else:
+            out.append(
+                "this no-transaction migration stopped part-way; it is recorded as failed: "
+                "fix the database, then `sqlmig repair`"
+            )
+        if self.applied_before:
+            out.append(f"applied before the failure: {', '.join(self.applied_before)}")
+        return out

@@ -1,0 +1,269 @@
+"""Discover, parse and validate migration files. No connection is made here.
+
+Every problem is collected, so a developer fixes them in one pass instead of one per run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlmig.errors import FileProblems
+from sqlmig.models import Migration, MigrationSet, Problem, Rollback, Version
+
+MIGRATION_NAME = re.compile(r"^(?P<number>\d+)_(?P<slug>[a-z0-9_]+)\.sql$")
+ROLLBACK_NAME = re.compile(r"^(?P<number>\d+)_(?P<slug>[a-z0-9_]+)_rollback\.sql$")
+_HEADER_LINE = re.compile(r"^--\s*(?P<key>[A-Za-z][A-Za-z0-9_-]*)\s*:\s*(?P<value>.*?)\s*$")
+_KNOWN_KEYS = {"version", "description", "migration", "author", "date", "sqlmig", "ticket"}
+BOM = "\ufeff"
+
+
+@dataclass
+class Header:
+    values: dict[str, tuple[str, int]] = field(default_factory=dict)  # key -> (value, line)
+    directives: list[tuple[str, int]] = field(default_factory=list)  # `-- sqlmig: …` lines
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+def normalize(text: str) -> str:
+    """The form checksums are taken of: no BOM, LF line ends (a Windows checkout is not an edit)."""
+    return text.removeprefix(BOM).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def checksum(text: str) -> str:
+    return hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()
+
+
+def decode(raw: bytes) -> tuple[str | None, str | None, int | None]:
+    """Return (text without BOM, error, line of the error)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return None, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})", line
+    return text.removeprefix(BOM), None, None
+
+
+def parse_header(text: str) -> Header:
+    header = Header()
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("--"):
+            break
+        match = _HEADER_LINE.match(stripped)
+        if match is None:
+            continue
+        key = match["key"].lower()
+        if key == "sqlmig":
+            header.directives.append((match["value"], lineno))
+        elif key in _KNOWN_KEYS:
+            if key in header.values:
+                header.problems.append((lineno, f"header `{match['key']}:` given twice"))
+            header.values[key] = (match["value"], lineno)
+    return header
+
+
+def _directive(header: Header, allowed: set[str]) -> tuple[dict[str, str], list[tuple[int, str]]]:
+    found: dict[str, str] = {}
+    problems: list[tuple[int, str]] = []
+    for value, lineno in header.directives:
+        word, _, rest = value.partition(" ")
+        word = word.lower()
+        if word in allowed:
+            found[word] = rest.strip()
+        else:
+            problems.append(
+                (lineno, f"unknown directive `-- sqlmig: {value}` (known: {', '.join(sorted(allowed))})")
+            )
+    return found, problems
+
+
+def parse_rollback(path: str, text: str) -> tuple[Rollback | None, list[Problem]]:
+    """A rollback from its text: used for files on disk and for the text stored in the history."""
+    header = parse_header(text)
+    found, bad = _directive(header, {"irreversible", "no-transaction"})
+    problems = [Problem(path=path, line=ln, code="bad-header", message=msg) for ln, msg in bad]
+    if "irreversible" in found and not found["irreversible"]:
+        problems.append(Problem(path=path, code="bad-header",
+                                message="`-- sqlmig: irreversible` needs a reason after it"))
+    rollback = Rollback(
+        path=path,
+        checksum=checksum(text),
+        irreversible=found.get("irreversible") or None,
+        transactional="no-transaction" not in found,
+        text=text,
+    )
+    return rollback, problems
+
+
+@dataclass
+class _Candidate:
+    number: int
+    slug: str
+    path: Path
+    rel: str
+
+
+def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
+          problems: list[Problem]) -> list[_Candidate]:
+    found: list[_Candidate] = []
+    if not directory.is_dir():
+        problems.append(Problem(path=_rel(directory, root), code="missing-directory",
+                                message=f"{kind} directory does not exist"))
+        return found
+    for entry in sorted(directory.iterdir()):
+        # Non-SQL files (README.md, .gitkeep) are allowed; a misnamed .sql file is never skipped.
+        if entry.name.startswith(".") or not entry.name.lower().endswith(".sql"):
+            continue
+        rel = _rel(entry, root)
+        match = pattern.match(entry.name)
+        if match is None or (kind == "migrations" and ROLLBACK_NAME.match(entry.name)):
+            expected = "NNN_slug.sql" if kind == "migrations" else "NNN_slug_rollback.sql"
+            problems.append(Problem(
+                path=rel, code="bad-name",
+                message=f"file name does not match {expected} (slug is lowercase a-z, 0-9, _)",
+            ))
+            continue
+        if int(match["number"]) <= 0:
+            problems.append(Problem(path=rel, code="bad-name",
+                                    message="the number must be a positive integer"))
+            continue
+        found.append(_Candidate(int(match["number"]), match["slug"], entry, rel))
+    return found
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def load(root: Path, migrations_dir: Path, rollbacks_dir: Path) -> MigrationSet:
+    """Read and validate every migration and rollback; raise FileProblems listing all errors."""
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems)
+    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems)
+
+    by_number: dict[int, _Candidate] = {}
+    for cand in forwards:
+        if cand.number in by_number:
+            problems.append(Problem(
+                path=cand.rel, code="duplicate-number",
+                message=f"number {cand.number} is also used by {by_number[cand.number].rel}",
+            ))
+        else:
+            by_number[cand.number] = cand
+    rollbacks: dict[tuple[int, str], _Candidate] = {}
+    for cand in backwards:
+        if (cand.number, cand.slug) in rollbacks:
+            continue
+        rollbacks[(cand.number, cand.slug)] = cand
+        fwd = by_number.get(cand.number)
+        if fwd is None or fwd.slug != cand.slug:
+            expected = f"{migrations_dir.name}/{cand.path.name.removesuffix('_rollback.sql')}.sql"
+            problems.append(Problem(path=cand.rel, code="orphan-rollback",
+                                    message=f"rollback without a migration (expected {expected})"))
+
+    loaded: list[Migration] = []
+    for number in sorted(by_number):
+        cand = by_number[number]
+        rb_cand = rollbacks.get((number, cand.slug))
+        if rb_cand is None:
+            problems.append(Problem(
+                path=cand.rel, code="missing-rollback",
+                message=f"no rollback: create {_rel(rollbacks_dir, root)}/"
+                        f"{cand.path.name.removesuffix('.sql')}_rollback.sql "
+                        "(or mark it `-- sqlmig: irreversible <reason>`)",
+            ))
+        migration = _load_one(cand, rb_cand, problems, warnings)
+        if migration is not None:
+            loaded.append(migration)
+
+    for prev, cur in zip(loaded, loaded[1:], strict=False):
+        if not prev.version < cur.version:
+            problems.append(Problem(
+                path=cur.path, code="version-order",
+                message=f"version {cur.version} must be greater than {prev.version} "
+                        f"of {prev.path} (versions strictly increase with the number)",
+            ))
+    if problems:
+        raise FileProblems(problems)
+    return MigrationSet(migrations=tuple(loaded), warnings=tuple(warnings))
+
+
+def _read(path: Path, rel: str, problems: list[Problem]) -> str | None:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(path=rel, code="unreadable", message=f"cannot read: {exc.strerror}"))
+        return None
+    text, error, line = decode(raw)
+    if error is not None:
+        problems.append(Problem(path=rel, line=line, code="bad-encoding", message=error))
+    return text
+
+
+def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Problem],
+              warnings: list[Problem]) -> Migration | None:
+    from sqlmig import sqltext
+
+    text = _read(cand.path, cand.rel, problems)
+    rb_text = _read(rb_cand.path, rb_cand.rel, problems) if rb_cand else None
+    if text is None:
+        return None
+    header = parse_header(text)
+    problems.extend(Problem(path=cand.rel, line=ln, code="bad-header", message=msg)
+                    for ln, msg in header.problems)
+    found, bad = _directive(header, {"no-transaction"})
+    problems.extend(Problem(path=cand.rel, line=ln, code="bad-header", message=msg)
+                    for ln, msg in bad)
+    version: Version | None = None
+    if "version" not in header.values:
+        problems.append(Problem(
+            path=cand.rel, line=1, code="missing-version",
+            message="no `-- Version: MAJOR.MINOR.PATCH` header before the first statement",
+        ))
+    else:
+        raw_version, line = header.values["version"]
+        try:
+            version = Version.parse(raw_version)
+        except ValueError as exc:
+            problems.append(Problem(path=cand.rel, line=line, code="bad-version", message=str(exc)))
+    if sqltext.is_empty(text):
+        warnings.append(Problem(path=cand.rel, code="empty", severity="warning",
+                                message="has no SQL statements; it will be recorded as a no-op"))
+    rollback = None
+    if rb_cand is not None and rb_text is not None:
+        rollback, rb_problems = parse_rollback(rb_cand.rel, rb_text)
+        problems.extend(rb_problems)
+        if rollback and rollback.irreversible is None and sqltext.is_empty(rb_text):
+            warnings.append(Problem(path=rb_cand.rel, code="empty", severity="warning",
+                                    message="has no SQL statements; rolling back is a no-op"))
+    if version is None or rollback is None:
+        return None
+    return Migration(
+        number=cand.number,
+        slug=cand.slug,
+        path=cand.rel,
+        version=version,
+        description=header.values.get("description", (cand.slug.replace("_", " "), 0))[0],
+        transactional="no-transaction" not in found,
+        checksum=checksum(text),
+        text=text,
+        rollback=rollback,
+    )
+
+
+def find_root(start: Path) -> Path:
+    """The project root: the nearest directory holding migrations/ (else the start directory)."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / "migrations").is_dir():
+            return candidate
+    return start

@@ -1,0 +1,213 @@
+"""The only module with SQL for the history table and its event log."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from sqlmig.errors import HistoryInconsistent
+from sqlmig.models import AppliedRecord, EventRecord, Problem, version_key
+
+# Added one by one with ADD COLUMN IF NOT EXISTS, so a hand-written
+# (version, applied_at, description) table, or one from an older sqlmig, is upgraded in place.
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("applied_at", "timestamptz NOT NULL DEFAULT now()"),
+    ("description", "text"),
+    ("number", "bigint"),
+    ("name", "text"),
+    ("checksum", "text"),
+    ("rollback_checksum", "text"),
+    ("rollback_sql", "text"),
+    ("applied_by", "text DEFAULT current_user"),
+    ("execution_ms", "integer"),
+    ("status", "text NOT NULL DEFAULT 'applied'"),
+    ("transactional", "boolean"),
+    ("baseline", "boolean NOT NULL DEFAULT false"),
+    ("sqlmig_version", "text"),
+    ("error", "text"),
+)
+
+
+class History:
+    """Statements for one history table `schema.table` and its `schema.table_events` log."""
+
+    def __init__(self, schema: str, table: str) -> None:
+        self.schema = schema
+        self.table_name = table
+        self.table = sql.Identifier(schema, table)
+        self.events = sql.Identifier(schema, f"{table}_events")
+        self.qualified = f"{schema}.{table}"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self, conn: psycopg.Connection) -> list[AppliedRecord]:
+        """All rows, oldest first; [] when the table does not exist yet. One query."""
+        # to_jsonb reads any shape of table (ours, an older one, a hand-written one) in one
+        # round trip; the rollback text is left out because only `down` needs it.
+        query = sql.SQL("SELECT to_jsonb(t) - 'rollback_sql' FROM {} t").format(self.table)
+        try:
+            rows = conn.execute(query).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+        records = [AppliedRecord.model_validate(_clean(row[0])) for row in rows]
+        return sorted(records, key=_order)
+
+    def rollback_sqls(self, conn: psycopg.Connection) -> dict[str, str | None]:
+        """version -> the rollback text stored when it was applied."""
+        query = sql.SQL("SELECT version, rollback_sql FROM {}").format(self.table)
+        try:
+            return {str(v): text for v, text in conn.execute(query).fetchall()}
+        except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable):
+            return {}
+
+    def read_events(self, conn: psycopg.Connection, limit: int | None) -> list[EventRecord]:
+        query = sql.SQL(
+            "SELECT id, at, action, version, name, outcome, duration_ms, actor, client_host,"
+            " sqlmig_version, detail FROM {} ORDER BY id DESC"
+        ).format(self.events)
+        if limit is not None:
+            query += sql.SQL(" LIMIT {}").format(sql.Literal(limit))
+        try:
+            rows = conn.execute(query).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+        fields = list(EventRecord.model_fields)
+        return [EventRecord(**dict(zip(fields, row, strict=True))) for row in rows]
+
+    # -- creating and upgrading -----------------------------------------------------------------
+
+    def ensure(self, conn: psycopg.Connection) -> list[str]:
+        """Create or upgrade the tables; call with the lock held. Returns what was changed."""
+        changes: list[str] = []
+        existing = self._columns(conn)
+        if existing is None:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            conn.execute(sql.SQL("CREATE TABLE {} (version varchar(50) PRIMARY KEY)").format(self.table))
+            existing = {"version": "character varying"}
+            changes.append(f"created {self.qualified}")
+        elif "version" not in existing:
+            raise HistoryInconsistent(
+                [Problem(code="foreign-table",
+                         message=f"{self.qualified} exists but has no `version` column")],
+                hint="use --table to pick another history table name",
+            )
+        missing = [(n, d) for n, d in _COLUMNS if n not in existing]
+        if missing or existing.get("applied_at") == "timestamp without time zone":
+            with conn.transaction():
+                for name, ddl in missing:
+                    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + ddl).format(
+                        self.table, sql.Identifier(name)))
+                if existing.get("applied_at") == "timestamp without time zone":
+                    # Hand-written tables store local time without zone: keep the meaning.
+                    conn.execute(sql.SQL(
+                        "ALTER TABLE {} ALTER COLUMN applied_at TYPE timestamptz"
+                    ).format(self.table))
+                conn.execute(sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (number)").format(
+                    sql.Identifier(f"{self.table_name}_number_key"), self.table))
+            if len(existing) > 1:
+                changes.append(f"upgraded {self.qualified}: added {', '.join(n for n, _ in missing)}")
+        conn.execute(sql.SQL(
+            """CREATE TABLE IF NOT EXISTS {} (
+                 id bigserial PRIMARY KEY,
+                 at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                 action text NOT NULL,
+                 version text,
+                 name text,
+                 outcome text NOT NULL,
+                 duration_ms integer,
+                 actor text NOT NULL DEFAULT current_user,
+                 client_host text,
+                 sqlmig_version text,
+                 detail text)"""
+        ).format(self.events))
+        return changes
+
+    def _columns(self, conn: psycopg.Connection) -> dict[str, str] | None:
+        rows = conn.execute(
+            """SELECT a.attname, format_type(a.atttypid, NULL)
+                 FROM pg_attribute a
+                WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped""",
+            (sql.Identifier(self.schema, self.table_name).as_string(conn),),
+        ).fetchall()
+        if not rows:
+            return None
+        return {name: typ for name, typ in rows}
+
+    # -- writing: (query, params) pairs so the executor can send them with a migration --------
+
+    def insert(self, record: dict[str, Any], rollback_sql: str | None) -> tuple[sql.Composed, dict]:
+        query = sql.SQL(
+            """INSERT INTO {} (version, number, name, description, checksum, rollback_checksum,
+                   rollback_sql, execution_ms, status, transactional, baseline, sqlmig_version,
+                   applied_at, applied_by)
+               VALUES (%(version)s, %(number)s, %(name)s, %(description)s, %(checksum)s,
+                   %(rollback_checksum)s, %(rollback_sql)s,
+                   coalesce(%(execution_ms)s,
+                            (extract(epoch FROM clock_timestamp() - now()) * 1000)::integer),
+                   %(status)s, %(transactional)s, %(baseline)s, %(sqlmig_version)s,
+                   now(), current_user)"""
+        ).format(self.table)
+        return query, {**record, "rollback_sql": rollback_sql}
+
+    def finish(self, version: str, status: str, error: str | None) -> tuple[sql.Composed, dict]:
+        """Mark a no-transaction migration applied or failed, with its wall time so far."""
+        query = sql.SQL(
+            """UPDATE {} SET status = %(status)s, error = %(error)s,
+                   execution_ms = (extract(epoch FROM clock_timestamp() - applied_at) * 1000)::integer
+                WHERE version = %(version)s"""
+        ).format(self.table)
+        return query, {"version": version, "status": status, "error": error}
+
+    def delete(self, version: str) -> tuple[sql.Composed, dict]:
+        return sql.SQL("DELETE FROM {} WHERE version = %(version)s").format(self.table), {
+            "version": version
+        }
+
+    def set_status(self, version: str, status: str) -> tuple[sql.Composed, dict]:
+        return sql.SQL("UPDATE {} SET status = %(status)s WHERE version = %(version)s").format(
+            self.table), {"version": version, "status": status}
+
+    def adopt(self, version: str, fields: dict[str, Any]) -> tuple[sql.Composed, dict]:
+        """Fill in number/name/checksums of a row written by a hand-written script."""
+        query = sql.SQL(
+            """UPDATE {} SET number = %(number)s, name = %(name)s, checksum = %(checksum)s,
+                   rollback_checksum = %(rollback_checksum)s, rollback_sql = %(rollback_sql)s,
+                   transactional = %(transactional)s,
+                   description = coalesce(description, %(description)s)
+                WHERE version = %(version)s AND number IS NULL"""
+        ).format(self.table)
+        return query, {**fields, "version": version}
+
+    def event(self, action: str, outcome: str, *, version: str | None = None,
+              name: str | None = None, duration_ms: int | None = None,
+              detail: str | None = None) -> tuple[sql.Composed, dict]:
+        from sqlmig import __version__
+
+        query = sql.SQL(
+            """INSERT INTO {} (action, version, name, outcome, duration_ms, client_host,
+                   sqlmig_version, detail)
+               VALUES (%(action)s, %(version)s, %(name)s, %(outcome)s,
+                   coalesce(%(duration_ms)s,
+                            (extract(epoch FROM clock_timestamp() - now()) * 1000)::integer),
+                   %(host)s, %(sqlmig_version)s, %(detail)s)"""
+        ).format(self.events)
+        return query, {"action": action, "version": version, "name": name, "outcome": outcome,
+                       "duration_ms": duration_ms, "host": _HOST, "sqlmig_version": __version__,
+                       "detail": detail}
+
+
+_HOST = socket.gethostname()
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    if row.get("version") is not None:
+        row["version"] = str(row["version"])
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def _order(record: AppliedRecord) -> tuple:
+    # Rows adopted from a hand-written table have no number yet: order them by version.
+    return (record.number if record.number is not None else -1, version_key(record.version))

@@ -1,0 +1,212 @@
+"""Frozen pydantic models passed between modules and returned by the public API."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import total_ordering
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+@total_ordering
+class Version(_Frozen):
+    major: int
+    minor: int
+    patch: int
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        match = _SEMVER.match(text.strip())
+        if match is None:
+            raise ValueError(f"{text!r} is not a semantic version MAJOR.MINOR.PATCH (e.g. 1.4.0)")
+        return cls(major=int(match[1]), minor=int(match[2]), patch=int(match[3]))
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.major, self.minor, self.patch)
+
+    def bump(self, part: Literal["major", "minor", "patch"]) -> Version:
+        if part == "major":
+            return Version(major=self.major + 1, minor=0, patch=0)
+        if part == "minor":
+            return Version(major=self.major, minor=self.minor + 1, patch=0)
+        return Version(major=self.major, minor=self.minor, patch=self.patch + 1)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return self.key < other.key
+
+
+ZERO = Version(major=0, minor=0, patch=0)
+
+
+def version_key(text: str) -> tuple[int, ...]:
+    """Order version strings from the history, which may predate sqlmig and not be semver."""
+    try:
+        return Version.parse(text).key
+    except ValueError:
+        return tuple(int(p) for p in re.findall(r"\d+", text)) or (0,)
+
+
+class Problem(_Frozen):
+    """One thing wrong with the files or the history, located as precisely as we know."""
+
+    path: str | None = None
+    line: int | None = None
+    code: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def render(self) -> str:
+        where = ""
+        if self.path:
+            where = self.path + (f":{self.line}" if self.line else "") + ": "
+        label = "warning: " if self.severity == "warning" else "error: "
+        return f"{where}{label}{self.message}"
+
+
+class Rollback(_Frozen):
+    path: str
+    checksum: str
+    irreversible: str | None = None
+    transactional: bool = True
+    text: str = Field(repr=False)
+
+
+class Migration(_Frozen):
+    number: int
+    slug: str
+    path: str
+    version: Version
+    description: str
+    transactional: bool = True
+    checksum: str
+    text: str = Field(repr=False)
+    rollback: Rollback
+
+    @property
+    def name(self) -> str:
+        """The file's stem, `001_initial_schema`: how the history and messages name it."""
+        return self.path.rsplit("/", 1)[-1].removesuffix(".sql")
+
+
+class MigrationSet(_Frozen):
+    migrations: tuple[Migration, ...]
+    warnings: tuple[Problem, ...] = ()
+
+    def by_number(self) -> dict[int, Migration]:
+        return {m.number: m for m in self.migrations}
+
+
+class AppliedRecord(_Frozen):
+    """A row of the history table. Rows adopted from a hand-written table lack most fields."""
+
+    version: str
+    number: int | None = None
+    name: str | None = None
+    description: str | None = None
+    checksum: str | None = None
+    rollback_checksum: str | None = None
+    rollback_sql: str | None = Field(default=None, repr=False, exclude=True)
+    applied_at: datetime | None = None
+    applied_by: str | None = None
+    execution_ms: int | None = None
+    status: str = "applied"
+    transactional: bool | None = None
+    baseline: bool = False
+    sqlmig_version: str | None = None
+    error: str | None = None
+
+
+class EventRecord(_Frozen):
+    id: int
+    at: datetime
+    action: str
+    version: str | None = None
+    name: str | None = None
+    outcome: str
+    duration_ms: int | None = None
+    actor: str | None = None
+    client_host: str | None = None
+    sqlmig_version: str | None = None
+    detail: str | None = None
+
+
+class PlanStep(_Frozen):
+    direction: Literal["up", "down"]
+    number: int | None
+    version: str
+    name: str
+    path: str
+    transactional: bool
+    sql: str = Field(repr=False)
+    warnings: tuple[str, ...] = ()
+
+
+class Plan(_Frozen):
+    direction: Literal["up", "down"]
+    current: str | None
+    target: str | None
+    steps: tuple[PlanStep, ...]
+
+
+class StepResult(_Frozen):
+    direction: Literal["up", "down"]
+    number: int | None
+    version: str
+    name: str
+    duration_ms: int
+    warnings: tuple[str, ...] = ()
+
+
+class RunReport(_Frozen):
+    direction: Literal["up", "down", "baseline"]
+    dry_run: bool = False
+    from_version: str | None
+    to_version: str | None
+    steps: tuple[StepResult, ...] = ()
+    plan: Plan | None = None
+    warnings: tuple[Problem, ...] = ()
+
+
+class PendingMigration(_Frozen):
+    number: int
+    version: str
+    name: str
+    path: str
+    transactional: bool
+
+
+class StatusReport(_Frozen):
+    database: str
+    history_table: str
+    current_version: str | None
+    applied: tuple[AppliedRecord, ...]
+    pending: tuple[PendingMigration, ...]
+    problems: tuple[Problem, ...]
+    warnings: tuple[Problem, ...] = ()
+
+
+class ValidationReport(_Frozen):
+    ok: bool
+    problems: tuple[Problem, ...]
+    warnings: tuple[Problem, ...] = ()
+
+
+class NewFiles(_Frozen):
+    migration: str
+    rollback: str
+    number: int
+    version: str

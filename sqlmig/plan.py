@@ -1,0 +1,206 @@
+"""Pure functions: compare files with the history, choose the steps of `up` and `down`. No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sqlmig.errors import InvalidInput, Irreversible
+from sqlmig.files import checksum, parse_rollback
+from sqlmig.models import (
+    AppliedRecord,
+    Migration,
+    MigrationSet,
+    PendingMigration,
+    Plan,
+    PlanStep,
+    Problem,
+    Version,
+    version_key,
+)
+
+ALLOWABLE = ("changed", "missing", "out-of-order")
+SETTLED = "applied"
+
+
+@dataclass(frozen=True)
+class Matched:
+    """Files and history rows paired up."""
+
+    applied: list[tuple[AppliedRecord, Migration | None]]
+    pending: list[Migration]
+
+
+def match(files: MigrationSet, records: Iterable[AppliedRecord]) -> Matched:
+    by_number = files.by_number()
+    by_version = {str(m.version): m for m in files.migrations}
+    applied: list[tuple[AppliedRecord, Migration | None]] = []
+    taken: set[int] = set()
+    for record in records:
+        # Rows from a hand-written table have only a version until sqlmig adopts them.
+        mig = by_number.get(record.number) if record.number is not None else by_version.get(
+            record.version)
+        if mig is not None:
+            taken.add(mig.number)
+        applied.append((record, mig))
+    pending = [m for m in files.migrations if m.number not in taken]
+    return Matched(applied=applied, pending=pending)
+
+
+def current_version(records: Iterable[AppliedRecord]) -> str | None:
+    settled = [r.version for r in records if r.status == SETTLED]
+    return max(settled, key=version_key) if settled else None
+
+
+def validate(files: MigrationSet, records: list[AppliedRecord],
+             allow: Iterable[str] = ()) -> tuple[list[Problem], list[Problem]]:
+    """Return (errors, warnings). `allow` turns the named kinds of drift into warnings."""
+    allowed = set(allow)
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    matched = match(files, records)
+
+    def report(kind: str, problem: Problem) -> None:
+        if kind in allowed:
+            warnings.append(problem.model_copy(update={"severity": "warning"}))
+        else:
+            errors.append(problem)
+
+    for record, mig in matched.applied:
+        label = record.name or record.version
+        if record.status != SETTLED:
+            since = f" since {record.applied_at:%Y-%m-%d %H:%M:%S%z}" if record.applied_at else ""
+            cause = f" (error: {record.error})" if record.error else ""
+            errors.append(Problem(
+                path=mig.path if mig else None, code="failed-state",
+                message=f"{label} ({record.version}) is in state `{record.status}`{since}{cause}: "
+                        "a no-transaction step was interrupted or failed; check the database, "
+                        f"then `sqlmig repair --mark-applied {record.version}` or "
+                        f"`sqlmig repair --remove {record.version}`",
+            ))
+            continue
+        if mig is None:
+            report("missing", Problem(
+                code="missing-file",
+                message=f"applied migration {label} ({record.version}) has no file in migrations/ "
+                        "(allow with --allow missing)",
+            ))
+            continue
+        if record.number is not None and str(mig.version) != record.version:
+            errors.append(Problem(
+                path=mig.path, code="version-changed",
+                message=f"was applied as version {record.version} but the file now says "
+                        f"{mig.version}",
+            ))
+        if record.checksum is not None and record.checksum != mig.checksum:
+            report("changed", Problem(
+                path=mig.path, code="changed",
+                message=f"was edited after it was applied (checksum {record.checksum[:12]} in the "
+                        f"history, {mig.checksum[:12]} on disk); put a new migration instead, or "
+                        "allow with --allow changed",
+            ))
+    newest = max((r.number for r, _ in matched.applied if r.number is not None), default=0)
+    for mig in matched.pending:
+        if mig.number < newest:
+            report("out-of-order", Problem(
+                path=mig.path, code="out-of-order",
+                message=f"pending, but numbered below the newest applied migration ({newest}); "
+                        "renumber it, or apply it anyway with --allow out-of-order",
+            ))
+    return errors, warnings
+
+
+def pending(files: MigrationSet, records: list[AppliedRecord]) -> list[PendingMigration]:
+    return [
+        PendingMigration(number=m.number, version=str(m.version), name=m.name, path=m.path,
+                         transactional=m.transactional)
+        for m in match(files, records).pending
+    ]
+
+
+def parse_target(text: str) -> tuple[str, int | Version]:
+    """`--to` takes a version (1.2.0) or a migration number (3)."""
+    text = text.strip()
+    if text.isdigit():
+        return "number", int(text)
+    try:
+        return "version", Version.parse(text)
+    except ValueError as exc:
+        raise InvalidInput(f"--to {text!r}: expected a version like 1.2.0 or a number like 3") from exc
+
+
+def plan_up(files: MigrationSet, records: list[AppliedRecord], to: str | None = None) -> Plan:
+    todo = match(files, records).pending
+    target = None
+    if to is not None:
+        kind, value = parse_target(to)
+        if kind == "number":
+            if value not in files.by_number():
+                raise InvalidInput(f"--to {to}: no migration numbered {value}")
+            todo = [m for m in todo if m.number <= value]
+        else:
+            if all(m.version != value for m in files.migrations):
+                raise InvalidInput(f"--to {to}: no migration has version {value}")
+            todo = [m for m in todo if m.version <= value]  # type: ignore[operator]
+        target = to
+    steps = tuple(
+        PlanStep(direction="up", number=m.number, version=str(m.version), name=m.name, path=m.path,
+                 transactional=m.transactional, sql=m.text)
+        for m in todo
+    )
+    final = steps[-1].version if steps else current_version(records)
+    return Plan(direction="up", current=current_version(records), target=target or final,
+                steps=steps)
+
+
+def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping[str, str | None],
+              steps: int | None = None, to: str | None = None) -> Plan:
+    """Roll back newest first; `stored` maps version -> rollback text kept in the history."""
+    if steps is not None and to is not None:
+        raise InvalidInput("give either --steps or --to, not both")
+    matched = match(files, records)
+    applied = [(r, m) for r, m in reversed(matched.applied) if r.status == SETTLED]
+    if to is not None:
+        kind, value = parse_target(to)
+        if kind == "number":
+            chosen = [(r, m) for r, m in applied if (r.number or 0) > value]
+        else:
+            chosen = [(r, m) for r, m in applied if version_key(r.version) > value.key]  # type: ignore[union-attr]
+    else:
+        count = 1 if steps is None else steps
+        if count < 0:
+            raise InvalidInput("--steps must be 0 or more")
+        chosen = applied[:count]
+
+    out: list[PlanStep] = []
+    for record, mig in chosen:
+        label = record.name or record.version
+        text = stored.get(record.version)
+        warnings: list[str] = []
+        path = f"stored rollback of {label}"
+        if mig is not None:
+            path = mig.rollback.path
+            if text is None:
+                text = mig.rollback.text
+            elif checksum(text) != mig.rollback.checksum:
+                warnings.append(
+                    f"{mig.rollback.path} differs from the rollback stored when {label} was "
+                    "applied; running the stored one")
+        if text is None:
+            raise InvalidInput(
+                f"cannot roll back {label} ({record.version}): no rollback file on disk and none "
+                "stored in the history")
+        rollback, _ = parse_rollback(path, text)
+        assert rollback is not None
+        if rollback.irreversible:
+            raise Irreversible(
+                f"{path}: {label} ({record.version}) is irreversible: {rollback.irreversible}",
+                hint="nothing was rolled back; restore from a backup or write a new forward "
+                     "migration",
+            )
+        out.append(PlanStep(direction="down", number=record.number, version=record.version,
+                            name=label, path=path, transactional=rollback.transactional, sql=text,
+                            warnings=tuple(warnings)))
+    remaining = [r for r, _ in applied if all(r.version != s.version for s in out)]
+    return Plan(direction="down", current=current_version(records),
+                target=current_version(remaining) or "0.0.0", steps=tuple(out))

@@ -1,0 +1,198 @@
+"""Splitting a migration body into statements, with offsets back into the original file.
+
+pglast (libpg_query, the server's own grammar) does the splitting, so dollar-quoted bodies,
+BEGIN ATOMIC, nested comments and E'' strings are one statement each. When pglast cannot parse
+a file (a syntax error, or syntax newer than its grammar) a small lexer splits it instead and the
+server judges each piece: a syntax error is then reported by the server itself, with its
+SQLSTATE, at the right line and column.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+
+# Statements PostgreSQL refuses inside a transaction block, by pglast node name.
+_NEVER_IN_TRANSACTION = {
+    "VacuumStmt": "VACUUM/ANALYZE",
+    "CreatedbStmt": "CREATE DATABASE",
+    "DropdbStmt": "DROP DATABASE",
+    "AlterSystemStmt": "ALTER SYSTEM",
+    "CreateTableSpaceStmt": "CREATE TABLESPACE",
+    "DropTableSpaceStmt": "DROP TABLESPACE",
+    "CreateSubscriptionStmt": "CREATE SUBSCRIPTION",
+}
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    start: int  # character offset of `text` in the file body
+    kind: str  # pglast node name, or "" when split by the fallback lexer
+    transaction_control: str | None = None  # "BEGIN", "COMMIT", ... for TransactionStmt
+    needs_autocommit: str | None = None  # why it cannot run in a transaction
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    statements: tuple[Statement, ...]
+    parsed: bool  # False: pglast failed and the fallback lexer split the file
+    parse_error: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+class LineIndex:
+    """Character offset → 1-based (line, column), for error messages."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
+
+    def position(self, offset: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self._starts, offset) - 1
+        return line + 1, offset - self._starts[line] + 1
+
+
+def split(text: str) -> SplitResult:
+    try:
+        return _split_pglast(text)
+    except Exception as exc:  # pglast raises ParseError, but any failure means "let the server judge"
+        return SplitResult(
+            statements=tuple(_split_fallback(text)),
+            parsed=False,
+            parse_error=str(exc),
+        )
+
+
+def is_empty(text: str) -> bool:
+    """True when the body has nothing but comments and whitespace (a placeholder or no-op)."""
+    return not any(_lex_statements(text))
+
+
+def _split_pglast(text: str) -> SplitResult:
+    from pglast import ast, parse_sql
+
+    raw = text.encode("utf-8")
+    # libpg_query reports byte offsets; convert once when the text is not plain ASCII.
+    to_char = _byte_to_char(text) if len(raw) != len(text) else None
+    out: list[Statement] = []
+    for node in parse_sql(text):
+        b_start = node.stmt_location or 0
+        b_end = b_start + node.stmt_len if node.stmt_len else len(raw)
+        start = to_char(b_start) if to_char else b_start
+        end = to_char(b_end) if to_char else b_end
+        chunk = text[start:end]
+        stripped = len(chunk) - len(chunk.lstrip())
+        stmt = node.stmt
+        kind = type(stmt).__name__
+        control = None
+        if isinstance(stmt, ast.TransactionStmt):
+            control = stmt.kind.name.removeprefix("TRANS_STMT_")
+        out.append(
+            Statement(
+                text=chunk[stripped:],
+                start=start + stripped,
+                kind=kind,
+                transaction_control=control,
+                needs_autocommit=_needs_autocommit(stmt, kind),
+            )
+        )
+    return SplitResult(statements=tuple(out), parsed=True)
+
+
+def _needs_autocommit(stmt: object, kind: str) -> str | None:
+    if kind in _NEVER_IN_TRANSACTION:
+        return _NEVER_IN_TRANSACTION[kind]
+    if kind == "IndexStmt" and getattr(stmt, "concurrent", False):
+        return "CREATE INDEX CONCURRENTLY"
+    if kind == "DropStmt" and getattr(stmt, "concurrent", False):
+        return "DROP INDEX CONCURRENTLY"
+    if kind == "ReindexStmt":
+        for param in getattr(stmt, "params", None) or ():
+            if getattr(param, "defname", "") == "concurrently":
+                return "REINDEX CONCURRENTLY"
+        if getattr(stmt, "kind", None) is not None and stmt.kind.name in (  # type: ignore[attr-defined]
+            "REINDEX_OBJECT_SYSTEM",
+            "REINDEX_OBJECT_DATABASE",
+        ):
+            return "REINDEX DATABASE/SYSTEM"
+    return None
+
+
+def _byte_to_char(text: str):  # noqa: ANN202 - a small closure
+    offsets: list[int] = []
+    for i, ch in enumerate(text):
+        offsets.extend([i] * len(ch.encode("utf-8")))
+    offsets.append(len(text))
+    return lambda b: offsets[b] if b < len(offsets) else len(text)
+
+
+# -- fallback lexer ---------------------------------------------------------------------------
+
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\uffff][\w\x80-\uffff]*)?\$")
+
+
+def _split_fallback(text: str) -> list[Statement]:
+    return [
+        Statement(text=text[s:e], start=s, kind="") for s, e in _lex_statements(text)
+    ]
+
+
+def _lex_statements(text: str):  # noqa: ANN202, C901 - a lexer reads best as one loop
+    """Yield (start, end) of each statement, skipping comments, quotes and dollar quotes.
+
+    Tolerant by design: an unterminated quote runs to the end, and the server reports it.
+    """
+    i, n = 0, len(text)
+    start: int | None = None
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        if text.startswith("--", i):
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl + 1
+            continue
+        if text.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if text.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            continue
+        if start is None:
+            start = i
+        if ch == ";":
+            yield start, i + 1
+            start = None
+            i += 1
+        elif ch in "'\"":
+            escaped = ch == "'" and i > 0 and text[i - 1] in "eE" and (
+                i < 2 or not (text[i - 2].isalnum() or text[i - 2] == "_")
+            )
+            i += 1
+            while i < n:
+                if escaped and text[i] == "\\":
+                    i += 2
+                    continue
+                if text[i] == ch:
+                    if i + 1 < n and text[i + 1] == ch:
+                        i += 2
+                        continue
+                    break
+                i += 1
+            i += 1
+        elif ch == "$" and (m := _DOLLAR_TAG.match(text, i)) and not (
+            i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")
+        ):
+            close = text.find(m.group(0), m.end())
+            i = n if close < 0 else close + len(m.group(0))
+        else:
+            i += 1
+    if start is not None:
+        yield start, n
+
