@@ -9,8 +9,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from sqlmig.config import Config, resolve  # noqa: E402
-from sqlmig.errors import (  # noqa: E402
+from sqlmig.config import Config, resolve
+from sqlmig.errors import (
     ConnectError,
     ExitCode,
     FileProblems,
@@ -21,7 +21,7 @@ from sqlmig.errors import (  # noqa: E402
     MigrationFailed,
     SqlmigError,
 )
-from sqlmig.ops import (  # noqa: E402
+from sqlmig.ops import (
     baseline,
     down,
     events,

@@ -7,14 +7,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import sqlmig
 from sqlmig.config import Config, redact, secrets_of
 from sqlmig.errors import ExitCode, SqlmigError
-from sqlmig.models import PlanStep, Problem, StepResult
+from sqlmig.models import PlanStep, Problem, RunReport, StepResult
+
+if TYPE_CHECKING:
+    from sqlmig.embedded import EmbeddedServer
 
 
 class _State:
@@ -97,7 +100,7 @@ def _steps_printer(verb: str) -> tuple[Callable[[PlanStep], None], Callable[[Ste
     return on_step, on_done
 
 
-def _print_plan(report: sqlmig.models.RunReport, show_sql: bool) -> None:
+def _print_plan(report: RunReport, show_sql: bool) -> None:
     assert report.plan is not None
     steps = report.plan.steps
     if not steps:
@@ -280,7 +283,7 @@ def db() -> None:
     """Manage the embedded PostgreSQL used when no database is configured."""
 
 
-def _embedded(state: _State):  # noqa: ANN202
+def _embedded(state: _State) -> EmbeddedServer:
     from sqlmig.embedded import EmbeddedServer
 
     state.options["quiet_embedded"] = True

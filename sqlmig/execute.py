@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlmig.history import History
 from sqlmig.models import Migration, PlanStep, Problem, StepResult
 
 _ALLOWED_IN_TRANSACTION = {"SAVEPOINT", "RELEASE", "ROLLBACK_TO"}
+_COPY_FROM_STDIN = re.compile(r"COPY\b[^;]*?\bFROM\s+STDIN\b", re.IGNORECASE)
 
 
 def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], list[str]]:
@@ -39,6 +41,12 @@ def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], lis
                 path=step.path, line=line, code="transaction-control",
                 message=f"{st.transaction_control} inside a migration: sqlmig runs each file in its "
                         "own transaction; remove it (a whole-file BEGIN; … COMMIT; wrapper is fine)",
+            ))
+        elif _COPY_FROM_STDIN.match(st.text):
+            problems.append(Problem(
+                path=step.path, line=line, code="copy-from-stdin",
+                message="COPY … FROM stdin with inline data is psql syntax, not SQL; load the "
+                        "data with INSERT … VALUES, or COPY from a server-side file",
             ))
         elif st.needs_autocommit and step.transactional:
             problems.append(Problem(
@@ -134,6 +142,9 @@ class Executor:
                 for query, params in bookkeeping:
                     self.conn.execute(query, params, prepare=False)
                 self.conn.execute("COMMIT")
+                # Each file starts from a clean session, as with one `psql -1 -f` per file: a
+                # plain SET in one migration must not leak into the next.
+                self.conn.execute("RESET ALL")
         except psycopg.Error as exc:
             failed = next((i for i, c in enumerate(cursors)
                            if c.pgresult is None or c.pgresult.status == pq.ExecStatus.FATAL_ERROR),
@@ -165,6 +176,7 @@ class Executor:
             with self.conn.transaction():
                 for query, params in after:
                     self.conn.execute(query, params)
+            self.conn.execute("RESET ALL")
         except psycopg.Error as exc:
             raise self._failure(step, stmts, None, exc, rolled_back=False) from exc
 

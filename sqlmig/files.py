@@ -6,6 +6,7 @@ Every problem is collected, so a developer fixes them in one pass instead of one
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,14 +113,14 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
           problems: list[Problem]) -> list[_Candidate]:
     found: list[_Candidate] = []
     if not directory.is_dir():
-        problems.append(Problem(path=_rel(directory, root), code="missing-directory",
+        problems.append(Problem(path=relative(directory, root), code="missing-directory",
                                 message=f"{kind} directory does not exist"))
         return found
     for entry in sorted(directory.iterdir()):
         # Non-SQL files (README.md, .gitkeep) are allowed; a misnamed .sql file is never skipped.
         if entry.name.startswith(".") or not entry.name.lower().endswith(".sql"):
             continue
-        rel = _rel(entry, root)
+        rel = relative(entry, root)
         match = pattern.match(entry.name)
         if match is None or (kind == "migrations" and ROLLBACK_NAME.match(entry.name)):
             expected = "NNN_slug.sql" if kind == "migrations" else "NNN_slug_rollback.sql"
@@ -136,7 +137,7 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
     return found
 
 
-def _rel(path: Path, root: Path) -> str:
+def relative(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -177,7 +178,7 @@ def load(root: Path, migrations_dir: Path, rollbacks_dir: Path) -> MigrationSet:
         if rb_cand is None:
             problems.append(Problem(
                 path=cand.rel, code="missing-rollback",
-                message=f"no rollback: create {_rel(rollbacks_dir, root)}/"
+                message=f"no rollback: create {relative(rollbacks_dir, root)}/"
                         f"{cand.path.name.removesuffix('.sql')}_rollback.sql "
                         "(or mark it `-- sqlmig: irreversible <reason>`)",
             ))
@@ -185,7 +186,7 @@ def load(root: Path, migrations_dir: Path, rollbacks_dir: Path) -> MigrationSet:
         if migration is not None:
             loaded.append(migration)
 
-    for prev, cur in zip(loaded, loaded[1:], strict=False):
+    for prev, cur in itertools.pairwise(loaded):
         if not prev.version < cur.version:
             problems.append(Problem(
                 path=cur.path, code="version-order",

@@ -291,15 +291,9 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
         "-- If it cannot be undone, make the first line: -- sqlmig: irreversible <reason>\n"
     )
     root = config.root
-    return NewFiles(migration=_rel(mig_path, root), rollback=_rel(rb_path, root), number=number,
+    return NewFiles(migration=files_mod.relative(mig_path, root),
+                    rollback=files_mod.relative(rb_path, root), number=number,
                     version=str(new_version))
-
-
-def _rel(path, root) -> str:  # noqa: ANN001
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _author() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 # Statements PostgreSQL refuses inside a transaction block, by pglast node name.
@@ -119,7 +120,7 @@ def _needs_autocommit(stmt: object, kind: str) -> str | None:
     return None
 
 
-def _byte_to_char(text: str):  # noqa: ANN202 - a small closure
+def _byte_to_char(text: str) -> Callable[[int], int]:
     offsets: list[int] = []
     for i, ch in enumerate(text):
         offsets.extend([i] * len(ch.encode("utf-8")))
@@ -138,7 +139,7 @@ def _split_fallback(text: str) -> list[Statement]:
     ]
 
 
-def _lex_statements(text: str):  # noqa: ANN202, C901 - a lexer reads best as one loop
+def _lex_statements(text: str) -> Iterator[tuple[int, int]]:
     """Yield (start, end) of each statement, skipping comments, quotes and dollar quotes.
 
     Tolerant by design: an unterminated quote runs to the end, and the server reports it.
