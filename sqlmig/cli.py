@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -351,8 +352,15 @@ def _known_secrets(argv: list[str]) -> list[str]:
     return secrets
 
 
+def _drop_pipeline_noise(record: logging.LogRecord) -> bool:
+    # psycopg logs "error ignored terminating <Pipeline …>: pipeline aborted" when a statement
+    # of a migration fails inside the pipeline; the error itself is reported properly below.
+    return not str(record.msg).startswith("error ignored terminating")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become exit codes."""
+    logging.getLogger("psycopg").addFilter(_drop_pipeline_noise)
     try:
         cli.main(args=argv, prog_name="sqlmig", standalone_mode=False)
     except click.exceptions.Abort:

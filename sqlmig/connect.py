@@ -40,7 +40,13 @@ def connect(config: Config, url: str | None = None) -> psycopg.Connection:
     if config.password is not None:
         kwargs["password"] = config.password.get_secret_value()
     try:
-        return psycopg.connect(dsn, **kwargs)  # type: ignore[arg-type]
+        conn = psycopg.connect(dsn, **kwargs)  # type: ignore[arg-type]
+        try:
+            session_defaults(conn)
+        except psycopg.Error:
+            conn.close()
+            raise
+        return conn
     except (psycopg.Error, ValueError) as exc:
         message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                          *secrets_of(config))
@@ -48,3 +54,16 @@ def connect(config: Config, url: str | None = None) -> psycopg.Connection:
             f"cannot connect to {describe(config)}: {message}",
             hint="check --database-url / DATABASE_URL / PG* and that the server accepts connections",
         ) from exc
+
+
+def session_defaults(conn: psycopg.Connection) -> None:
+    """Session settings sqlmig relies on; set on connect and again after each file's RESET ALL.
+
+    A runner that dies mid-statement (kill -9, a CI job timeout, an evicted pod) must not leave
+    its migration running on the server, holding the migration lock and its table locks until
+    the statement ends, and then committing with nobody watching. PostgreSQL 14+ polls for a
+    vanished client during a statement and rolls back; older servers lack the setting.
+    """
+    if conn.info.server_version >= 140000:
+        conn.execute("SELECT set_config('client_connection_check_interval', '1s', false)",
+                     prepare=False)

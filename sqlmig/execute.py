@@ -10,6 +10,7 @@ import psycopg
 from psycopg import pq
 
 from sqlmig import sqltext
+from sqlmig.connect import session_defaults
 from sqlmig.errors import ConnectError, FileProblems, MigrationFailed
 from sqlmig.history import History
 from sqlmig.models import Migration, PlanStep, Problem, StepResult
@@ -123,7 +124,8 @@ class Executor:
     def _result(self, step: PlanStep, start: float, stmts: list) -> StepResult:
         warnings = list(step.warnings)
         if not stmts:
-            warnings.append(f"{step.path} has no SQL statements: recorded as a no-op")
+            done = "applied" if step.direction == "up" else "rolled back"
+            warnings.append(f"{step.path} has no SQL statements: {done} as a no-op")
         return StepResult(direction=step.direction, number=step.number, version=step.version,
                           name=step.name, duration_ms=round((time.perf_counter() - start) * 1000),
                           warnings=tuple(warnings))
@@ -145,6 +147,7 @@ class Executor:
                 # Each file starts from a clean session, as with one `psql -1 -f` per file: a
                 # plain SET in one migration must not leak into the next.
                 self.conn.execute("RESET ALL")
+                session_defaults(self.conn)
         except psycopg.Error as exc:
             failed = next((i for i, c in enumerate(cursors)
                            if c.pgresult is None or c.pgresult.status == pq.ExecStatus.FATAL_ERROR),
@@ -177,6 +180,7 @@ class Executor:
                 for query, params in after:
                     self.conn.execute(query, params)
             self.conn.execute("RESET ALL")
+            session_defaults(self.conn)
         except psycopg.Error as exc:
             raise self._failure(step, stmts, None, exc, rolled_back=False) from exc
 

@@ -14,8 +14,11 @@ from pathlib import Path
 from sqlmig.errors import FileProblems
 from sqlmig.models import Migration, MigrationSet, Problem, Rollback, Version
 
-MIGRATION_NAME = re.compile(r"^(?P<number>\d+)_(?P<slug>[a-z0-9_]+)\.sql$")
-ROLLBACK_NAME = re.compile(r"^(?P<number>\d+)_(?P<slug>[a-z0-9_]+)_rollback\.sql$")
+# [0-9], not \d: a Unicode digit (e.g. Arabic-Indic '٣') is not a migration number.
+MIGRATION_NAME = re.compile(r"^(?P<number>[0-9]+)_(?P<slug>[a-z0-9_]+)\.sql\Z")
+ROLLBACK_NAME = re.compile(r"^(?P<number>[0-9]+)_(?P<slug>[a-z0-9_]+)_rollback\.sql\Z")
+# The newlines PostgreSQL's lexer ends a `--` comment at (str.splitlines also splits at \f, \v…).
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 _HEADER_LINE = re.compile(r"^--\s*(?P<key>[A-Za-z][A-Za-z0-9_-]*)\s*:\s*(?P<value>.*?)\s*$")
 _KNOWN_KEYS = {"version", "description", "migration", "author", "date", "sqlmig", "ticket"}
 BOM = "\ufeff"
@@ -42,14 +45,14 @@ def decode(raw: bytes) -> tuple[str | None, str | None, int | None]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
+        line = len(re.findall(rb"\r\n|\r|\n", raw[: exc.start])) + 1
         return None, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})", line
     return text.removeprefix(BOM), None, None
 
 
 def parse_header(text: str) -> Header:
     header = Header()
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(_NEWLINE.split(text), start=1):
         stripped = line.strip()
         if not stripped:
             continue
@@ -122,7 +125,14 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
             continue
         rel = relative(entry, root)
         match = pattern.match(entry.name)
-        if match is None or (kind == "migrations" and ROLLBACK_NAME.match(entry.name)):
+        if match is not None and kind == "migrations" and ROLLBACK_NAME.match(entry.name):
+            problems.append(Problem(
+                path=rel, code="bad-name",
+                message="named like a rollback: rollbacks belong in the rollbacks directory "
+                        "(a migration's slug cannot end in _rollback)",
+            ))
+            continue
+        if match is None:
             expected = "NNN_slug.sql" if kind == "migrations" else "NNN_slug_rollback.sql"
             problems.append(Problem(
                 path=rel, code="bad-name",
@@ -139,9 +149,12 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
 
 def relative(path: Path, root: Path) -> str:
     try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
-        return str(path)
+        rel = str(path)
+    # A name that is not valid UTF-8 arrives with surrogate escapes, which cannot be printed or
+    # put in JSON: show its bad bytes as \xNN instead.
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def load(root: Path, migrations_dir: Path, rollbacks_dir: Path) -> MigrationSet:
@@ -161,12 +174,20 @@ def load(root: Path, migrations_dir: Path, rollbacks_dir: Path) -> MigrationSet:
         else:
             by_number[cand.number] = cand
     rollbacks: dict[tuple[int, str], _Candidate] = {}
+    forward_names = {(cand.number, cand.slug) for cand in forwards}
     for cand in backwards:
         if (cand.number, cand.slug) in rollbacks:
+            # 001_a_rollback.sql and 1_a_rollback.sql: only one of them could ever run.
+            problems.append(Problem(
+                path=cand.rel, code="duplicate-number",
+                message=f"number {cand.number} is also used by "
+                        f"{rollbacks[(cand.number, cand.slug)].rel}",
+            ))
             continue
         rollbacks[(cand.number, cand.slug)] = cand
-        fwd = by_number.get(cand.number)
-        if fwd is None or fwd.slug != cand.slug:
+        # The rollback of a duplicate-numbered migration is not an orphan: the duplicate is
+        # already reported.
+        if (cand.number, cand.slug) not in forward_names:
             expected = f"{migrations_dir.name}/{cand.path.name.removesuffix('_rollback.sql')}.sql"
             problems.append(Problem(path=cand.rel, code="orphan-rollback",
                                     message=f"rollback without a migration (expected {expected})"))

@@ -52,7 +52,8 @@ def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> No
         else:
             # lock_timeout bounds the wait inside the server, so waiters queue fairly
             # instead of polling, and a kill of this process drops the wait with the session.
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
+            wait_ms = max(1, round(timeout * 1000))  # 0ms would mean "wait forever"
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{wait_ms}ms",))
             try:
                 conn.execute("SELECT pg_advisory_lock(%s)", (key,))
                 return
@@ -60,7 +61,9 @@ def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> No
                 pass
             finally:
                 if not conn.closed:
-                    conn.execute("SELECT set_config('lock_timeout', '0', false)")
+                    # Back to the session's own value (ALTER ROLE/DATABASE … SET lock_timeout,
+                    # PGOPTIONS), not 0: the migrations run with what the DBA configured.
+                    conn.execute("RESET lock_timeout")
         holder = _holder(conn, key)
     except psycopg.OperationalError as exc:
         raise ConnectError(f"lost the connection while waiting for the lock: {exc}") from exc

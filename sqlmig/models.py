@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+# ASCII digits only (\d also takes '١٢'); \Z, not $, which would accept a trailing newline.
+_SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\Z")
 
 
 class _Frozen(BaseModel):
@@ -24,6 +25,9 @@ class Version(_Frozen):
 
     @classmethod
     def parse(cls, text: str) -> Version:
+        if len(text.strip()) > 50:
+            # The history's version column is varchar(50), as in hand-written tables.
+            raise ValueError(f"version {text.strip()[:20]!r}… is longer than 50 characters")
         match = _SEMVER.match(text.strip())
         if match is None:
             raise ValueError(f"{text!r} is not a semantic version MAJOR.MINOR.PATCH (e.g. 1.4.0)")

@@ -24,6 +24,7 @@ from sqlmig.models import (
     MigrationSet,
     NewFiles,
     PlanStep,
+    Problem,
     RunReport,
     StatusReport,
     StepResult,
@@ -77,6 +78,11 @@ def _adopt(conn: psycopg.Connection, history: History, files: MigrationSet,
     return history.read(conn) if adopted else records
 
 
+def _run_warnings(files: MigrationSet) -> tuple[Problem, ...]:
+    # Empty files are reported by the step that runs them ("applied as a no-op"), not again here.
+    return tuple(w for w in files.warnings if w.code != "empty")
+
+
 def _check(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[str]) -> list:
     errors, warnings = plan.validate(files, records, allow)
     if errors:
@@ -100,7 +106,7 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
         if dry_run:
             return RunReport(direction="up", dry_run=True, from_version=the_plan.current,
                              to_version=the_plan.target, plan=the_plan,
-                             warnings=(*files.warnings, *warnings))
+                             warnings=(*_run_warnings(files), *warnings))
         by_number = files.by_number()
         executor = Executor(conn, history)
         done: list[StepResult] = []
@@ -117,7 +123,8 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
                 on_done(result)
         final = done[-1].version if done else the_plan.current
         return RunReport(direction="up", from_version=the_plan.current, to_version=final,
-                         steps=tuple(done), plan=the_plan, warnings=(*files.warnings, *warnings))
+                         steps=tuple(done), plan=the_plan,
+                         warnings=(*_run_warnings(files), *warnings))
 
 
 def down(config: Config, *, steps: int | None = None, to: str | None = None,

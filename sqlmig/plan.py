@@ -47,6 +47,13 @@ def match(files: MigrationSet, records: Iterable[AppliedRecord]) -> Matched:
     return Matched(applied=applied, pending=pending)
 
 
+def _number(record: AppliedRecord, mig: Migration | None) -> int | None:
+    """A row adopted from a hand-written table has no number; its file (matched by version) has."""
+    if record.number is not None:
+        return record.number
+    return mig.number if mig is not None else None
+
+
 def current_version(records: Iterable[AppliedRecord]) -> str | None:
     settled = [r.version for r in records if r.status == SETTLED]
     return max(settled, key=version_key) if settled else None
@@ -99,7 +106,7 @@ def validate(files: MigrationSet, records: list[AppliedRecord],
                         f"history, {mig.checksum[:12]} on disk); put a new migration instead, or "
                         "allow with --allow changed",
             ))
-    newest = max((r.number for r, _ in matched.applied if r.number is not None), default=0)
+    newest = max((n for r, m in matched.applied if (n := _number(r, m)) is not None), default=0)
     for mig in matched.pending:
         if mig.number < newest:
             report("out-of-order", Problem(
@@ -163,7 +170,9 @@ def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping
     if to is not None:
         kind, value = parse_target(to)
         if kind == "number":
-            chosen = [(r, m) for r, m in applied if (r.number or 0) > value]
+            # A row without a known number (adopted, file gone) only goes with `--to 0`.
+            chosen = [(r, m) for r, m in applied
+                      if (value == 0 if (n := _number(r, m)) is None else n > value)]
         else:
             chosen = [(r, m) for r, m in applied if version_key(r.version) > value.key]  # type: ignore[union-attr]
     else:

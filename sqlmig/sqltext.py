@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 # Statements PostgreSQL refuses inside a transaction block, by pglast node name.
 _NEVER_IN_TRANSACTION = {
-    "VacuumStmt": "VACUUM/ANALYZE",
     "CreatedbStmt": "CREATE DATABASE",
     "DropdbStmt": "DROP DATABASE",
     "AlterSystemStmt": "ALTER SYSTEM",
@@ -73,15 +72,12 @@ def is_empty(text: str) -> bool:
 def _split_pglast(text: str) -> SplitResult:
     from pglast import ast, parse_sql
 
-    raw = text.encode("utf-8")
-    # libpg_query reports byte offsets; convert once when the text is not plain ASCII.
-    to_char = _byte_to_char(text) if len(raw) != len(text) else None
     out: list[Statement] = []
     for node in parse_sql(text):
-        b_start = node.stmt_location or 0
-        b_end = b_start + node.stmt_len if node.stmt_len else len(raw)
-        start = to_char(b_start) if to_char else b_start
-        end = to_char(b_end) if to_char else b_end
+        # pglast already turns libpg_query's byte offsets into character offsets of `text`;
+        # converting them again cut statements short in any file with non-ASCII text.
+        start = node.stmt_location or 0
+        end = start + node.stmt_len if node.stmt_len else len(text)
         chunk = text[start:end]
         stripped = len(chunk) - len(chunk.lstrip())
         stmt = node.stmt
@@ -104,6 +100,9 @@ def _split_pglast(text: str) -> SplitResult:
 def _needs_autocommit(stmt: object, kind: str) -> str | None:
     if kind in _NEVER_IN_TRANSACTION:
         return _NEVER_IN_TRANSACTION[kind]
+    # VACUUM cannot run in a transaction block; ANALYZE (the same node) can.
+    if kind == "VacuumStmt" and getattr(stmt, "is_vacuumcmd", True):
+        return "VACUUM"
     if kind == "IndexStmt" and getattr(stmt, "concurrent", False):
         return "CREATE INDEX CONCURRENTLY"
     if kind == "DropStmt" and getattr(stmt, "concurrent", False):
@@ -113,24 +112,18 @@ def _needs_autocommit(stmt: object, kind: str) -> str | None:
             if getattr(param, "defname", "") == "concurrently":
                 return "REINDEX CONCURRENTLY"
         if getattr(stmt, "kind", None) is not None and stmt.kind.name in (  # type: ignore[attr-defined]
+            "REINDEX_OBJECT_SCHEMA",
             "REINDEX_OBJECT_SYSTEM",
             "REINDEX_OBJECT_DATABASE",
         ):
-            return "REINDEX DATABASE/SYSTEM"
+            return "REINDEX " + stmt.kind.name.removeprefix("REINDEX_OBJECT_")  # type: ignore[attr-defined]
     return None
-
-
-def _byte_to_char(text: str) -> Callable[[int], int]:
-    offsets: list[int] = []
-    for i, ch in enumerate(text):
-        offsets.extend([i] * len(ch.encode("utf-8")))
-    offsets.append(len(text))
-    return lambda b: offsets[b] if b < len(offsets) else len(text)
 
 
 # -- fallback lexer ---------------------------------------------------------------------------
 
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\uffff][\w\x80-\uffff]*)?\$")
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
+_COMMENT_END = re.compile(r"[\r\n]")  # PostgreSQL ends a `--` comment at CR as well as LF
 
 
 def _split_fallback(text: str) -> list[Statement]:
@@ -152,8 +145,8 @@ def _lex_statements(text: str) -> Iterator[tuple[int, int]]:
             i += 1
             continue
         if text.startswith("--", i):
-            nl = text.find("\n", i)
-            i = n if nl < 0 else nl + 1
+            nl = _COMMENT_END.search(text, i)
+            i = n if nl is None else nl.end()
             continue
         if text.startswith("/*", i):
             depth, i = 1, i + 2

@@ -21,6 +21,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+import sqlmig
+
 REPO = Path(__file__).resolve().parent.parent
 SQLMIG = [sys.executable, "-m", "sqlmig.cli"]
 
@@ -103,7 +105,7 @@ class Project:
         return subprocess.run([*SQLMIG, *args], cwd=self.root, env=full_env, text=True,
                               capture_output=True, timeout=timeout)
 
-    def config(self, url: str, **overrides: object):  # noqa: ANN201 - sqlmig.Config
+    def config(self, url: str, **overrides: object) -> sqlmig.Config:
         import sqlmig
 
         return sqlmig.resolve(root=self.root, database_url=url, **overrides)
