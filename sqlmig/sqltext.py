@@ -126,10 +126,45 @@ _DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
 _COMMENT_END = re.compile(r"[\r\n]")  # PostgreSQL ends a `--` comment at CR as well as LF
 
 
+_TX_WORDS = re.compile(
+    r"(?P<word>BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|PREPARE\s+TRANSACTION"
+    r"|SAVEPOINT|RELEASE)\b(?P<rest>\s*(?:PREPARED|TO)?)",
+    re.IGNORECASE,
+)
+
+
 def _split_fallback(text: str) -> list[Statement]:
-    return [
-        Statement(text=text[s:e], start=s, kind="") for s, e in _lex_statements(text)
-    ]
+    """Split with the lexer, then classify each piece: pglast where the piece parses alone,
+    so a mid-file COMMIT or a CONCURRENTLY is still caught before anything runs."""
+    out: list[Statement] = []
+    for s, e in _lex_statements(text):
+        piece = text[s:e]
+        try:
+            parsed = _split_pglast(piece).statements
+        except Exception:  # this is the piece the server will reject; it judges the syntax
+            parsed = ()
+        if len(parsed) == 1:
+            st = parsed[0]
+            out.append(Statement(text=piece, start=s, kind=st.kind,
+                                 transaction_control=st.transaction_control,
+                                 needs_autocommit=st.needs_autocommit))
+        else:
+            out.append(Statement(text=piece, start=s, kind="",
+                                 transaction_control=_transaction_word(piece)))
+    return out
+
+
+def _transaction_word(piece: str) -> str | None:
+    match = _TX_WORDS.match(piece)
+    if match is None:
+        return None
+    word = match["word"].split()[0].upper()
+    rest = match["rest"].strip().upper()
+    if word in ("ROLLBACK", "COMMIT") and rest == "PREPARED":
+        return f"{word}_PREPARED"
+    if word == "ROLLBACK" and rest == "TO":
+        return "ROLLBACK_TO"
+    return {"END": "COMMIT", "ABORT": "ROLLBACK"}.get(word, word)
 
 
 def _lex_statements(text: str) -> Iterator[tuple[int, int]]:
@@ -139,6 +174,7 @@ def _lex_statements(text: str) -> Iterator[tuple[int, int]]:
     """
     i, n = 0, len(text)
     start: int | None = None
+    last_word, atomic = "", 0
     while i < n:
         ch = text[i]
         if ch.isspace():
@@ -160,9 +196,12 @@ def _lex_statements(text: str) -> Iterator[tuple[int, int]]:
             continue
         if start is None:
             start = i
-        if ch == ";":
+        if ch == ";" and not atomic:
             yield start, i + 1
             start = None
+            last_word = ""
+            i += 1
+        elif ch == ";":
             i += 1
         elif ch in "'\"":
             escaped = ch == "'" and i > 0 and text[i - 1] in "eE" and (
@@ -185,6 +224,21 @@ def _lex_statements(text: str) -> Iterator[tuple[int, int]]:
         ):
             close = text.find(m.group(0), m.end())
             i = n if close < 0 else close + len(m.group(0))
+        elif ch.isalpha() or ch == "_":
+            j = i + 1
+            while j < n and (text[j].isalnum() or text[j] in "_$"):
+                j += 1
+            word = text[i:j].upper()
+            # A SQL-standard function body (BEGIN ATOMIC … END) holds semicolons; CASE … END
+            # nests inside it. psql's own lexer counts the same way.
+            if word == "ATOMIC" and last_word == "BEGIN" and atomic == 0:
+                atomic = 1
+            elif atomic and word == "CASE":
+                atomic += 1
+            elif atomic and word == "END":
+                atomic -= 1
+            last_word = word
+            i = j
         else:
             i += 1
     if start is not None:

@@ -109,7 +109,29 @@ def test_fallback_after_a_syntax_error_splits_the_same_statements(
         *expected_pieces(text, stmts, suffix=";"),
         (len(text) + 1, "SELEC oops;"),
     ]
-    assert all(st.kind == "" for st in split(broken).statements)
+    # Pieces that parse alone are still classified; the broken one is left to the server.
+    kinds = [st.kind for st in split(broken).statements]
+    assert kinds[-1] == ""
+    assert all(kinds[:-1])
+
+
+def test_fallback_still_classifies_transaction_control_and_concurrently() -> None:
+    text = ("CREATE TABLE a (x int);\nCOMMIT;\nCREATE INDEX CONCURRENTLY a_x ON a (x);\n"
+            "END;\nSELEC oops;\n")
+    result = split(text)
+    assert not result.parsed
+    assert [(st.transaction_control, st.needs_autocommit) for st in result.statements] == [
+        (None, None), ("COMMIT", None), (None, "CREATE INDEX CONCURRENTLY"), ("COMMIT", None),
+        (None, None)]
+
+
+def test_fallback_keeps_a_begin_atomic_body_with_case_in_one_piece() -> None:
+    body = ("CREATE FUNCTION f(i int) RETURNS int LANGUAGE sql BEGIN ATOMIC "
+            "SELECT CASE WHEN i > 0 THEN 1 ELSE 0 END; SELECT 2; END;")
+    result = split(body + "\nSELEC oops;")
+    assert not result.parsed
+    assert [st.text for st in result.statements] == [body, "SELEC oops;"]
+    assert result.statements[0].transaction_control is None
 
 
 def test_begin_atomic_function_is_one_statement() -> None:
