@@ -91,11 +91,11 @@ def cli(ctx: click.Context, **options: Any) -> None:
 def _steps_printer(verb: str) -> tuple[Callable[[PlanStep], None], Callable[[StepResult], None]]:
     def on_step(step: PlanStep) -> None:
         for warning in step.warnings:
-            err(f"warning: {warning}")
+            err(warning)
 
     def on_done(result: StepResult) -> None:
         for warning in result.warnings:
-            err(f"warning: {warning}")
+            err(warning)
         out(f"{verb} {result.name} ({result.version}) in {result.duration_ms} ms")
 
     return on_step, on_done

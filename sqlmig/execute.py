@@ -125,7 +125,7 @@ class Executor:
         warnings = list(step.warnings)
         if not stmts:
             done = "applied" if step.direction == "up" else "rolled back"
-            warnings.append(f"{step.path} has no SQL statements: {done} as a no-op")
+            warnings.append(f"{step.path}: warning: has no SQL statements; {done} as a no-op")
         return StepResult(direction=step.direction, number=step.number, version=step.version,
                           name=step.name, duration_ms=round((time.perf_counter() - start) * 1000),
                           warnings=tuple(warnings))

@@ -193,8 +193,8 @@ def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping
                 text = mig.rollback.text
             elif checksum(text) != mig.rollback.checksum:
                 warnings.append(
-                    f"{mig.rollback.path} differs from the rollback stored when {label} was "
-                    "applied; running the stored one")
+                    f"{mig.rollback.path}: warning: differs from the rollback stored when "
+                    f"{label} was applied; running the stored one")
         if text is None:
             raise InvalidInput(
                 f"cannot roll back {label} ({record.version}): no rollback file on disk and none "

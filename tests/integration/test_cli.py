@@ -222,7 +222,7 @@ def test_down_runs_the_rollback_stored_at_apply_time_when_the_file_was_edited(
 
     result = ok(project.run("down", url=database_url))
 
-    assert ("warning: rollbacks/003_create_c_rollback.sql differs from the rollback stored when "
+    assert ("rollbacks/003_create_c_rollback.sql: warning: differs from the rollback stored when "
             "003_create_c was applied; running the stored one") in result.stderr
     assert not table_exists(database_url, "c")
     assert not table_exists(database_url, "edited_rollback_ran")

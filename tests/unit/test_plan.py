@@ -362,7 +362,7 @@ def test_stored_rollback_text_is_preferred_over_disk_with_a_warning(mset: Migrat
     assert step.transactional  # the stored text has no no-transaction header
     assert step.path == "rollbacks/003_orders_idx_rollback.sql"
     assert step.warnings == (
-        "rollbacks/003_orders_idx_rollback.sql differs from the rollback stored when "
+        "rollbacks/003_orders_idx_rollback.sql: warning: differs from the rollback stored when "
         "003_orders_idx was applied; running the stored one",)
 
 
