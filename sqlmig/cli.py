@@ -82,6 +82,8 @@ def _warn(problems: tuple[Problem, ...] | list[Problem]) -> None:
 @click.option("--table", default=None, help="Name of the history table (default schema_version).")
 @click.option("--lock-timeout", type=float, default=None,
               help="Seconds to wait for another run's lock (default 300; 0 = do not wait).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Say more: e.g. files pglast could not parse (left to the server to judge).")
 @click.pass_context
 def cli(ctx: click.Context, **options: Any) -> None:
     """Plain-SQL versioned migrations for PostgreSQL."""
@@ -99,6 +101,10 @@ def _steps_printer(verb: str) -> tuple[Callable[[PlanStep], None], Callable[[Ste
         out(f"{verb} {result.name} ({result.version}) in {result.duration_ms} ms")
 
     return on_step, on_done
+
+
+def _note_printer(state: _State) -> Callable[[str], None] | None:
+    return (lambda note: err(f"note: {note}")) if state.options.get("verbose") else None
 
 
 def _print_plan(report: RunReport, show_sql: bool) -> None:
@@ -128,7 +134,7 @@ def up(state: _State, to: str | None, dry_run: bool, allow: tuple[str, ...]) -> 
     """Apply pending migrations, each in its own transaction."""
     on_step, on_done = _steps_printer("applied")
     report = sqlmig.up(state.config, to=to, dry_run=dry_run, allow=allow, on_step=on_step,
-                       on_done=on_done)
+                       on_done=on_done, on_note=_note_printer(state))
     _warn(report.warnings)
     if dry_run:
         _print_plan(report, show_sql=True)
@@ -148,7 +154,7 @@ def down(state: _State, steps: int | None, to: str | None, dry_run: bool) -> Non
     """Roll back applied migrations, newest first."""
     on_step, on_done = _steps_printer("rolled back")
     report = sqlmig.down(state.config, steps=steps, to=to, dry_run=dry_run, on_step=on_step,
-                         on_done=on_done)
+                         on_done=on_done, on_note=_note_printer(state))
     _warn(report.warnings)
     if dry_run:
         _print_plan(report, show_sql=True)

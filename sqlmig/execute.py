@@ -29,6 +29,11 @@ def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], lis
                      "split it with the fallback lexer and left the SQL to the server")
     problems: list[Problem] = []
     index = sqltext.LineIndex(step.sql)
+    for meta in result.meta_commands:
+        verdict = _meta_verdict(meta)
+        if verdict is not None:
+            problems.append(Problem(path=step.path, line=index.position(meta.start)[0],
+                                    code="psql-meta-command", message=verdict))
     # The hand-written style wraps the whole file in BEGIN; … COMMIT; the engine adds its own.
     if (len(stmts) >= 2 and stmts[0].transaction_control in ("BEGIN", "START")
             and stmts[-1].transaction_control == "COMMIT"):
@@ -56,6 +61,25 @@ def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], lis
                         "file marked `-- sqlmig: no-transaction`",
             ))
     return stmts, problems, notes
+
+
+_HARMLESS_META = {"\\echo", "\\qecho", "\\warn", "\\timing", "\\pset", "\\encoding"}
+_ON = {"on", "1", "true", "yes", ""}
+
+
+def _meta_verdict(meta: sqltext.MetaCommand) -> str | None:
+    """None when a psql meta-command is harmless to skip; else why it cannot be run."""
+    words = meta.text.split()
+    if meta.name in _HARMLESS_META or meta.name == "\\.":
+        return None  # `\.` ends COPY data, and COPY … FROM stdin is refused on its own line
+    if meta.name == "\\set" and len(words) >= 2 and words[1] == "ON_ERROR_STOP":
+        if (words[2] if len(words) > 2 else "").lower() in _ON:
+            return None  # sqlmig always stops at the first error
+        return ("`\\set ON_ERROR_STOP off` asks psql to continue after errors; sqlmig always "
+                "stops at the first error and rolls the migration back: remove the line")
+    return (f"psql meta-command `{meta.text[:60]}` is not SQL and sqlmig does not run psql: "
+            "only `\\set ON_ERROR_STOP on` and `\\echo` are accepted (and skipped); inline an "
+            "included file's SQL, or make it its own migration")
 
 
 def check_all(steps: list[PlanStep]) -> tuple[dict[int, list[sqltext.Statement]], list[str]]:

@@ -34,6 +34,7 @@ from sqlmig.models import (
 
 OnStep = Callable[[PlanStep], None]
 OnDone = Callable[[StepResult], None]
+OnNote = Callable[[str], None]  # verbose detail, e.g. a file split by the fallback lexer
 _REPAIR_HINT = "run `sqlmig status` to see why, then `sqlmig repair` (or --allow for drift)"
 
 
@@ -92,7 +93,7 @@ def _check(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[st
 
 def up(config: Config, *, to: str | None = None, dry_run: bool = False,
        allow: Iterable[str] = (), on_step: OnStep | None = None,
-       on_done: OnDone | None = None) -> RunReport:
+       on_done: OnDone | None = None, on_note: OnNote | None = None) -> RunReport:
     """Apply pending migrations in order, each in its own transaction with its history row."""
     _check_allow(allow)
     files = load_files(config)
@@ -102,7 +103,10 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
             records = _adopt(conn, history, files, records)
         warnings = _check(files, records, allow)
         the_plan = plan.plan_up(files, records, to)
-        prepared, _notes = check_all(list(the_plan.steps))
+        prepared, notes = check_all(list(the_plan.steps))
+        if on_note:
+            for note in notes:
+                on_note(note)
         if dry_run:
             return RunReport(direction="up", dry_run=True, from_version=the_plan.current,
                              to_version=the_plan.target, plan=the_plan,
@@ -129,7 +133,7 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
 
 def down(config: Config, *, steps: int | None = None, to: str | None = None,
          dry_run: bool = False, on_step: OnStep | None = None,
-         on_done: OnDone | None = None) -> RunReport:
+         on_done: OnDone | None = None, on_note: OnNote | None = None) -> RunReport:
     """Run rollbacks newest first, each in a transaction with the removal of its history row."""
     files = load_files(config)
     with _session(config, locked=not dry_run) as (conn, history):
@@ -141,7 +145,10 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
             raise HistoryInconsistent(errors, hint=_REPAIR_HINT)
         stored = history.rollback_sqls(conn)
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
-        prepared, _notes = check_all(list(the_plan.steps))
+        prepared, notes = check_all(list(the_plan.steps))
+        if on_note:
+            for note in notes:
+                on_note(note)
         if dry_run:
             return RunReport(direction="down", dry_run=True, from_version=the_plan.current,
                              to_version=the_plan.target, plan=the_plan, warnings=tuple(warnings))

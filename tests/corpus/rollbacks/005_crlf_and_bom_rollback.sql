@@ -1,0 +1,1 @@
+﻿DROP TABLE crlf_table;

@@ -1,0 +1,4 @@
+BEGIN;
+DROP TABLE moods;
+DROP TYPE mood;
+COMMIT;
