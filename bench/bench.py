@@ -1,0 +1,250 @@
+"""Benchmark sqlmig against the raw-psql floor, on a fresh embedded PostgreSQL.
+
+    .venv/bin/python bench/bench.py            # the full table (a few minutes)
+    .venv/bin/python bench/bench.py --quick    # a smoke run for CI (seconds)
+
+Every workload is timed as a whole process (interpreter start included), repeated and
+interleaved with the others, and reported as the median wall time, the peak RSS of the process
+(from wait4's rusage) and the ratio to the floor measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sqlmig.embedded import EmbeddedServer, bin_dir  # noqa: E402
+
+SQLMIG = [sys.executable, "-m", "sqlmig.cli"]
+
+
+@dataclass
+class Sample:
+    wall: list[float] = field(default_factory=list)
+    rss_kb: list[int] = field(default_factory=list)
+
+
+def run(argv: list[str], *, cwd: Path, env: dict[str, str] | None = None,
+        stdin: str | None = None) -> tuple[float, int]:
+    """Run a process to completion; return (wall seconds, peak RSS in KiB).
+
+    The peak is the child's own VmHWM, sampled every 2 ms from /proc: wait4's ru_maxrss would
+    also count the pages of this (large) Python process that the child had before its exec.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin else None,
+                            text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        status = Path(f"/proc/{proc.pid}/status")
+        while not done.is_set():
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate(stdin)
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])}… failed ({proc.returncode}): {err[-2000:]}")
+    return wall, peak
+
+
+class Bench:
+    def __init__(self, work: Path, server_url: str) -> None:
+        self.work = work
+        self.server_url = server_url
+        self.psql = str(bin_dir() / "psql")
+
+    def fresh_db(self) -> str:
+        name = f"b_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        return self.server_url.replace("/postgres?", f"/{name}?")
+
+    def project(self, count: int, name: str) -> Path:
+        root = self.work / name
+        if root.exists():
+            return root
+        (root / "migrations").mkdir(parents=True)
+        (root / "rollbacks").mkdir()
+        for i in range(1, count + 1):
+            (root / "migrations" / f"{i:05d}_table_{i}.sql").write_text(
+                f"-- Version: 1.{i}.0\n-- Description: table {i}\n"
+                f"CREATE TABLE t_{i} (id bigint PRIMARY KEY, payload text,"
+                f" created_at timestamptz NOT NULL DEFAULT now());\n"
+                f"CREATE INDEX t_{i}_created_at_idx ON t_{i} (created_at);\n")
+            (root / "rollbacks" / f"{i:05d}_table_{i}_rollback.sql").write_text(
+                f"DROP TABLE t_{i};\n")
+        return root
+
+    def data_project(self, megabytes: int) -> Path:
+        root = self.work / f"data_{megabytes}mb"
+        if root.exists():
+            return root
+        (root / "migrations").mkdir(parents=True)
+        (root / "rollbacks").mkdir()
+        (root / "migrations" / "00001_events.sql").write_text(
+            "-- Version: 1.0.0\nCREATE TABLE events (id bigint PRIMARY KEY, body text);\n")
+        (root / "rollbacks" / "00001_events_rollback.sql").write_text("DROP TABLE events;\n")
+        target = megabytes * 1024 * 1024
+        with open(root / "migrations" / "00002_load_events.sql", "w") as fh:
+            fh.write("-- Version: 1.1.0\n-- Description: a data migration\n")
+            written, next_id = 0, 1
+            while written < target:
+                rows = ",\n".join(
+                    f"({next_id + k}, 'event {next_id + k} {'x' * 80}')" for k in range(500))
+                chunk = f"INSERT INTO events (id, body) VALUES\n{rows};\n"
+                fh.write(chunk)
+                written += len(chunk)
+                next_id += 500
+        (root / "rollbacks" / "00002_load_events_rollback.sql").write_text(
+            "DELETE FROM events;\n")
+        return root
+
+    def sqlmig(self, root: Path, url: str, *args: str) -> tuple[float, int]:
+        env = {**os.environ, "SQLMIG_DATABASE_URL": url}
+        return run([*SQLMIG, *args], cwd=root, env=env)
+
+    def floor(self, root: Path, url: str) -> tuple[float, int]:
+        """One psql session: per file BEGIN; body; INSERT a version row; COMMIT."""
+        lines = ["\\set ON_ERROR_STOP on",
+                 "CREATE TABLE floor_versions (version text PRIMARY KEY);"]
+        for path in sorted((root / "migrations").glob("*.sql")):
+            version = path.name.split("_", 1)[0]
+            lines += ["BEGIN;", f"\\i {path}", f"INSERT INTO floor_versions VALUES ('{version}');",
+                      "COMMIT;"]
+        return run([self.psql, "-X", "-q", "-d", url, "-f", "-"], cwd=root,
+                   stdin="\n".join(lines) + "\n")
+
+    def hand_written(self, root: Path, url: str) -> tuple[float, int]:
+        """The migrate.sh way: per file a lookup process and a `psql -1 -f` process."""
+        run([self.psql, "-X", "-q", "-d", url, "-c",
+             "CREATE TABLE hw_versions (version text PRIMARY KEY)"], cwd=root)
+        start = time.perf_counter()
+        peak = 0
+        for path in sorted((root / "migrations").glob("*.sql")):
+            version = path.name.split("_", 1)[0]
+            _, rss = run([self.psql, "-X", "-q", "-t", "-d", url, "-c",
+                          f"SELECT 1 FROM hw_versions WHERE version = '{version}'"], cwd=root)
+            _, rss2 = run([self.psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", url,
+                           "-f", str(path), "-c",
+                           f"INSERT INTO hw_versions VALUES ('{version}')"], cwd=root)
+            peak = max(peak, rss, rss2)
+        return time.perf_counter() - start, peak
+
+
+def measure(samples: dict[str, Sample], name: str, fn: Callable[[], tuple[float, int]]) -> None:
+    wall, rss = fn()
+    sample = samples.setdefault(name, Sample())
+    sample.wall.append(wall)
+    sample.rss_kb.append(rss)
+    print(f"  {name:<40} {wall:8.3f} s {rss / 1024:7.1f} MB", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round (CI smoke)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    small, large, huge, data_mb = (10, 30, 60, 2) if args.quick else (100, 1000, 10000, 50)
+    rounds = 1 if args.quick else args.rounds
+
+    work = Path(tempfile.mkdtemp(prefix="sqlmig-bench-"))
+    server = EmbeddedServer(work)
+    url = server.start()
+    try:
+        bench = Bench(work, url)
+        p_small, p_large = bench.project(small, "small"), bench.project(large, "large")
+        p_huge, p_data = bench.project(huge, "huge"), bench.data_project(data_mb)
+        applied_large = bench.fresh_db()
+        bench.sqlmig(p_large, applied_large, "up")
+        applied_huge = bench.fresh_db()
+        bench.sqlmig(p_huge, applied_huge, "baseline", f"1.{huge}.0")
+
+        samples: dict[str, Sample] = {}
+        for r in range(rounds):
+            print(f"round {r + 1}/{rounds}", file=sys.stderr)
+            measure(samples, f"floor: psql session, apply {small}",
+                    lambda: bench.floor(p_small, bench.fresh_db()))
+            measure(samples, f"sqlmig up, apply {small}",
+                    lambda: bench.sqlmig(p_small, bench.fresh_db(), "up"))
+            measure(samples, f"floor: psql session, apply {large}",
+                    lambda: bench.floor(p_large, bench.fresh_db()))
+            measure(samples, f"sqlmig up, apply {large}",
+                    lambda: bench.sqlmig(p_large, bench.fresh_db(), "up"))
+            measure(samples, f"hand-written psql -1 -f per file, {small}",
+                    lambda: bench.hand_written(p_small, bench.fresh_db()))
+            measure(samples, f"sqlmig up, no-op, {large} applied",
+                    lambda: bench.sqlmig(p_large, applied_large, "up"))
+            measure(samples, f"sqlmig status, {large} applied",
+                    lambda: bench.sqlmig(p_large, applied_large, "status"))
+            measure(samples, f"sqlmig up, no-op, {huge} applied",
+                    lambda: bench.sqlmig(p_huge, applied_huge, "up"))
+            measure(samples, f"sqlmig status, {huge} applied",
+                    lambda: bench.sqlmig(p_huge, applied_huge, "status"))
+
+            def down_and_back() -> tuple[float, int]:
+                result = bench.sqlmig(p_large, applied_large, "down", "--steps", str(small))
+                bench.sqlmig(p_large, applied_large, "up")  # restore, untimed
+                return result
+
+            measure(samples, f"sqlmig down, last {small} of {large}", down_and_back)
+            measure(samples, f"floor: psql session, {data_mb} MB data file",
+                    lambda: bench.floor(p_data, bench.fresh_db()))
+            measure(samples, f"sqlmig up, {data_mb} MB data file",
+                    lambda: bench.sqlmig(p_data, bench.fresh_db(), "up"))
+        report(samples, small, large, data_mb)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(samples: dict[str, Sample], small: int, large: int, data_mb: int) -> None:
+    floors = {
+        f"sqlmig up, apply {small}": f"floor: psql session, apply {small}",
+        f"sqlmig up, apply {large}": f"floor: psql session, apply {large}",
+        f"hand-written psql -1 -f per file, {small}": f"floor: psql session, apply {small}",
+        f"sqlmig up, {data_mb} MB data file": f"floor: psql session, {data_mb} MB data file",
+    }
+    print(f"| workload | wall s (median of {len(next(iter(samples.values())).wall)}) "
+          "| peak RSS MB | vs floor |")
+    print("|---|---:|---:|---:|")
+    for name, sample in samples.items():
+        wall = statistics.median(sample.wall)
+        rss = max(sample.rss_kb) / 1024
+        ratio = ""
+        if name in floors and floors[name] in samples:
+            ratio = f"{wall / statistics.median(samples[floors[name]].wall):.2f}x"
+        print(f"| {name} | {wall:.3f} | {rss:.1f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
