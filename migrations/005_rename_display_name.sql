@@ -4,4 +4,7 @@
 -- Author: sqlmig example
 -- Date: 2026-11-21
 
+SET LOCAL lock_timeout = '5s';
+
+-- sqlmig: allow rename-column the breaking change of 2.0.0: code reading full_name ships with it
 ALTER TABLE users RENAME COLUMN display_name TO full_name;

@@ -19,6 +19,7 @@ from sqlmig.errors import (
     Irreversible,
     LockTimeout,
     MigrationFailed,
+    RepairFailed,
     SqlmigError,
 )
 from sqlmig.ops import (
@@ -26,6 +27,7 @@ from sqlmig.ops import (
     down,
     events,
     history,
+    lint,
     load_files,
     new,
     repair,
@@ -33,6 +35,8 @@ from sqlmig.ops import (
     up,
     validate,
 )
+from sqlmig.render import render
+from sqlmig.verification import VerifyReport, verify
 
 __all__ = [
     "Config",
@@ -44,17 +48,22 @@ __all__ = [
     "Irreversible",
     "LockTimeout",
     "MigrationFailed",
+    "RepairFailed",
     "SqlmigError",
+    "VerifyReport",
     "__version__",
     "baseline",
     "down",
     "events",
     "history",
+    "lint",
     "load_files",
     "new",
+    "render",
     "repair",
     "resolve",
     "status",
     "up",
     "validate",
+    "verify",
 ]

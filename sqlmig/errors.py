@@ -92,6 +92,12 @@ class Irreversible(SqlmigError):
     exit_code = ExitCode.INVALID_INPUT
 
 
+class RepairFailed(SqlmigError):
+    """A statement `repair` ran (DROP INDEX CONCURRENTLY) failed on the server."""
+
+    exit_code = ExitCode.MIGRATION_FAILED
+
+
 class MigrationFailed(SqlmigError):
     """A migration or rollback failed on the server and its transaction was rolled back."""
 

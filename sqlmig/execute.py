@@ -107,6 +107,8 @@ def record_fields(mig: Migration, *, status: str, baseline: bool = False,
         "rollback_checksum": mig.rollback.checksum, "execution_ms": execution_ms,
         "status": status, "transactional": mig.transactional, "baseline": baseline,
         "sqlmig_version": __version__,
+        # Stored so that a later edit can be told apart: formatting only, or the SQL itself.
+        "canonical_checksum": sqltext.canonical_checksum(mig.text),
     }
 
 

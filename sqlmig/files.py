@@ -89,7 +89,8 @@ def _directive(header: Header, allowed: set[str]) -> tuple[dict[str, str], list[
 def parse_rollback(path: str, text: str) -> tuple[Rollback | None, list[Problem]]:
     """A rollback from its text: used for files on disk and for the text stored in the history."""
     header = parse_header(text)
-    found, bad = _directive(header, {"irreversible", "no-transaction"})
+    # `allow` is for `sqlmig lint` (an excuse for the statement below it), read by linter.py.
+    found, bad = _directive(header, {"allow", "irreversible", "no-transaction"})
     problems = [Problem(path=path, line=ln, code="bad-header", message=msg) for ln, msg in bad]
     if "irreversible" in found and not found["irreversible"]:
         problems.append(Problem(path=path, code="bad-header",
@@ -119,11 +120,12 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
         problems.append(Problem(path=relative(directory, root), code="missing-directory",
                                 message=f"{kind} directory does not exist"))
         return found
+    base = relative(directory, root)  # resolved once: per-file resolve() cost 0.3 s per 1,000
     for entry in sorted(directory.iterdir()):
         # Non-SQL files (README.md, .gitkeep) are allowed; a misnamed .sql file is never skipped.
         if entry.name.startswith(".") or not entry.name.lower().endswith(".sql"):
             continue
-        rel = relative(entry, root)
+        rel = _printable(f"{base}/{entry.name}")
         match = pattern.match(entry.name)
         if match is not None and kind == "migrations" and ROLLBACK_NAME.match(entry.name):
             problems.append(Problem(
@@ -152,9 +154,13 @@ def relative(path: Path, root: Path) -> str:
         rel = path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         rel = str(path)
+    return _printable(rel)
+
+
+def _printable(name: str) -> str:
     # A name that is not valid UTF-8 arrives with surrogate escapes, which cannot be printed or
     # put in JSON: show its bad bytes as \xNN instead.
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def load(root: Path, migrations_dir: Path, rollbacks_dir: Path) -> MigrationSet:
@@ -242,7 +248,7 @@ def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Probl
     header = parse_header(text)
     problems.extend(Problem(path=cand.rel, line=ln, code="bad-header", message=msg)
                     for ln, msg in header.problems)
-    found, bad = _directive(header, {"no-transaction"})
+    found, bad = _directive(header, {"allow", "no-transaction"})
     problems.extend(Problem(path=cand.rel, line=ln, code="bad-header", message=msg)
                     for ln, msg in bad)
     version: Version | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Container
 from typing import Any
 
 import psycopg
@@ -10,6 +11,9 @@ from psycopg import sql
 
 from sqlmig.errors import HistoryInconsistent
 from sqlmig.models import AppliedRecord, EventRecord, Problem, version_key
+
+# What format_type calls the `applied_at TIMESTAMP` of a hand-written table.
+LOCAL_TIMESTAMP = "timestamp without time zone"
 
 # Added one by one with ADD COLUMN IF NOT EXISTS, so a hand-written
 # (version, applied_at, description) table, or one from an older sqlmig, is upgraded in place.
@@ -28,6 +32,7 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("baseline", "boolean NOT NULL DEFAULT false"),
     ("sqlmig_version", "text"),
     ("error", "text"),
+    ("canonical_checksum", "text"),  # of the parsed statements: tells formatting from SQL edits
 )
 
 
@@ -84,8 +89,8 @@ class History:
         changes: list[str] = []
         existing = self._columns(conn)
         if existing is None:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-            conn.execute(sql.SQL("CREATE TABLE {} (version varchar(50) PRIMARY KEY)").format(self.table))
+            for statement in self.create_table():
+                conn.execute(statement)
             existing = {"version": "character varying"}
             changes.append(f"created {self.qualified}")
         elif "version" not in existing:
@@ -94,22 +99,48 @@ class History:
                          message=f"{self.qualified} exists but has no `version` column")],
                 hint="use --table to pick another history table name",
             )
-        missing = [(n, d) for n, d in _COLUMNS if n not in existing]
-        if missing or existing.get("applied_at") == "timestamp without time zone":
+        missing = [n for n, _ in _COLUMNS if n not in existing]
+        retype = existing.get("applied_at") == LOCAL_TIMESTAMP
+        if missing or retype:
             with conn.transaction():
-                for name, ddl in missing:
-                    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + ddl).format(
-                        self.table, sql.Identifier(name)))
-                if existing.get("applied_at") == "timestamp without time zone":
-                    # Hand-written tables store local time without zone: keep the meaning.
-                    conn.execute(sql.SQL(
-                        "ALTER TABLE {} ALTER COLUMN applied_at TYPE timestamptz"
-                    ).format(self.table))
-                conn.execute(sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (number)").format(
-                    sql.Identifier(f"{self.table_name}_number_key"), self.table))
+                for statement in self.add_columns(existing):
+                    conn.execute(statement)
+                if retype:
+                    conn.execute(self.retype_applied_at())
+                conn.execute(self.number_index())
             if len(existing) > 1:
-                changes.append(f"upgraded {self.qualified}: added {', '.join(n for n, _ in missing)}")
-        conn.execute(sql.SQL(
+                changes.append(f"upgraded {self.qualified}: added {', '.join(missing)}")
+        conn.execute(self.create_events())
+        return changes
+
+    # The shape of both tables is written down once, in the statements below: `ensure` runs the
+    # ones a live table needs, and the rendered psql script (sqlmig.render) runs them all,
+    # idempotently, under the same lock.
+
+    def create_table(self) -> list[sql.Composed]:
+        """The schema and a bare history table; every other column comes from add_columns."""
+        return [
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)),
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (version varchar(50) PRIMARY KEY)").format(
+                self.table),
+        ]
+
+    def add_columns(self, existing: Container[str] = ()) -> list[sql.Composed]:
+        """ADD COLUMN IF NOT EXISTS for every column not in `existing`."""
+        return [sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + ddl).format(
+                    self.table, sql.Identifier(name))
+                for name, ddl in _COLUMNS if name not in existing]
+
+    def retype_applied_at(self) -> sql.Composed:
+        # Hand-written tables store local time without zone: keep the meaning.
+        return sql.SQL("ALTER TABLE {} ALTER COLUMN applied_at TYPE timestamptz").format(self.table)
+
+    def number_index(self) -> sql.Composed:
+        return sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (number)").format(
+            sql.Identifier(f"{self.table_name}_number_key"), self.table)
+
+    def create_events(self) -> sql.Composed:
+        return sql.SQL(
             """CREATE TABLE IF NOT EXISTS {} (
                  id bigserial PRIMARY KEY,
                  at timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -122,8 +153,35 @@ class History:
                  client_host text,
                  sqlmig_version text,
                  detail text)"""
-        ).format(self.events))
-        return changes
+        ).format(self.events)
+
+    def shape_query(self) -> sql.Composed:
+        """For the psql script, which cannot look before it writes: does the table have a
+        `version` column (else it is someone else's table), is applied_at still local time?"""
+        return sql.SQL(
+            """SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = {name}::regclass
+                                AND attname = 'version' AND attnum > 0 AND NOT attisdropped)
+                        AS has_version,
+                      EXISTS (SELECT FROM pg_attribute WHERE attrelid = {name}::regclass
+                                AND attname = 'applied_at' AND NOT attisdropped
+                                AND format_type(atttypid, NULL) = {local})
+                        AS local_applied_at"""
+        ).format(name=sql.Literal(self.table.as_string(None)), local=sql.Literal(LOCAL_TIMESTAMP))
+
+    def state_query(self, version: str, number: int | None) -> sql.Composed:
+        """One row for the guards of the psql script: `current` (the newest applied version, in
+        version_key order), `unsettled` (rows not applied, as 'version (status)', or NULL),
+        `taken` (a row exists for this version or number) and this version's rollback_checksum."""
+        return sql.SQL(
+            "SELECT (SELECT version FROM {t} WHERE status = 'applied'\n"
+            "         ORDER BY (SELECT array_agg(d[1]::numeric ORDER BY i) FROM regexp_matches(\n"
+            "                     version, '[0-9]+', 'g') WITH ORDINALITY AS x(d, i)) DESC NULLS LAST\n"
+            "         LIMIT 1) AS current,\n"
+            "       (SELECT string_agg(version || ' (' || status || ')', ', ' ORDER BY version)\n"
+            "          FROM {t} WHERE status <> 'applied') AS unsettled,\n"
+            "       EXISTS (SELECT FROM {t} WHERE version = {v} OR number = {n}) AS taken,\n"
+            "       (SELECT rollback_checksum FROM {t} WHERE version = {v}) AS rollback_checksum"
+        ).format(t=self.table, v=sql.Literal(version), n=sql.Literal(number))
 
     def _columns(self, conn: psycopg.Connection) -> dict[str, str] | None:
         rows = conn.execute(
@@ -141,10 +199,10 @@ class History:
     def insert(self, record: dict[str, Any], rollback_sql: str | None) -> tuple[sql.Composed, dict]:
         query = sql.SQL(
             """INSERT INTO {} (version, number, name, description, checksum, rollback_checksum,
-                   rollback_sql, execution_ms, status, transactional, baseline, sqlmig_version,
-                   applied_at, applied_by)
+                   canonical_checksum, rollback_sql, execution_ms, status, transactional,
+                   baseline, sqlmig_version, applied_at, applied_by)
                VALUES (%(version)s, %(number)s, %(name)s, %(description)s, %(checksum)s,
-                   %(rollback_checksum)s, %(rollback_sql)s,
+                   %(rollback_checksum)s, %(canonical_checksum)s, %(rollback_sql)s,
                    coalesce(%(execution_ms)s,
                             (extract(epoch FROM clock_timestamp() - now()) * 1000)::integer),
                    %(status)s, %(transactional)s, %(baseline)s, %(sqlmig_version)s,
@@ -175,11 +233,19 @@ class History:
         query = sql.SQL(
             """UPDATE {} SET number = %(number)s, name = %(name)s, checksum = %(checksum)s,
                    rollback_checksum = %(rollback_checksum)s, rollback_sql = %(rollback_sql)s,
-                   transactional = %(transactional)s,
+                   canonical_checksum = %(canonical_checksum)s, transactional = %(transactional)s,
                    description = coalesce(description, %(description)s)
                 WHERE version = %(version)s AND number IS NULL"""
         ).format(self.table)
         return query, {**fields, "version": version}
+
+    def realign(self, version: str, checksum: str, canonical: str | None) -> tuple[sql.Composed, dict]:
+        """Record a file's new checksums after a formatting-only edit (`repair --accept-formatting`)."""
+        query = sql.SQL(
+            """UPDATE {} SET checksum = %(checksum)s, canonical_checksum = %(canonical)s
+                WHERE version = %(version)s"""
+        ).format(self.table)
+        return query, {"version": version, "checksum": checksum, "canonical": canonical}
 
     def event(self, action: str, outcome: str, *, version: str | None = None,
               name: str | None = None, duration_ms: int | None = None,

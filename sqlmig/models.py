@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import total_ordering
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 # ASCII digits only (\d also takes '١٢'); \Z, not $, which would accept a trailing newline.
 _SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\Z")
@@ -123,6 +123,7 @@ class AppliedRecord(_Frozen):
     description: str | None = None
     checksum: str | None = None
     rollback_checksum: str | None = None
+    canonical_checksum: str | None = None  # of the parse tree: None for older rows, unparseable
     rollback_sql: str | None = Field(default=None, repr=False, exclude=True)
     applied_at: datetime | None = None
     applied_by: str | None = None
@@ -209,8 +210,82 @@ class ValidationReport(_Frozen):
     warnings: tuple[Problem, ...] = ()
 
 
+class InvalidIndex(_Frozen):
+    """An index with pg_index.indisvalid = false, e.g. what a failed CREATE INDEX CONCURRENTLY
+    leaves: never used by queries, yet updated on every write (and, if unique, enforced)."""
+
+    schema_name: str
+    name: str
+    qualified: str  # schema.index, quoted where needed
+    table: str  # schema.table, quoted where needed
+    definition: str | None = None  # pg_get_indexdef; None if the table was locked too long
+    building_pid: int | None = None  # a concurrent build is still running in this backend
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def drop_sql(self) -> str:
+        return f"DROP INDEX CONCURRENTLY {self.qualified};"
+
+
+class FormattingChange(_Frozen):
+    """An applied file whose bytes changed but whose parsed statements did not."""
+
+    version: str
+    name: str
+    path: str
+    stored_checksum: str
+    checksum: str
+
+
+class RepairReport(_Frozen):
+    done: tuple[str, ...] = ()  # what this call changed, one line each (also in the event log)
+    unfinished: tuple[AppliedRecord, ...] = ()  # rows left `started`/`failed`/`rolling_back`
+    invalid_indexes: tuple[InvalidIndex, ...] = ()
+    formatting_only: tuple[FormattingChange, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
 class NewFiles(_Frozen):
     migration: str
     rollback: str
     number: int
     version: str
+
+
+class LintFinding(_Frozen):
+    """One statement that breaks one lint rule, at file:line:column (1-based)."""
+
+    rule: str
+    severity: Literal["error", "warning"]
+    path: str
+    line: int
+    column: int
+    message: str  # what this statement does and why it is risky
+    fix: str  # the safe alternative
+    allowed: str | None = None  # the reason of the `-- sqlmig: allow` that suppressed it
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+class LintReport(_Frozen):
+    files: tuple[str, ...]  # the files whose findings are reported
+    findings: tuple[LintFinding, ...]  # errors and warnings that stand
+    allowed: tuple[LintFinding, ...] = ()  # suppressed by `-- sqlmig: allow`, with the reason
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def error_count(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def warning_count(self) -> int:
+        return sum(f.severity == "warning" for f in self.findings)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        """No error-level finding stands (warnings do not fail)."""
+        return self.error_count == 0

@@ -7,24 +7,33 @@ import datetime as dt
 import getpass
 import re
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Literal
 
 import psycopg
 
+from sqlmig import drift, lock, plan, repairs
 from sqlmig import files as files_mod
-from sqlmig import lock, plan
 from sqlmig.config import Config
 from sqlmig.connect import connect, describe
-from sqlmig.errors import HistoryInconsistent, InvalidInput, MigrationFailed, SqlmigError
+from sqlmig.errors import (
+    FileProblems,
+    HistoryInconsistent,
+    InvalidInput,
+    MigrationFailed,
+    SqlmigError,
+)
 from sqlmig.execute import Executor, check_all, record_fields
 from sqlmig.history import History
 from sqlmig.models import (
     AppliedRecord,
     EventRecord,
+    LintReport,
     MigrationSet,
     NewFiles,
     PlanStep,
     Problem,
+    RepairReport,
     RunReport,
     StatusReport,
     StepResult,
@@ -121,14 +130,21 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
                 result = executor.apply(step, by_number[step.number], prepared[i])  # type: ignore[index]
             except MigrationFailed as exc:
                 exc.applied_before = [s.name for s in done]
+                if done and exc.rolled_back:
+                    drift.record(conn, history, "up", applied=drift.applied_after(records, done))
                 raise
             done.append(result)
             if on_done:
                 on_done(result)
+        # The schema this run leaves, for drift checks; a run that applied nothing only fills in
+        # a missing snapshot, so that it never makes out-of-band changes look recorded.
+        snap_warning = drift.record(conn, history, "up", if_missing=not done,
+                                    applied=drift.applied_after(records, done))
         final = done[-1].version if done else the_plan.current
         return RunReport(direction="up", from_version=the_plan.current, to_version=final,
                          steps=tuple(done), plan=the_plan,
-                         warnings=(*_run_warnings(files), *warnings))
+                         warnings=(*_run_warnings(files), *warnings,
+                                   *([snap_warning] if snap_warning else [])))
 
 
 def down(config: Config, *, steps: int | None = None, to: str | None = None,
@@ -161,20 +177,27 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
                 result = executor.revert(step, prepared[i])
             except MigrationFailed as exc:
                 exc.applied_before = [s.name for s in done]
+                if done and exc.rolled_back:
+                    drift.record(conn, history, "down", applied=drift.applied_after(records, done))
                 raise
             done.append(result)
             if on_done:
                 on_done(result)
+        snap_warning = drift.record(conn, history, "down", if_missing=not done,
+                                    applied=drift.applied_after(records, done))
         return RunReport(direction="down", from_version=the_plan.current,
                          to_version=the_plan.target, steps=tuple(done), plan=the_plan,
-                         warnings=tuple(warnings))
+                         warnings=(*warnings, *([snap_warning] if snap_warning else [])))
 
 
 def status(config: Config) -> StatusReport:
     files = load_files(config)
     with _session(config, locked=False) as (conn, history):
         records = history.read(conn)
+        drifted, drift_warnings = drift.check(conn, history, records)
     errors, warnings = plan.validate(files, records)
+    errors += drifted
+    warnings += drift_warnings
     return StatusReport(
         database=describe(config),
         history_table=config.qualified_table,
@@ -191,7 +214,10 @@ def validate(config: Config, allow: Iterable[str] = ()) -> ValidationReport:
     files = load_files(config)
     with _session(config, locked=False) as (conn, history):
         records = history.read(conn)
+        drifted, drift_warnings = drift.check(conn, history, records)
     errors, warnings = plan.validate(files, records, allow)
+    errors += drifted
+    warnings += drift_warnings
     return ValidationReport(ok=not errors, problems=tuple(errors),
                             warnings=(*files.warnings, *warnings))
 
@@ -232,34 +258,76 @@ def baseline(config: Config, version: str) -> RunReport:
                                             name=mig.name, duration_ms=0))
                 done.append(StepResult(direction="up", number=mig.number, version=str(mig.version),
                                        name=mig.name, duration_ms=0))
+        snap_warning = drift.record(conn, history, "baseline", if_missing=not done,
+                                    applied=drift.applied_after(records, done))
         return RunReport(direction="baseline", from_version=plan.current_version(records),
-                         to_version=str(target), steps=tuple(done))
+                         to_version=str(target), steps=tuple(done),
+                         warnings=(snap_warning,) if snap_warning else ())
 
 
-def repair(config: Config, *, mark_applied: str | None = None,
-           remove: str | None = None) -> list[str]:
-    """Resolve a `started`/`failed`/`rolling_back` row after fixing the database by hand."""
-    if (mark_applied is None) == (remove is None):
-        raise InvalidInput("repair needs exactly one of --mark-applied VERSION or --remove VERSION")
-    version = mark_applied or remove
-    assert version is not None
+def repair(config: Config, *, mark_applied: str | None = None, remove: str | None = None,
+           accept_formatting: Iterable[str] | None = None, drop_invalid_indexes: bool = False,
+           drop_index: Iterable[str] = ()) -> RepairReport:
+    """Without an action, list what can be repaired (read-only, no lock). With one action, do it
+    under the lock; every change is logged in the event log.
+
+    - `mark_applied` / `remove`: resolve a `started`/`failed`/`rolling_back` row after fixing
+      the database by hand;
+    - `accept_formatting`: store the new checksum of formatting-only edits ([] = all of them);
+    - `drop_invalid_indexes` / `drop_index`: DROP INDEX CONCURRENTLY invalid indexes (all / named).
+    """
+    names = list(drop_index)
+    chosen = [mark_applied is not None, remove is not None, accept_formatting is not None,
+              drop_invalid_indexes or bool(names)]
+    if sum(chosen) > 1:
+        raise InvalidInput("repair: one action at a time (--mark-applied, --remove, "
+                           "--accept-formatting, --drop-invalid-index[es])")
+    if not any(chosen):
+        return _repair_listing(config)
+    files = load_files(config) if accept_formatting is not None else None
+    notes: list[str] = []
     with _session(config, locked=True) as (conn, history):
-        record = next((r for r in history.read(conn) if r.version == version), None)
-        if record is None:
-            raise InvalidInput(f"repair: no history row with version {version}")
-        if record.status == plan.SETTLED:
-            raise InvalidInput(f"repair: {record.name or version} ({version}) is already applied; "
-                               "nothing to repair")
-        with conn.transaction():
-            if mark_applied:
-                conn.execute(*history.set_status(version, plan.SETTLED))
-                action = f"marked {record.name or version} ({version}) applied"
+        records = history.read(conn)
+        if files is not None:
+            done = repairs.accept_formatting(conn, history, files, records, list(accept_formatting or ()))
+        elif mark_applied is not None or remove is not None:
+            if mark_applied is not None:
+                notes += [f"warning: invalid index {i.qualified} on {i.table} is still there: if "
+                          "the step built it, it is not complete; drop it "
+                          f"(`sqlmig repair --drop-invalid-index {i.qualified}`) and let `up` build it"
+                          for i in repairs.invalid_indexes(conn)]
+            version = mark_applied if mark_applied is not None else remove
+            assert version is not None
+            done = [repairs.resolve_row(conn, history, records, version,
+                                        applied=mark_applied is not None)]
+        else:
+            found = repairs.invalid_indexes(conn)
+            if names and not drop_invalid_indexes:
+                targets = repairs.pick_indexes(conn, found, names)
             else:
-                conn.execute(*history.delete(version))
-                action = f"removed {record.name or version} ({version}) from the history"
-            conn.execute(*history.event("repair", "ok", version=version, name=record.name,
-                                        detail=f"{action}; was `{record.status}`"))
-        return [action]
+                targets = [i for i in found if i.building_pid is None]
+                notes += [f"skipped {i.qualified} on {i.table}: a concurrent build is still running "
+                          f"in backend {i.building_pid}" for i in found if i.building_pid is not None]
+            done = repairs.drop_indexes(conn, history, targets)
+    return RepairReport(done=tuple(done), notes=tuple(notes))
+
+
+def _repair_listing(config: Config) -> RepairReport:
+    notes: list[str] = []
+    try:
+        files: MigrationSet | None = load_files(config)
+    except FileProblems as exc:
+        files = None
+        notes.append(f"formatting-only edits not checked: {exc.message} (see `sqlmig validate`)")
+    with _session(config, locked=False) as (conn, history):
+        records = history.read(conn)
+        indexes = repairs.invalid_indexes(conn)
+    return RepairReport(
+        unfinished=tuple(repairs.unfinished(records)),
+        invalid_indexes=tuple(indexes),
+        formatting_only=tuple(repairs.formatting_changes(files, records)) if files is not None else (),
+        notes=tuple(notes),
+    )
 
 
 def new(config: Config, description: str, *, bump: Literal["major", "minor", "patch"] | None = None,
@@ -310,6 +378,16 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
                     version=str(new_version))
 
 
+def lint(config: Config, paths: Iterable[str | Path] = ()) -> LintReport:
+    """Check migrations for statements that lock, rewrite or break; no database is needed.
+
+    Without `paths`, every migration of the project; with them, just those (files of the set are
+    judged in its context: earlier files and the previous version)."""
+    from sqlmig import linter
+
+    return linter.lint(config, paths)
+
+
 def _author() -> str:
     try:
         return getpass.getuser()
@@ -330,5 +408,5 @@ def _check_allow(allow: Iterable[str]) -> None:
         raise InvalidInput(f"--allow {bad[0]}: expected one of {', '.join(plan.ALLOWABLE)}")
 
 
-__all__ = ["SqlmigError", "baseline", "down", "events", "history", "load_files", "new", "repair",
-           "status", "up", "validate"]
+__all__ = ["SqlmigError", "baseline", "down", "events", "history", "lint", "load_files", "new",
+           "repair", "status", "up", "validate"]

@@ -81,7 +81,8 @@ def validate(files: MigrationSet, records: list[AppliedRecord],
             errors.append(Problem(
                 path=mig.path if mig else None, code="failed-state",
                 message=f"{label} ({record.version}) is in state `{record.status}`{since}{cause}: "
-                        "a no-transaction step was interrupted or failed; check the database, "
+                        "a no-transaction step was interrupted or failed; check the database "
+                        "(`sqlmig repair` lists invalid indexes left behind), "
                         f"then `sqlmig repair --mark-applied {record.version}` or "
                         f"`sqlmig repair --remove {record.version}`",
             ))
@@ -100,6 +101,15 @@ def validate(files: MigrationSet, records: list[AppliedRecord],
                         f"{mig.version}",
             ))
         if record.checksum is not None and record.checksum != mig.checksum:
+            if formatting_only(record, mig):
+                warnings.append(Problem(
+                    path=mig.path, code="formatting-only", severity="warning",
+                    message=f"formatting-only change since it was applied (same statements; "
+                            f"checksum {record.checksum[:12]} in the history, {mig.checksum[:12]} "
+                            f"on disk): `sqlmig repair --accept-formatting {record.version}` "
+                            "records the new checksum",
+                ))
+                continue
             report("changed", Problem(
                 path=mig.path, code="changed",
                 message=f"was edited after it was applied (checksum {record.checksum[:12]} in the "
@@ -115,6 +125,24 @@ def validate(files: MigrationSet, records: list[AppliedRecord],
                         "renumber it, or apply it anyway with --allow out-of-order",
             ))
     return errors, warnings
+
+
+def formatting_only(record: AppliedRecord, mig: Migration) -> bool:
+    """The file's bytes changed since it was applied, but not its statements.
+
+    Needs the canonical checksum stored at apply time: a row without one (written by an older
+    sqlmig or adopted before it, or of a file pglast could not parse) cannot tell, so any edit is
+    real.
+    A changed `-- Version:` or `-- sqlmig: no-transaction` header is not formatting either.
+    """
+    if record.checksum is None or record.checksum == mig.checksum or not record.canonical_checksum:
+        return False
+    if str(mig.version) != record.version or (
+            record.transactional is not None and record.transactional != mig.transactional):
+        return False
+    from sqlmig.sqltext import canonical_checksum
+
+    return canonical_checksum(mig.text) == record.canonical_checksum
 
 
 def pending(files: MigrationSet, records: list[AppliedRecord]) -> list[PendingMigration]:

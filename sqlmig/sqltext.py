@@ -10,6 +10,7 @@ SQLSTATE, at the right line and column.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -112,7 +113,48 @@ def _blank(text: str, metas: list[MetaCommand]) -> str:
 
 def is_empty(text: str) -> bool:
     """True when the body has nothing but comments and whitespace (a placeholder or no-op)."""
+    if "/*" not in text and "\\" not in text:
+        # Without block comments or meta-commands, any line that is not a `--` comment holds
+        # SQL: a regex answers without walking the text in Python.
+        return _SQL_LINE.search(text) is None
     return not any(_lex_statements(text))
+
+
+_SQL_LINE = re.compile(r"(?:^|(?<=\r))[ \t\f\v]*(?:[^\s-]|-(?!-))", re.MULTILINE)
+
+
+# libpg_query's JSON keys that say where a node is in the text, not what it is: `location`,
+# `stmt_location`, `stmt_len`, and newer `<thing>_location` ones (DefElem.arg_location, …).
+# A value of 0 is omitted from the JSON, so each key goes with its comma: the first statement
+# of `CREATE …` and of `-- note⏎CREATE …` must come out the same. In JSON only a key is a
+# quoted string followed by `:`, and quotes inside strings are escaped, so no constant is touched.
+_AFTER_COMMA = re.compile(r',"(?:[a-z]+_)?location":-?\d+|,"stmt_len":-?\d+')
+_FIRST_KEY = re.compile(r'\{"(?:(?:[a-z]+_)?location|stmt_len)":-?\d+,?')
+_PARSER_VERSION = re.compile(r'\A\{"version":\d+,?')
+
+
+def canonical_checksum(text: str) -> str | None:
+    """SHA-256 of a file's parse tree, or None when pglast cannot parse it.
+
+    Comments, whitespace, line ends and the case of keywords and unquoted identifiers do not
+    count; constants do (`DEFAULT 5` and `DEFAULT 6` differ, and so does any edit inside a `$$`
+    body, which is a string to the parser). libpg_query's fingerprint is no use here: it
+    ignores constants. Costs one parse to JSON and two regex passes: ~0.1 s per MB of SQL.
+    """
+    from pglast.parser import parse_sql_json
+
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")  # files.normalize
+    metas = find_meta_commands(text)
+    try:
+        tree = parse_sql_json(_blank(text, metas) if metas else text)
+    except Exception:  # a syntax error, or syntax newer than pglast's grammar: no canonical form
+        return None
+    # The top-level `version` is libpg_query's own (180006): a pglast update is not an edit.
+    tree = _PARSER_VERSION.sub("{", tree, count=1)
+    digest = hashlib.sha256(_FIRST_KEY.sub("{", _AFTER_COMMA.sub("", tree)).encode())
+    for meta in metas:  # psql meta-commands are not SQL, but adding one is not formatting
+        digest.update(("\n" + " ".join(meta.text.split())).encode())
+    return digest.hexdigest()
 
 
 def _split_pglast(text: str) -> SplitResult:

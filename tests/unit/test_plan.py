@@ -119,7 +119,8 @@ def test_unsettled_row_is_a_failed_state_naming_the_repair(
     assert errors == [Problem(
         path="migrations/003_orders_idx.sql", code="failed-state",
         message=f"003_orders_idx (1.2.0) is in state `{status}`: a no-transaction step was "
-                "interrupted or failed; check the database, then "
+                "interrupted or failed; check the database (`sqlmig repair` lists invalid "
+                "indexes left behind), then "
                 "`sqlmig repair --mark-applied 1.2.0` or `sqlmig repair --remove 1.2.0`",
     )]
     assert warnings == []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from sqlmig import sqltext
-from sqlmig.sqltext import LineIndex, split
+from sqlmig.sqltext import LineIndex, is_empty, split
 
 FUNCTION_DOLLAR = (
     "CREATE FUNCTION add_one(i int) RETURNS int LANGUAGE plpgsql AS $$\n"
@@ -296,3 +298,10 @@ def test_line_index_matches_split_offsets() -> None:
 def test_line_index_counts_characters_not_bytes() -> None:
     text = "-- ü\nSELECT 'é', 😀"
     assert LineIndex(text).position(text.index("😀")) == (2, 13)
+
+
+@given(hs.text(alphabet=hs.sampled_from(list("-/*\\ \t\r\nab;'$\f")), max_size=40))
+def test_is_empty_fast_path_agrees_with_the_lexer(text: str) -> None:
+    from sqlmig.sqltext import _lex_statements
+
+    assert is_empty(text) == (not any(_lex_statements(text)))

@@ -1,0 +1,216 @@
+"""Schema drift: the snapshot recorded after each run, and the comparison status/validate make.
+
+After `up`, `down` and `baseline` the engine records a snapshot of the resulting schema (see
+snapshot.py) with its fingerprint in `<history>_snapshots`, one row per version, replaced when
+that version is reached again. Not one per history row: snapshotting after each of 1,000
+migrations of a run would cost more than the migrations themselves, while drift only needs the
+schema as the last run left it. A row also keeps the set of applied versions it was taken at,
+so a state reached without sqlmig recording it (a rendered psql script, an out-of-order file)
+is never compared with a snapshot of another state.
+
+`status` and `validate` take one live snapshot when a row exists for the current state, compare
+fingerprints, and only on a mismatch load the recorded snapshot to say what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import sql
+
+from sqlmig import snapshot
+from sqlmig.history import History
+from sqlmig.models import AppliedRecord, Problem, StepResult, version_key
+from sqlmig.plan import SETTLED
+
+SUFFIX = "_snapshots"
+# The key of the row for "nothing applied"; never a semantic version.
+NOTHING = "none"
+_NAMEDATALEN = 63
+
+
+def own_tables(history: History) -> list[str]:
+    """sqlmig's own tables, which a snapshot leaves out (names cut as PostgreSQL cuts them)."""
+    names = [history.table_name, f"{history.table_name}_events", f"{history.table_name}{SUFFIX}"]
+    return [n.encode()[:_NAMEDATALEN].decode(errors="ignore") for n in names]
+
+
+def take(conn: psycopg.Connection, history: History) -> snapshot.Snapshot:
+    return snapshot.take(conn, history.schema, own_tables(history))
+
+
+def state(records: list[AppliedRecord]) -> tuple[str, str]:
+    """(current version or NOTHING, a key of the whole set of applied versions)."""
+    return _state(r.version for r in records if r.status == SETTLED)
+
+
+def _state(versions: Iterable[str]) -> tuple[str, str]:
+    settled = sorted(set(versions), key=version_key)
+    key = hashlib.sha256("\n".join(settled).encode()).hexdigest()
+    return (settled[-1] if settled else NOTHING), key
+
+
+def applied_after(records: list[AppliedRecord], steps: Iterable[StepResult]) -> list[str]:
+    """The applied versions once the steps of a run are done, without reading the history
+    again (which costs more than the snapshot with 10,000 rows)."""
+    versions = {r.version for r in records if r.status == SETTLED}
+    for step in steps:
+        if step.direction == "up":
+            versions.add(step.version)
+        else:
+            versions.discard(step.version)
+    return sorted(versions, key=version_key)
+
+
+class Recorded(NamedTuple):
+    applied_key: str
+    fingerprint: str
+    format: int
+    server_version: int
+    recorded_at: Any
+
+
+class SnapshotStore:
+    """SQL for `<schema>.<history table>_snapshots`."""
+
+    def __init__(self, history: History) -> None:
+        self.table = sql.Identifier(history.schema, own_tables(history)[2])
+
+    def ensure(self, conn: psycopg.Connection) -> None:
+        """Create the table if needed; call with the migration lock held."""
+        conn.execute(sql.SQL(
+            """CREATE TABLE IF NOT EXISTS {} (
+                 version text PRIMARY KEY,
+                 applied_key text NOT NULL,
+                 fingerprint text NOT NULL,
+                 format integer NOT NULL,
+                 server_version integer NOT NULL,
+                 snapshot json NOT NULL,
+                 action text NOT NULL,
+                 recorded_at timestamptz NOT NULL DEFAULT now(),
+                 recorded_by text NOT NULL DEFAULT current_user,
+                 sqlmig_version text)"""
+        ).format(self.table))
+
+    def meta(self, conn: psycopg.Connection, version: str) -> Recorded | None:
+        """The row for `version` without its snapshot; None if there is none (or no table)."""
+        query = sql.SQL("SELECT applied_key, fingerprint, format, server_version, recorded_at "
+                        "FROM {} WHERE version = %s").format(self.table)
+        try:
+            row = conn.execute(query, (version,)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+        return Recorded(*row) if row else None
+
+    def load(self, conn: psycopg.Connection, version: str) -> snapshot.Snapshot:
+        row = conn.execute(sql.SQL("SELECT format, server_version, snapshot FROM {} "
+                                   "WHERE version = %s").format(self.table), (version,)).fetchone()
+        assert row is not None
+        return snapshot.Snapshot(format=row[0], server_version=row[1], objects=row[2])
+
+    def write(self, conn: psycopg.Connection, version: str, applied_key: str,
+              snap: snapshot.Snapshot, action: str) -> None:
+        from sqlmig import __version__
+
+        text = snap.canonical()
+        conn.execute(sql.SQL(
+            """INSERT INTO {} AS s (version, applied_key, fingerprint, format, server_version,
+                   snapshot, action, sqlmig_version)
+               VALUES (%(version)s, %(key)s, %(fingerprint)s, %(format)s, %(server)s,
+                   %(snapshot)s::json, %(action)s, %(sqlmig)s)
+               ON CONFLICT (version) DO UPDATE SET applied_key = EXCLUDED.applied_key,
+                   fingerprint = EXCLUDED.fingerprint, format = EXCLUDED.format,
+                   server_version = EXCLUDED.server_version, snapshot = EXCLUDED.snapshot,
+                   action = EXCLUDED.action, recorded_at = now(), recorded_by = current_user,
+                   sqlmig_version = EXCLUDED.sqlmig_version"""
+        ).format(self.table), {
+            "version": version, "key": applied_key, "fingerprint": snap.fingerprint(text),
+            "format": snap.format, "server": snap.server_version, "snapshot": text,
+            "action": action, "sqlmig": __version__,
+        })
+
+
+def _comparable(rec: Recorded, conn: psycopg.Connection) -> bool:
+    return rec.format == snapshot.FORMAT and rec.server_version == conn.info.server_version // 10000
+
+
+def record(conn: psycopg.Connection, history: History, action: str, *,
+           applied: Iterable[str] | None = None, if_missing: bool = False) -> Problem | None:
+    """Record the schema as it is now for the current state; with the lock held.
+
+    `applied`: the applied versions (see `applied_after`; read from the history if not given,
+    and nothing is recorded while a row is in a failed state). `if_missing`: only when no
+    usable row exists yet (a run that changed nothing must not overwrite the recorded schema,
+    or it would hide drift). A failure here never fails the run that has already committed its
+    migrations: it comes back as a warning.
+    """
+    try:
+        store = SnapshotStore(history)
+        store.ensure(conn)
+        if applied is None:
+            records = history.read(conn)
+            if any(r.status != SETTLED for r in records):
+                return None  # a failed no-transaction step: not a schema to compare with
+            applied = (r.version for r in records)
+        version, key = _state(applied)
+        if if_missing:
+            rec = store.meta(conn, version)
+            if rec is not None and rec.applied_key == key and _comparable(rec, conn):
+                return None
+        store.write(conn, version, key, take(conn, history), action)
+        return None
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:
+        return Problem(code="snapshot", severity="warning",
+                       message=f"could not record the schema snapshot: {str(exc).strip()}; "
+                               "drift is not checked until a later run records one")
+
+
+def check(conn: psycopg.Connection, history: History,
+          records: list[AppliedRecord]) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings): how the live schema differs from the one recorded for this state.
+
+    Nothing when no snapshot was recorded for the current state (a database migrated by an
+    older sqlmig or by a psql script), or while a failed state needs `repair`.
+    """
+    if any(r.status != SETTLED for r in records):
+        return [], []
+    version, key = state(records)
+    store = SnapshotStore(history)
+    try:
+        rec = store.meta(conn, version)
+        if rec is None or rec.applied_key != key:
+            return [], []
+        if not _comparable(rec, conn):
+            return [], [Problem(
+                code="drift", severity="warning",
+                message=f"the schema snapshot of {version} was recorded by another sqlmig or "
+                        f"PostgreSQL {rec.server_version}: not compared; the next `sqlmig up` "
+                        "records a new one")]
+        live = take(conn, history)
+        if live.fingerprint() == rec.fingerprint:
+            return [], []
+        differences = snapshot.diff(store.load(conn, version), live)
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:
+        return [], [Problem(code="drift", severity="warning",
+                            message=f"could not compare the schema with its snapshot: "
+                                    f"{str(exc).strip()}")]
+    at = f"of {version}" if version != NOTHING else "with nothing applied"
+    when = f", {rec.recorded_at:%Y-%m-%d %H:%M}" if rec.recorded_at else ""
+    words = {"added": "was added outside sqlmig", "removed": "was dropped outside sqlmig"}
+    return [Problem(code="drift",
+                    message=f"schema drift: {d.line(**words)} (since the recorded schema {at}{when})")
+            for d in differences], []
+
+
+DRIFT_HINT = ("the live schema differs from the one sqlmig recorded after its last run: undo the "
+              "change, or make it a migration and run `sqlmig up`")
+
+__all__ = ["DRIFT_HINT", "SnapshotStore", "applied_after", "check", "own_tables", "record", "state",
+           "take"]

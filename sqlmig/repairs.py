@@ -1,0 +1,206 @@
+"""What `repair` finds and fixes: rows a no-transaction step left unfinished, invalid indexes a
+failed CONCURRENTLY build left behind, and formatting-only edits of applied files.
+
+Each fix is one statement plus its line in the event log; ops.repair composes them with the
+connection and the lock, and the CLI decides what to print and whether to ask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+
+from sqlmig import plan
+from sqlmig.errors import ConnectError, HistoryInconsistent, InvalidInput, RepairFailed
+from sqlmig.history import History
+from sqlmig.models import (
+    AppliedRecord,
+    FormattingChange,
+    InvalidIndex,
+    MigrationSet,
+    Problem,
+)
+
+# Partitioned indexes (relkind 'I') are left out: one made with CREATE INDEX ON ONLY stays
+# invalid until every partition's index is attached, by design, and cannot be dropped
+# CONCURRENTLY anyway. System schemas (pg_catalog, pg_toast, temp schemas) are not ours.
+_INVALID_INDEXES = sql.SQL("""
+SELECT n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
+       format('%I.%I', tn.nspname, t.relname), {definition},
+       (SELECT p.pid FROM pg_stat_progress_create_index p
+         WHERE p.index_relid = i.indexrelid LIMIT 1)
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class t ON t.oid = i.indrelid
+  JOIN pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE NOT i.indisvalid AND c.relkind = 'i'
+   AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+ ORDER BY n.nspname, c.relname
+""")
+
+
+def invalid_indexes(conn: psycopg.Connection) -> list[InvalidIndex]:
+    # pg_get_indexdef locks the index: a session holding ACCESS EXCLUSIVE on the table (a long
+    # ALTER TABLE) would block the listing, so wait a second and then list without definitions.
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '1s'")
+            rows = conn.execute(_INVALID_INDEXES.format(
+                definition=sql.SQL("pg_get_indexdef(i.indexrelid)"))).fetchall()
+    except psycopg.errors.LockNotAvailable:
+        rows = conn.execute(_INVALID_INDEXES.format(definition=sql.NULL)).fetchall()
+    return [InvalidIndex(schema_name=schema, name=name, qualified=qualified, table=table,
+                         definition=definition, building_pid=pid)
+            for schema, name, qualified, table, definition, pid in rows]
+
+
+def unfinished(records: Sequence[AppliedRecord]) -> list[AppliedRecord]:
+    return [r for r in records if r.status != plan.SETTLED]
+
+
+def formatting_changes(files: MigrationSet, records: Sequence[AppliedRecord]) -> list[FormattingChange]:
+    return [
+        FormattingChange(version=record.version, name=mig.name, path=mig.path,
+                         stored_checksum=record.checksum or "", checksum=mig.checksum)
+        for record, mig in plan.match(files, records).applied
+        if mig is not None and record.status == plan.SETTLED and plan.formatting_only(record, mig)
+    ]
+
+
+# -- fixes (call with the migration lock held) ---------------------------------------------------
+
+
+def resolve_row(conn: psycopg.Connection, history: History, records: Sequence[AppliedRecord],
+                version: str, *, applied: bool) -> str:
+    """`--mark-applied` (the step was finished by hand) or `--remove` (it was undone by hand)."""
+    record = next((r for r in records if r.version == version), None)
+    if record is None:
+        raise InvalidInput(f"repair: no history row with version {version}")
+    label = record.name or version
+    if record.status == plan.SETTLED:
+        raise InvalidInput(f"repair: {label} ({version}) is already applied; nothing to repair")
+    with conn.transaction():
+        if applied:
+            conn.execute(*history.set_status(version, plan.SETTLED))
+            action = f"marked {label} ({version}) applied"
+        else:
+            conn.execute(*history.delete(version))
+            action = f"removed {label} ({version}) from the history"
+        conn.execute(*history.event("repair", "ok", version=version, name=record.name,
+                                    detail=f"{action}; was `{record.status}`"))
+    return action
+
+
+def accept_formatting(conn: psycopg.Connection, history: History, files: MigrationSet,
+                      records: Sequence[AppliedRecord], versions: Sequence[str]) -> list[str]:
+    """Store the new checksum of formatting-only edits: the named versions, or all of them.
+
+    All or nothing: a named version whose SQL changed is refused before anything is written.
+    """
+    matched = {r.version: (r, m) for r, m in plan.match(files, records).applied}
+    if not versions:
+        chosen = [(r, m) for r, m in matched.values()
+                  if m is not None and r.status == plan.SETTLED and plan.formatting_only(r, m)]
+    else:
+        chosen = []
+        refused: list[Problem] = []
+        for version in dict.fromkeys(versions):
+            record, mig = matched.get(version, (None, None))
+            if record is None:
+                raise InvalidInput(f"repair --accept-formatting: no history row with version "
+                                   f"{version}")
+            label = record.name or version
+            if record.status != plan.SETTLED:
+                raise InvalidInput(f"repair --accept-formatting: {label} ({version}) is in state "
+                                   f"`{record.status}`; resolve that first")
+            if mig is None:
+                raise InvalidInput(f"repair --accept-formatting: {label} ({version}) has no file "
+                                   "in migrations/")
+            if record.checksum is None or record.checksum == mig.checksum:
+                continue  # unchanged (or a hand-written row `up` has yet to adopt): nothing to do
+            if not plan.formatting_only(record, mig):
+                why = ("its statements changed, not only formatting or comments"
+                       if record.canonical_checksum else
+                       "no canonical checksum was stored when it was applied (an older sqlmig, an "
+                       "adopted row, or a file pglast cannot parse), so a formatting-only edit "
+                       "cannot be told from a SQL change")
+                refused.append(Problem(path=mig.path, code="changed", message=(
+                    f"not accepted: {why}; restore the file as it was applied and put the "
+                    "change in a new migration")))
+                continue
+            chosen.append((record, mig))
+        if refused:
+            raise HistoryInconsistent(refused, hint="--accept-formatting only records edits that "
+                                                    "leave the SQL the same; nothing was changed")
+    done: list[str] = []
+    with conn.transaction():
+        for record, mig in chosen:
+            assert mig is not None and record.checksum is not None
+            conn.execute(*history.realign(record.version, mig.checksum, record.canonical_checksum))
+            action = (f"accepted the formatting-only edit of {mig.name} ({record.version}): "
+                      f"checksum {record.checksum[:12]} -> {mig.checksum[:12]}")
+            conn.execute(*history.event("repair", "ok", version=record.version, name=mig.name,
+                                        detail=f"{action} ({mig.path})"))
+            done.append(action)
+    return done
+
+
+def pick_indexes(conn: psycopg.Connection, found: Sequence[InvalidIndex],
+                 names: Sequence[str]) -> list[InvalidIndex]:
+    """The invalid indexes the user named (`schema.index` or an unambiguous `index`)."""
+    chosen: list[InvalidIndex] = []
+    for name in dict.fromkeys(names):
+        hits = [i for i in found if name in (i.qualified, f"{i.schema_name}.{i.name}", i.name)]
+        if len(hits) > 1:
+            raise InvalidInput(f"repair --drop-invalid-index {name}: ambiguous, name one of "
+                               f"{', '.join(i.qualified for i in hits)}")
+        if not hits:
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+            what = ("is a valid index: repair drops only invalid ones" if exists and exists[0]
+                    else "is not an invalid index in this database")
+            raise InvalidInput(f"repair --drop-invalid-index {name}: {what} "
+                               "(`sqlmig repair` lists them)")
+        index = hits[0]
+        if index.building_pid is not None:
+            raise InvalidInput(f"repair --drop-invalid-index {name}: a concurrent build is still "
+                               f"running in backend {index.building_pid}; wait for it or cancel "
+                               f"it (SELECT pg_cancel_backend({index.building_pid}))")
+        chosen.append(index)
+    return chosen
+
+
+def drop_indexes(conn: psycopg.Connection, history: History,
+                 targets: Sequence[InvalidIndex]) -> list[str]:
+    """DROP INDEX CONCURRENTLY each one, in autocommit, each logged once it is gone."""
+    done: list[str] = []
+    for index in targets:
+        start = time.perf_counter()
+        statement = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+            sql.Identifier(index.schema_name, index.name))
+        try:
+            conn.execute(statement)
+        except psycopg.Error as exc:
+            if conn.closed or conn.broken:
+                raise ConnectError(f"lost the connection while running {index.drop_sql}: "
+                                   f"{str(exc).strip()}") from exc
+            diag = exc.diag
+            message = f"{index.drop_sql} failed: ERROR [{diag.sqlstate}]: " \
+                      f"{diag.message_primary or str(exc).strip()}"
+            with contextlib.suppress(psycopg.Error):  # the failure itself is what matters
+                conn.execute(*history.event("repair", "failed", detail=message))
+            before = f"; dropped before the failure: {', '.join(done)}" if done else ""
+            raise RepairFailed(message + before,
+                               hint="the index is still there and still invalid; fix the cause "
+                                    "and run the same repair again") from exc
+        ms = round((time.perf_counter() - start) * 1000)
+        action = f"dropped invalid index {index.qualified} on {index.table}"
+        conn.execute(*history.event("repair", "ok", duration_ms=ms,
+                                    detail=f"{action}: {index.drop_sql}"
+                                           + (f" ({index.definition})" if index.definition else "")))
+        done.append(action)
+    return done

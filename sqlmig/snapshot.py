@@ -1,0 +1,424 @@
+"""A normalized description of a database schema read from the catalogs, and a pure diff of two.
+
+`take` reads every kind of object in one pipelined round trip (one query per kind) and leaves
+out system schemas, objects that belong to extensions (the extension itself is listed) and
+sqlmig's own history/events/snapshots tables. Nothing in a snapshot depends on OIDs, physical
+order or data, so the same schema built twice, or built, rolled back and rebuilt, gives the same
+snapshot. Column order is not compared: PostgreSQL cannot move a column, so a rollback that
+re-adds a dropped column could never pass.
+
+Objects are grouped by kind, keyed by their quoted, schema-qualified name; attributes whose name
+starts with `_` are structure (the table an index or column belongs to), not compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import psycopg
+from psycopg import pq
+from pydantic import BaseModel, ConfigDict
+
+# Bumped whenever what a snapshot holds changes, so an older recorded one is not compared.
+FORMAT = 1
+
+# Order in which differences are listed: containers before what they contain.
+GROUPS = ("schema", "extension", "type", "relation", "column", "constraint", "index", "function",
+          "trigger", "rule", "policy")
+
+_OWN = """WITH own AS (
+  SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = %(schema)s AND c.relname = ANY (%(tables)s::text[]))
+"""
+# System schemas: pg_catalog, pg_toast, pg_temp_N…, information_schema (names starting with pg_
+# are reserved, so no user schema is hidden by this).
+_USER_NS = "left(n.nspname, 3) <> 'pg_' AND n.nspname <> 'information_schema'"
+
+
+def _member(catalog: str, oid: str) -> str:
+    return (f"EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{catalog}'::regclass "
+            f"AND e.objid = {oid} AND e.deptype = 'e')")
+
+
+def _acl(column: str, kind: str, owner: str) -> str:
+    # NULL means "the default privileges": spell them out, so GRANT then REVOKE compares equal.
+    return (f"(SELECT jsonb_agg(a::text ORDER BY a::text) FROM unnest(coalesce({column}, "
+            f"acldefault(({kind})::\"char\", {owner}))) a)")
+
+
+_REL = "quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
+# A table-level object (column, constraint, trigger…) of a user table that is not ours.
+_TABLE_OK = f"{_USER_NS} AND c.oid NOT IN (SELECT oid FROM own) AND NOT {_member('pg_class', 'c.oid')}"
+
+# Each query returns (key, attributes). Keys are unique within a kind.
+_QUERIES: dict[str, str] = {
+    "schema": f"""
+SELECT quote_ident(n.nspname), json_strip_nulls(json_build_object(
+         'kind', 'schema', 'owner', pg_get_userbyid(n.nspowner),
+         'privileges', {_acl('n.nspacl', "'n'", 'n.nspowner')},
+         'comment', obj_description(n.oid, 'pg_namespace')))
+  FROM pg_namespace n
+ WHERE {_USER_NS} AND NOT {_member('pg_namespace', 'n.oid')}""",
+    "extension": """
+SELECT quote_ident(x.extname), json_build_object(
+         'kind', 'extension', 'version', x.extversion, 'schema', x.extnamespace::regnamespace::text)
+  FROM pg_extension x""",
+    "type": f"""
+SELECT quote_ident(n.nspname) || '.' || quote_ident(t.typname), json_strip_nulls(json_build_object(
+         'kind', CASE t.typtype WHEN 'e' THEN 'enum type' WHEN 'd' THEN 'domain'
+                                WHEN 'c' THEN 'composite type' WHEN 'r' THEN 'range type' END,
+         '_schema', quote_ident(n.nspname),
+         'labels', CASE WHEN t.typtype = 'e' THEN (
+             SELECT jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e
+              WHERE e.enumtypid = t.oid) END,
+         'base type', CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
+         'not null', CASE WHEN t.typtype = 'd' THEN t.typnotnull END,
+         'default', t.typdefault,
+         'checks', CASE WHEN t.typtype = 'd' THEN (
+             SELECT jsonb_agg(k.conname || ': ' || pg_get_constraintdef(k.oid) ORDER BY k.conname)
+               FROM pg_constraint k WHERE k.contypid = t.oid AND k.contype = 'c') END,
+         'attributes', CASE WHEN t.typtype = 'c' THEN (
+             SELECT jsonb_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
+                              ORDER BY a.attnum)
+               FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0
+                AND NOT a.attisdropped) END,
+         'subtype', CASE WHEN t.typtype = 'r' THEN (
+             SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid) END,
+         'owner', pg_get_userbyid(t.typowner),
+         'privileges', {_acl('t.typacl', "'T'", 't.typowner')},
+         'comment', obj_description(t.oid, 'pg_type')))
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE {_USER_NS} AND t.typtype IN ('e', 'd', 'c', 'r')
+   AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+   AND NOT {_member('pg_type', 't.oid')}""",
+    "relation": _OWN + f"""
+SELECT {_REL}, json_strip_nulls(json_build_object(
+         'kind', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
+                   WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                   WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' END,
+         '_schema', quote_ident(n.nspname),
+         '_parent', (SELECT quote_ident(tn.nspname) || '.' || quote_ident(t.relname)
+                       FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+                       JOIN pg_namespace tn ON tn.oid = t.relnamespace
+                      WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass
+                        AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+                        AND d.deptype IN ('a', 'i') LIMIT 1),
+         'owner', pg_get_userbyid(c.relowner),
+         'privileges', {_acl('c.relacl', "CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END",
+                             'c.relowner')},
+         'unlogged', CASE WHEN c.relpersistence = 'u' THEN true END,
+         'options', (SELECT jsonb_agg(o ORDER BY o) FROM unnest(c.reloptions) o),
+         'row security', CASE WHEN c.relrowsecurity THEN
+                           CASE WHEN c.relforcerowsecurity THEN 'forced' ELSE 'enabled' END END,
+         'partition key', CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+         'partition of', (SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.relname)
+                            FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+                            JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                           WHERE i.inhrelid = c.oid AND c.relispartition),
+         'partition bound', CASE WHEN c.relispartition
+                              THEN pg_get_expr(c.relpartbound, c.oid) END,
+         'inherits', (SELECT jsonb_agg(quote_ident(pn.nspname) || '.' || quote_ident(p.relname)
+                                       ORDER BY i.inhseqno)
+                        FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+                        JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                       WHERE i.inhrelid = c.oid AND NOT c.relispartition),
+         'definition', CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+         'sequence', format_type(s.seqtypid, NULL) || ' start ' || s.seqstart
+                     || ' increment ' || s.seqincrement || ' min ' || s.seqmin
+                     || ' max ' || s.seqmax || ' cache ' || s.seqcache
+                     || CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END,
+         'comment', ds.description))
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_sequence s ON s.seqrelid = c.oid
+  LEFT JOIN pg_description ds ON ds.objoid = c.oid AND ds.classoid = 'pg_class'::regclass
+                             AND ds.objsubid = 0
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {_TABLE_OK}
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                      AND d.refclassid = 'pg_class'::regclass
+                      AND d.refobjid IN (SELECT oid FROM own))""",
+    "column": _OWN + f"""
+SELECT {_REL} || '.' || quote_ident(a.attname), json_strip_nulls(json_build_object(
+         'kind', 'column', '_parent', {_REL},
+         'type', format_type(a.atttypid, a.atttypmod),
+         'not null', a.attnotnull,
+         'default', CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+         'generated', CASE WHEN a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid)
+                             || CASE a.attgenerated WHEN 's' THEN ' stored' ELSE ' virtual' END END,
+         'identity', CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END,
+         'collation', CASE WHEN a.attcollation <> t.typcollation THEN (
+             SELECT quote_ident(co.collname) FROM pg_collation co WHERE co.oid = a.attcollation) END,
+         'privileges', CASE WHEN a.attacl IS NOT NULL THEN (
+             SELECT jsonb_agg(x::text ORDER BY x::text) FROM unnest(a.attacl) x) END,
+         'comment', ds.description))
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+  LEFT JOIN pg_description ds ON ds.objoid = c.oid AND ds.classoid = 'pg_class'::regclass
+                             AND ds.objsubid = a.attnum
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f') AND {_TABLE_OK}""",
+    # NOT NULL constraints (PostgreSQL 18 lists them here too) are the column's `not null`.
+    "constraint": _OWN + f"""
+SELECT {_REL} || '.' || quote_ident(k.conname), json_strip_nulls(json_build_object(
+         'kind', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique constraint'
+                   WHEN 'f' THEN 'foreign key' WHEN 'c' THEN 'check constraint'
+                   WHEN 'x' THEN 'exclusion constraint' END,
+         '_parent', {_REL},
+         'definition', pg_get_constraintdef(k.oid),
+         'validated', k.convalidated,
+         'comment', ds.description))
+  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_description ds ON ds.objoid = k.oid
+                             AND ds.classoid = 'pg_constraint'::regclass AND ds.objsubid = 0
+ WHERE k.contype IN ('p', 'u', 'f', 'c', 'x') AND {_TABLE_OK}
+   -- a foreign key to a partitioned table has one internal copy per referenced partition
+   AND (k.conparentid = 0 OR NOT EXISTS (SELECT 1 FROM pg_constraint p
+                                          WHERE p.oid = k.conparentid AND p.conrelid = k.conrelid))""",
+    # Indexes that implement a constraint are described by the constraint.
+    "index": _OWN + f"""
+SELECT quote_ident(n.nspname) || '.' || quote_ident(ic.relname), json_strip_nulls(json_build_object(
+         'kind', 'index', '_parent', {_REL},
+         'definition', pg_get_indexdef(i.indexrelid),
+         'valid', i.indisvalid,
+         'clustered', CASE WHEN i.indisclustered THEN true END,
+         'comment', ds.description))
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_description ds ON ds.objoid = i.indexrelid
+                             AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = 0
+ WHERE {_TABLE_OK}
+   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid
+                      AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))""",
+    "function": f"""
+SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+         || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       json_strip_nulls(json_build_object(
+         'kind', CASE p.prokind WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure'
+                   WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window function' END,
+         '_schema', quote_ident(n.nspname),
+         'returns', pg_get_function_result(p.oid),
+         'language', (SELECT lanname FROM pg_language WHERE oid = p.prolang),
+         'definition', CASE WHEN p.prokind <> 'a' THEN 'md5 ' || md5(pg_get_functiondef(p.oid))
+                            ELSE (SELECT g.aggtransfn::text || ' ' || g.aggfinalfn::text || ' '
+                                         || format_type(g.aggtranstype, NULL)
+                                         || coalesce(' ' || g.agginitval, '')
+                                    FROM pg_aggregate g WHERE g.aggfnoid = p.oid) END,
+         'owner', pg_get_userbyid(p.proowner),
+         'privileges', {_acl('p.proacl', "'f'", 'p.proowner')},
+         'comment', obj_description(p.oid, 'pg_proc')))
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE {_USER_NS} AND NOT {_member('pg_proc', 'p.oid')}""",
+    "trigger": _OWN + f"""
+SELECT {_REL} || '.' || quote_ident(g.tgname), json_strip_nulls(json_build_object(
+         'kind', 'trigger', '_parent', {_REL},
+         'definition', pg_get_triggerdef(g.oid),
+         'enabled', CASE g.tgenabled WHEN 'O' THEN 'yes' WHEN 'D' THEN 'no'
+                      WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END,
+         'comment', obj_description(g.oid, 'pg_trigger')))
+  FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT g.tgisinternal AND {_TABLE_OK}""",
+    "rule": _OWN + f"""
+SELECT {_REL} || '.' || quote_ident(r.rulename), json_strip_nulls(json_build_object(
+         'kind', 'rule', '_parent', {_REL},
+         'definition', pg_get_ruledef(r.oid),
+         'enabled', CASE r.ev_enabled WHEN 'O' THEN 'yes' WHEN 'D' THEN 'no'
+                      WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END,
+         'comment', obj_description(r.oid, 'pg_rewrite')))
+  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE r.rulename <> '_RETURN' AND {_TABLE_OK}""",
+    "policy": _OWN + f"""
+SELECT {_REL} || '.' || quote_ident(pol.polname), json_strip_nulls(json_build_object(
+         'kind', 'policy', '_parent', {_REL},
+         'command', CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
+                      WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+         'permissive', pol.polpermissive,
+         'roles', (SELECT jsonb_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END
+                                    ORDER BY 1) FROM unnest(pol.polroles) r),
+         'using', pg_get_expr(pol.polqual, pol.polrelid),
+         'with check', pg_get_expr(pol.polwithcheck, pol.polrelid)))
+  FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_TABLE_OK}""",
+}
+
+
+class Snapshot(BaseModel):
+    """kind -> quoted qualified name -> attributes. Compare with `diff`, or by `fingerprint`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: int = FORMAT
+    server_version: int  # major version: catalog output may change across majors
+    objects: dict[str, dict[str, dict[str, Any]]]
+
+    def canonical(self) -> str:
+        """The objects as JSON with sorted keys: what the fingerprint is a hash of."""
+        return _canonical(self.objects)
+
+    def fingerprint(self, canonical: str | None = None) -> str:
+        return hashlib.sha256((canonical or self.canonical()).encode()).hexdigest()
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.objects.values())
+
+
+def take(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str]) -> Snapshot:
+    """Read the schema of the connected database, leaving out `own_schema`.`own_tables`.
+
+    One round trip: the queries go out together in a pipeline. On an idle connection they run
+    in one read-only transaction with `search_path` set to pg_catalog alone, so that names print
+    schema-qualified whatever the role's or session's search_path: the same schema reads the
+    same for every user (a monitoring role running `status` included). Raises psycopg.Error.
+    """
+    params = {"schema": own_schema, "tables": list(own_tables)}
+    own_transaction = conn.info.transaction_status == pq.TransactionStatus.IDLE
+    try:
+        with conn.pipeline():
+            if own_transaction:
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", prepare=False)
+                conn.execute("SET LOCAL search_path = pg_catalog", prepare=False)
+            cursors = {kind: conn.cursor() for kind in _QUERIES}
+            for kind, cur in cursors.items():
+                cur.execute(_aggregated(_QUERIES[kind]),
+                            params if "%(schema)s" in _QUERIES[kind] else None, prepare=False)
+            if own_transaction:
+                conn.execute("COMMIT", prepare=False)
+    except psycopg.Error:
+        if own_transaction and not conn.broken and \
+                conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+        raise
+    objects = {kind: cur.fetchone()[0] for kind, cur in cursors.items()}  # type: ignore[index]
+    return Snapshot(server_version=conn.info.server_version // 10000, objects=objects)
+
+
+def _aggregated(query: str) -> str:
+    # One JSON object per kind: one value to parse instead of one per row. Keys are unique;
+    # were one not, the ordering makes the same one win every time.
+    return ("SELECT coalesce(json_object_agg(k, a ORDER BY k, a::text), '{}')"
+            f" FROM ({query}\n) AS q(k, a)")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- the pure diff ---------------------------------------------------------------------------
+
+class Change(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    attribute: str
+    before: Any = None
+    after: Any = None
+
+    def render(self) -> str:
+        if self.attribute == "definition" or not (_short(self.before) and _short(self.after)):
+            return f"{self.attribute} differs"
+        return f"{self.attribute} {_show(self.before)} → {_show(self.after)}"
+
+
+class Difference(BaseModel):
+    """One object that differs: in `after` only (added), in `before` only (removed), or changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group: str
+    kind: str
+    key: str
+    name: str
+    change: Literal["added", "removed", "changed"]
+    changes: tuple[Change, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    def line(self, added: str = "is left behind", removed: str = "is missing") -> str:
+        """`column users.phone is left behind`, `index x is missing`, `column users.email: type
+        text → varchar(100)`; the words for added/removed objects can be chosen by the caller."""
+        if self.change == "added":
+            return f"{self.label} {added}"
+        if self.change == "removed":
+            return f"{self.label} {removed}"
+        return f"{self.label}: {', '.join(c.render() for c in self.changes)}"
+
+
+def display_name(key: str) -> str:
+    """Keys are schema-qualified; objects in `public` are shown without it."""
+    return key.removeprefix("public.")
+
+
+def diff(before: Snapshot, after: Snapshot) -> list[Difference]:
+    """What differs from `before` to `after`, containers first. Objects inside an added or
+    removed table or schema are not listed again."""
+    groups = [g for g in GROUPS if g in before.objects or g in after.objects]
+    groups += sorted((set(before.objects) | set(after.objects)) - set(GROUPS))
+    # Added or removed schemas and relations, whose contents are not listed one by one.
+    containers: dict[str, set[str]] = {"added": set(), "removed": set()}
+    for group in ("schema", "relation"):
+        old, new = before.objects.get(group, {}), after.objects.get(group, {})
+        containers["added"].update(set(new) - set(old))
+        containers["removed"].update(set(old) - set(new))
+    out: list[Difference] = []
+    for group in groups:
+        old = before.objects.get(group, {})
+        new = after.objects.get(group, {})
+        for key in sorted(set(old) | set(new)):
+            a, b = old.get(key), new.get(key)
+            if a == b:
+                continue
+            attrs = b if a is None else a
+            kind = str(attrs.get("kind", group))
+            if a is None or b is None:
+                change: Literal["added", "removed"] = "added" if a is None else "removed"
+                inside = containers[change]
+                if attrs.get("_parent") in inside or attrs.get("_schema") in inside:
+                    continue
+                out.append(Difference(group=group, kind=kind, key=key, name=display_name(key),
+                                      change=change))
+                continue
+            changes = tuple(
+                Change(attribute=attr, before=a.get(attr), after=b.get(attr))
+                for attr in sorted(set(a) | set(b), key=_attr_order)
+                if not attr.startswith("_") and a.get(attr) != b.get(attr))
+            if changes:
+                out.append(Difference(group=group, kind=kind, key=key, name=display_name(key),
+                                      change="changed", changes=changes))
+    return out
+
+
+def diff_lines(before: Snapshot, after: Snapshot, added: str = "is left behind",
+               removed: str = "is missing") -> list[str]:
+    return [d.line(added, removed) for d in diff(before, after)]
+
+
+def _attr_order(attr: str) -> tuple[int, str]:
+    first = ("kind", "type", "not null", "default", "definition")
+    return (first.index(attr), "") if attr in first else (len(first), attr)
+
+
+def _short(value: Any) -> bool:
+    return len(_show(value)) <= 60 and "\n" not in _show(value)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+__all__ = ["FORMAT", "Change", "Difference", "Snapshot", "diff", "diff_lines", "display_name",
+           "take"]
