@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from sqlmig import drift, lock, ops, snapshot
 from sqlmig.config import Config, redact
 from sqlmig.connect import connect
-from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed
+from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed, SqlmigError
 from sqlmig.history import History
 from sqlmig.models import Migration
 
@@ -91,6 +91,9 @@ def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = F
         except psycopg.OperationalError as exc:
             raise ConnectError(f"lost the connection to the scratch database: "
                                f"{str(exc).strip()}") from exc
+        except psycopg.Error as exc:
+            raise SqlmigError(f"cannot read the schema of the scratch database: "
+                              f"{str(exc).strip()}") from exc
         finally:
             conn.close()
     return VerifyReport(ok=all(s.outcome != "failed" for s in steps), scratch=scratch.description,
