@@ -9,8 +9,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from sqlmig.config import Config, resolve
+from sqlmig.config import Config, ConfigReport, explain_config, resolve
 from sqlmig.errors import (
+    BackupFailed,
+    ConfigInvalid,
     ConnectError,
     ExitCode,
     FileProblems,
@@ -22,8 +24,11 @@ from sqlmig.errors import (
     RepairFailed,
     SqlmigError,
 )
+from sqlmig.models import BackupReport, CheckResult, RetryNotice, WaitAttempt, WaitReport
 from sqlmig.ops import (
+    backup,
     baseline,
+    check,
     down,
     events,
     history,
@@ -34,12 +39,27 @@ from sqlmig.ops import (
     status,
     up,
     validate,
+    wait,
 )
 from sqlmig.render import render
-from sqlmig.verification import VerifyReport, verify
+
+
+def __getattr__(name: str) -> object:
+    # `verify` and its report load on first use: every other command skips importing them.
+    if name in ("verify", "VerifyReport"):
+        from sqlmig import verification
+
+        return getattr(verification, name)
+    raise AttributeError(f"module 'sqlmig' has no attribute {name!r}")
+
 
 __all__ = [
+    "BackupFailed",
+    "BackupReport",
+    "CheckResult",
     "Config",
+    "ConfigInvalid",
+    "ConfigReport",
     "ConnectError",
     "ExitCode",
     "FileProblems",
@@ -49,12 +69,18 @@ __all__ = [
     "LockTimeout",
     "MigrationFailed",
     "RepairFailed",
+    "RetryNotice",
     "SqlmigError",
     "VerifyReport",
+    "WaitAttempt",
+    "WaitReport",
     "__version__",
+    "backup",
     "baseline",
+    "check",
     "down",
     "events",
+    "explain_config",
     "history",
     "lint",
     "load_files",
@@ -66,4 +92,5 @@ __all__ = [
     "up",
     "validate",
     "verify",
+    "wait",
 ]

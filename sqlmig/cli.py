@@ -15,15 +15,18 @@ import click
 import sqlmig
 from sqlmig.config import Config, redact, secrets_of
 from sqlmig.errors import ExitCode, SqlmigError
-from sqlmig.models import PlanStep, Problem, RepairReport, RunReport, StepResult
+from sqlmig.models import Plan, PlanStep, Problem, RepairReport, RunReport, StepResult
+from sqlmig.output import Output
 
 if TYPE_CHECKING:
     from sqlmig.embedded import EmbeddedServer
 
 
 class _State:
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options: dict[str, Any] = options or {}
+        self.output: Output | None = None  # set by the group callback from --log-format
+        self.step: PlanStep | None = None  # the migration running now, for the error event
         self._config: Config | None = None
 
     @property
@@ -31,34 +34,62 @@ class _State:
         if self._config is None:
             o = self.options
             self._config = sqlmig.resolve(
-                root=Path(o["root"]) if o["root"] else _default_root(),
+                root=Path(o["root"]) if o["root"] else None,
+                find_root_from=Path.cwd(),
+                given_as="flag",
+                flag_names=_flag_names(),
                 database_url=o["database_url"],
-                password_file=Path(o["password_file"]) if o["password_file"] else None,
+                password_file=o["password_file"],
                 schema_name=o["schema"],
                 table=o["table"],
                 lock_timeout=o["lock_timeout"],
+                lock_mode=o.get("lock_mode"),
+                **{name: o.get(name) for name in _DEPLOY_SETTINGS},
             )
+            for note in () if o.get("quiet_notes") else self._config._notes:
+                err(f"sqlmig: {note}", "yellow", level="warning", event="config")
             if self._config.uses_embedded and not o.get("quiet_embedded"):
                 from sqlmig.connect import describe
 
                 err(f"sqlmig: no database configured (--database-url, SQLMIG_DATABASE_URL, "
                     f"DATABASE_URL, PG*): using the {describe(self._config)}; "
-                    "`sqlmig db stop` stops it")
+                    "`sqlmig db stop` stops it", event="embedded")
         return self._config
 
-
-def _default_root() -> Path:
-    from sqlmig.files import find_root
-
-    return find_root(Path.cwd())
+    def secrets(self) -> list[str]:
+        return secrets_of(self._config) if self._config is not None else []
 
 
-def out(line: str = "") -> None:
-    click.echo(line)
+def _flag_names() -> dict[str, str]:
+    """Option name -> how it is spelled (`backup_dir` -> `--backup`), for messages that say where
+    a setting came from; the group's options and the running command's."""
+    names: dict[str, str] = {}
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        for param in ctx.command.params:
+            if isinstance(param, click.Option) and param.name and param.opts:
+                names.setdefault(param.name, max(param.opts, key=len))
+        ctx = ctx.parent
+    return names
 
 
-def err(line: str) -> None:
-    click.echo(line, err=True)
+def _output() -> Output:
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(_State) if ctx is not None else None
+    if state is None or state.output is None:
+        return Output()
+    return state.output
+
+
+def out(line: str = "", *styles: str) -> None:
+    """A line of the command's result (stdout)."""
+    _output().out(line, *styles)
+
+
+def err(text: str, *styles: str, **event: Any) -> None:
+    """A line of the log (stderr): an event object with --log-format json (`level`, `event`
+    and fields in **event)."""
+    _output().err(text, *styles, **event)
 
 
 def _json(data: Any) -> None:
@@ -67,44 +98,103 @@ def _json(data: Any) -> None:
 
 def _warn(problems: tuple[Problem, ...] | list[Problem]) -> None:
     for p in problems:
-        err(p.render())
+        err(p.render(), "yellow", level="warning", event="warning", path=p.path, line=p.line,
+            code=p.code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(sqlmig.__version__, prog_name="sqlmig")
 @click.option("--root", type=click.Path(file_okay=False), help="Project directory holding "
-              "migrations/ and rollbacks/ (default: nearest parent with migrations/).")
+              "migrations/, rollbacks/ and sqlmig.toml (default: nearest parent with migrations/, "
+              "sqlmig.toml or [tool.sqlmig] in pyproject.toml).")
 @click.option("--database-url", envvar=None, help="PostgreSQL URL; else SQLMIG_DATABASE_URL, "
               "DATABASE_URL, the PG* environment, or the embedded server.")
 @click.option("--password-file", type=click.Path(dir_okay=False),
               help="Read the password from this file (Docker secrets); else DATABASE_PASSWORD_FILE.")
-@click.option("--schema", default=None, help="Schema of the history table (default public).")
+@click.option("--schema", default=None, help="Schema of the history table (default public); "
+              "any other schema is also put first on the migrations' search_path.")
+@click.option("--role", default=None, help="SET ROLE to this role after connecting, so what "
+              "migrations create belongs to it (the schema owner), not to the login role.")
 @click.option("--table", default=None, help="Name of the history table (default schema_version).")
 @click.option("--lock-timeout", type=float, default=None,
               help="Seconds to wait for another run's lock (default 300; 0 = do not wait).")
+@click.option("--lock-mode", type=click.Choice(["session", "transaction"]), default=None,
+              help="session (default): one session advisory lock per run. transaction: a lock "
+              "per migration transaction and a lease for no-transaction files; use it behind "
+              "PgBouncer in pool_mode=transaction, where session locks do not hold.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Say more: e.g. files pglast could not parse (left to the server to judge).")
+# -- output options (issue 5): not settings of the config file, they describe where the
+# output goes (a terminal, a CI log, a log collector), not the project --
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              envvar="SQLMIG_LOG_FORMAT", show_envvar=True,
+              help="json: one JSON object per event line on stderr (up/down/baseline progress, "
+              "warnings, errors with their exit code); stdout keeps the command's result.")
+@click.option("--no-color", is_flag=True, help="No colours (also when NO_COLOR is set); there "
+              "are never any when the output is not a terminal.")
+# -- end of output options (issue 5) --
 @click.pass_context
-def cli(ctx: click.Context, **options: Any) -> None:
+def cli(ctx: click.Context, log_format: str, no_color: bool, **options: Any) -> None:
     """Plain-SQL versioned migrations for PostgreSQL."""
-    ctx.obj = _State(options)
+    state = ctx.ensure_object(_State)  # main() passes one, so its error handler can read it
+    state.options.update(options)
+    state.output = Output(log_format=log_format, no_color=no_color)
+    state.output.json_logging()
 
 
-def _steps_printer(verb: str) -> tuple[Callable[[PlanStep], None], Callable[[StepResult], None]]:
+def _run_callbacks(state: _State, direction: str) -> dict[str, Any]:
+    """What up/down report while they run: warnings, progress (terminal) or events (json), and
+    exactly one line per migration."""
+    output = _output()
+    total = 0
+    done = 0
+
+    def on_plan(plan: Plan) -> None:
+        nonlocal total
+        total = len(plan.steps)
+        output.run_started(direction=direction, from_version=plan.current,
+                           to_version=plan.target, total=total)
+
     def on_step(step: PlanStep) -> None:
         for warning in step.warnings:
-            err(warning)
+            err(warning, "yellow", level="warning", event="warning", migration=step.name,
+                version=step.version)
+        state.step = step
+        output.step_started(direction=direction, name=step.name, version=step.version,
+                            step=done + 1, total=total)
 
     def on_done(result: StepResult) -> None:
+        nonlocal done
+        done += 1
         for warning in result.warnings:
-            err(warning)
-        out(f"{verb} {result.name} ({result.version}) in {result.duration_ms} ms")
+            err(warning, "yellow", level="warning", event="warning", migration=result.name,
+                version=result.version)
+        output.step_done(direction=direction, name=result.name, version=result.version,
+                         duration_ms=result.duration_ms, step=done, total=total)
+        state.step = None
 
-    return on_step, on_done
+    def on_skip(step: PlanStep) -> None:
+        # --lock-mode transaction: another runner did this step while this one waited.
+        nonlocal done
+        done += 1
+        state.step = None
+        out(f"skipped {step.name} ({step.version}): "
+            f"{'applied' if direction == 'up' else 'rolled back'} meanwhile by another runner")
+
+    return {"on_plan": on_plan, "on_step": on_step, "on_done": on_done, "on_skip": on_skip,
+            "on_note": _note_printer(state)}
+
+
+def _finished(report: RunReport, line: str) -> None:
+    _output().run_finished(line, direction=report.direction, from_version=report.from_version,
+                           to_version=report.to_version, count=len(report.steps),
+                           duration_ms=sum(s.duration_ms for s in report.steps))
 
 
 def _note_printer(state: _State) -> Callable[[str], None] | None:
-    return (lambda note: err(f"note: {note}")) if state.options.get("verbose") else None
+    if not state.options.get("verbose"):
+        return None
+    return lambda note: err(f"note: {note}", level="info", event="note")
 
 
 def _print_plan(report: RunReport, show_sql: bool) -> None:
@@ -124,44 +214,173 @@ def _print_plan(report: RunReport, show_sql: bool) -> None:
         "nothing was changed")
 
 
+# -- deploy-grade operations (issue 5): options of up/down that are Config settings, the
+# callbacks that report retries and the backup, and the wait/backup/check commands --
+_DEPLOY_SETTINGS = ("role", "migration_lock_timeout", "statement_timeout", "retries",
+                    "retry_delay", "backup_dir")
+_DEPLOY_OPTIONS = (
+    click.option("--migration-lock-timeout", metavar="DURATION",
+                 help="How long a statement of a migration may wait for a table lock (SET LOCAL "
+                 "lock_timeout): 5s (default), 500ms, 1min; 0/off = no limit; inherit = the "
+                 "role's/database's. Not --lock-timeout, which bounds the wait for another run."),
+    click.option("--statement-timeout", metavar="DURATION",
+                 help="How long a statement of a migration may run (SET LOCAL statement_timeout); "
+                 "default inherit (the role's/database's, usually no limit); 0/off = no limit."),
+    click.option("--retries", type=click.IntRange(min=0), default=None,
+                 help="Run a migration again this many times after a lock timeout or a deadlock "
+                 "rolled it back (default 3)."),
+    click.option("--retry-delay", metavar="DURATION",
+                 help="Pause before the first retry, doubled for each next one (default 2s)."),
+    click.option("--backup", "backup_dir", type=click.Path(file_okay=False), default=None,
+                 help="First write a pg_dump -Fc of the database into this directory; if that "
+                 "fails, nothing is run. Skipped when there is nothing to do."),
+)
+
+
+def _deploy_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_DEPLOY_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _deploy_callbacks() -> dict[str, Any]:
+    from sqlmig.models import BackupReport, RetryNotice
+
+    def on_retry(notice: RetryNotice) -> None:
+        err(f"sqlmig: retrying {notice.name} ({notice.version}) in {notice.delay:g} s: try "
+            f"{notice.attempt} of {notice.attempts} failed: {notice.error}", "yellow",
+            level="warning", event="migration_retry", migration=notice.name,
+            version=notice.version, attempt=notice.attempt, attempts=notice.attempts,
+            sqlstate=notice.sqlstate, delay=notice.delay)
+
+    def on_backup(report: BackupReport) -> None:
+        err(f"sqlmig: {_backup_line(report)}", level="info", event="backup", path=report.path,
+            size_bytes=report.size_bytes, duration_ms=report.duration_ms,
+            pg_dump=report.pg_dump, pg_dump_version=report.pg_dump_version)
+
+    return {"on_retry": on_retry, "on_backup": on_backup}
+
+
+def _backup_line(report: Any) -> str:
+    size = report.size_bytes
+    shown = f"{size} B" if size < 10_000 else (f"{size / 1e3:.0f} kB" if size < 10_000_000
+                                               else f"{size / 1e6:.0f} MB")
+    note = f" ({report.note})" if report.note else ""
+    return (f"backup: {report.path} ({shown} in {report.duration_ms} ms, pg_dump "
+            f"{report.pg_dump_version} from {report.pg_dump}){note}")
+
+
+def _no_backup_note(state: _State, report: RunReport) -> None:
+    if state.config.backup_dir is not None and report.backup is None:
+        why = "a dry run" if report.dry_run else "nothing to do"
+        err(f"sqlmig: no backup written: {why}", level="info", event="backup_skipped")
+
+
+def _on_wait_attempt(attempt: Any) -> None:
+    err(f"sqlmig: waiting for the database: attempt {attempt.attempt} failed: {attempt.error}; "
+        f"next try in {attempt.next_in:g} s", level="info", event="wait_attempt",
+        attempt=attempt.attempt, error=attempt.error, next_in=attempt.next_in)
+
+
+@cli.command()
+@click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds to keep trying.")
+@click.pass_obj
+def wait(state: _State, timeout: float) -> None:
+    """Wait until the database accepts connections (exit 0), or exit 5 after --timeout.
+
+    One line per failed attempt on stderr; the pause between attempts doubles from 0.25 s up to
+    4 s. Wrong credentials or a malformed URL fail at once. With the embedded server (nothing
+    configured) it is started, and there is nothing to wait for."""
+    report = sqlmig.wait(state.config, timeout, _on_wait_attempt)
+    out(f"ready: {report.database} on PostgreSQL {report.server_version} after "
+        f"{report.attempts} attempt{'s' if report.attempts != 1 else ''} in {report.waited_ms} ms")
+
+
+@cli.command("backup")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Where to write it (default: the backup_dir setting, else <root>/backups).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def backup_command(state: _State, directory: str | None, as_json: bool) -> None:
+    """Write a pg_dump -Fc of the database: <database>-<UTC time>-v<version>.dump."""
+    report = sqlmig.backup(state.config, directory)
+    if as_json:
+        _json(report.model_dump(mode="json"))
+    else:
+        out(_backup_line(report))
+
+
+@cli.command()
+@click.option("--require", "require", required=True, metavar="RANGE",
+              help="Versions the code can run with: '>=1.2,<2', '^1.2', '~1.2.3', '2'…")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def check(state: _State, require: str, as_json: bool) -> None:
+    """Exit 0 if the database's version satisfies RANGE, 1 if not (or nothing is applied), 2 for
+    a bad range. Reads only the history table: usable as a readiness probe."""
+    result = sqlmig.check(state.config, require)
+    if as_json:
+        _json(result.model_dump(mode="json"))
+    else:
+        out(f"{'ok' if result.ok else 'not ok'}: {result.message}")
+    if not result.ok:
+        sys.exit(ExitCode.CHECK_FAILED)
+# -- end of deploy-grade operations (issue 5) --
+
+
 @cli.command()
 @click.option("--to", "to", help="Stop at this version (1.2.0) or migration number (3).")
 @click.option("--dry-run", is_flag=True, help="Show the plan and its SQL; change nothing.")
 @click.option("--allow", multiple=True, type=click.Choice(["changed", "missing", "out-of-order"]),
               help="Proceed despite this kind of drift (repeatable).")
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="First wait up to this long for the database to accept connections (as "
+              "`sqlmig wait`).")
+@_deploy_options
 @click.pass_obj
-def up(state: _State, to: str | None, dry_run: bool, allow: tuple[str, ...]) -> None:
+def up(state: _State, to: str | None, dry_run: bool, allow: tuple[str, ...], wait_s: float | None,
+       **settings: Any) -> None:
     """Apply pending migrations, each in its own transaction."""
-    on_step, on_done = _steps_printer("applied")
-    report = sqlmig.up(state.config, to=to, dry_run=dry_run, allow=allow, on_step=on_step,
-                       on_done=on_done, on_note=_note_printer(state))
+    state.options.update(settings)
+    report = sqlmig.up(state.config, to=to, dry_run=dry_run, allow=allow, wait=wait_s,
+                       on_wait=_on_wait_attempt, **_run_callbacks(state, "up"),
+                       **_deploy_callbacks(),
+                       # A live progress line shows the migration running now: one at a time.
+                       back_to_back=not _output().live)
     _warn(report.warnings)
+    _no_backup_note(state, report)
     if dry_run:
         _print_plan(report, show_sql=True)
     elif report.steps:
         total = sum(s.duration_ms for s in report.steps)
-        out(f"at version {report.to_version}: {len(report.steps)} applied in {total} ms")
+        _finished(report, f"at version {report.to_version}: {len(report.steps)} applied in "
+                          f"{total} ms")
     else:
-        out(f"already up to date at version {report.to_version or 'none (no migrations)'}")
+        _finished(report, "already up to date at version "
+                          f"{report.to_version or 'none (no migrations)'}")
 
 
 @cli.command()
 @click.option("--steps", type=int, help="How many migrations to roll back (default 1).")
 @click.option("--to", "to", help="Roll back everything above this version; 0.0.0 or 0 = all.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and its SQL; change nothing.")
+@_deploy_options
 @click.pass_obj
-def down(state: _State, steps: int | None, to: str | None, dry_run: bool) -> None:
+def down(state: _State, steps: int | None, to: str | None, dry_run: bool,
+         **settings: Any) -> None:
     """Roll back applied migrations, newest first."""
-    on_step, on_done = _steps_printer("rolled back")
-    report = sqlmig.down(state.config, steps=steps, to=to, dry_run=dry_run, on_step=on_step,
-                         on_done=on_done, on_note=_note_printer(state))
+    state.options.update(settings)
+    report = sqlmig.down(state.config, steps=steps, to=to, dry_run=dry_run,
+                         **_run_callbacks(state, "down"), **_deploy_callbacks())
     _warn(report.warnings)
+    _no_backup_note(state, report)
     if dry_run:
         _print_plan(report, show_sql=True)
     elif report.steps:
-        out(f"at version {report.to_version}: {len(report.steps)} rolled back")
+        _finished(report, f"at version {report.to_version}: {len(report.steps)} rolled back")
     else:
-        out(f"nothing to roll back; at version {report.from_version or 'none'}")
+        _finished(report, f"nothing to roll back; at version {report.from_version or 'none'}")
 
 
 @cli.command()
@@ -230,12 +449,17 @@ def history(state: _State, limit: int | None, show_events: bool, as_json: bool) 
         if as_json:
             _json([e.model_dump(mode="json") for e in evs])
             return
+        output = _output()
         for e in evs:
+            # when, what (migration and version), outcome, how long, who@host, which sqlmig, why
             target = f" {e.name or ''} ({e.version})" if e.version else ""
+            outcome = output.style(e.outcome, "red") if e.outcome == "failed" else e.outcome
             took = f" {e.duration_ms} ms" if e.duration_ms is not None else ""
+            who = (e.actor or "?") + (f"@{e.client_host}" if e.client_host else "")
+            tool = f" (sqlmig {e.sqlmig_version})" if e.sqlmig_version else ""
             detail = f": {e.detail}" if e.detail else ""
-            out(f"{e.at:%Y-%m-%d %H:%M:%S%z} {e.action}{target} {e.outcome}{took} "
-                f"by {e.actor}@{e.client_host}{detail}")
+            out(f"{e.at:%Y-%m-%d %H:%M:%S%z} {e.action}{target} {outcome}{took} by {who}{tool}"
+                f"{detail}")
         return
     records = sqlmig.history(state.config, limit)
     if as_json:
@@ -247,8 +471,10 @@ def history(state: _State, limit: int | None, show_events: bool, as_json: bool) 
         when = f"{r.applied_at:%Y-%m-%d %H:%M:%S%z}" if r.applied_at else "?"
         took = f"{r.execution_ms} ms" if r.execution_ms is not None else "-"
         flag = " baseline" if r.baseline else ""
+        login = (f" (login {r.login_user})" if r.login_user and r.applied_by
+                 and r.login_user != r.applied_by else "")  # --role
         out(f"{r.version:<10} {r.name or '-':<40} {r.status:<8} {when} {took:>8} "
-            f"{r.applied_by or '-'}{flag}")
+            f"{r.applied_by or '-'}{login}{flag}")
 
 
 @cli.command()
@@ -332,8 +558,9 @@ def baseline(state: _State, version: str) -> None:
     """Record migrations up to VERSION as applied without running them."""
     report = sqlmig.baseline(state.config, version)
     for s in report.steps:
-        out(f"recorded {s.name} ({s.version}) as applied (baseline, not run)")
-    out(f"baseline at version {report.to_version}: {len(report.steps)} recorded")
+        _output().recorded(f"recorded {s.name} ({s.version}) as applied (baseline, not run)",
+                           migration=s.name, version=s.version)
+    _finished(report, f"baseline at version {report.to_version}: {len(report.steps)} recorded")
 
 
 @cli.command()
@@ -452,6 +679,46 @@ def lint(state: _State, files: tuple[str, ...], fmt: str | None, as_json: bool) 
         sys.exit(ExitCode.CHECK_FAILED)
 
 
+@cli.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def config_command(state: _State, as_json: bool) -> None:
+    """The settings in effect and where each comes from: flag, env, file or default. Passwords
+    are redacted; no database is used."""
+    state.options["quiet_embedded"] = True
+    state.options["quiet_notes"] = True  # they are part of this report
+    report = sqlmig.explain_config(state.config)
+    if as_json:
+        _json(report.model_dump(mode="json"))
+        return
+    out(f"config file: {report.file or 'none (no sqlmig.toml, no [tool.sqlmig] in pyproject.toml)'}")
+    out(f"database:    {report.database}")
+    rows = [(key, _setting_text(s.value), _setting_source(s.source, s.origin))
+            for key, s in report.settings.items()]
+    key_width = max(len(r[0]) for r in rows)
+    value_width = min(max(len(r[1]) for r in rows), 48)
+    for key, value, source in rows:
+        out(f"{key:<{key_width}}  {value:<{value_width}}  {source}")
+    for note in report.notes:
+        out(f"note: {note}")
+
+
+def _setting_source(source: str, origin: str | None) -> str:
+    if origin is None:
+        return source
+    return f"{source} ({origin})" if source == "default" else f"{source} {origin}"
+
+
+def _setting_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
 @cli.group()
 def db() -> None:
     """Manage the embedded PostgreSQL used when no database is configured."""
@@ -534,23 +801,73 @@ def _drop_pipeline_noise(record: logging.LogRecord) -> bool:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become exit codes."""
     logging.getLogger("psycopg").addFilter(_drop_pipeline_noise)
+    args = sys.argv[1:] if argv is None else list(argv)
+    state = _State()
     try:
-        cli.main(args=argv, prog_name="sqlmig", standalone_mode=False)
-    except click.exceptions.Abort:
-        err("sqlmig: aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(ExitCode.INVALID_INPUT)
-    except SqlmigError as exc:
-        secrets = _known_secrets(sys.argv[1:] if argv is None else argv)
-        for line in exc.lines():
-            err(redact(f"sqlmig: {line}", *secrets))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err("sqlmig: interrupted")
-        sys.exit(130)
+        cli.main(args=args, prog_name="sqlmig", standalone_mode=False, obj=state)
+    except BaseException as exc:
+        # Options not parsed yet (a usage error): the format comes from the raw arguments.
+        output = state.output or Output(log_format=_log_format(args))
+        output.end()  # a progress line must not run into the error
+        code = _report_error(exc, output, state, args)
+        if code is None:
+            raise  # sys.exit() of a command, or a bug: as it is
+        sys.exit(code)
     sys.exit(ExitCode.OK)
+
+
+def _report_error(exc: BaseException, output: Output, state: _State, args: list[str]) -> int | None:
+    """Print the error that ends the run; its exit code (None: not ours to report)."""
+    from sqlmig.errors import MigrationFailed
+
+    if isinstance(exc, click.exceptions.Abort | KeyboardInterrupt):
+        what = "aborted" if isinstance(exc, click.exceptions.Abort) else "interrupted"
+        output.failure([what], exit_code=130, error=type(exc).__name__)
+        return 130
+    if isinstance(exc, click.ClickException):
+        if output.json:
+            output.failure([exc.format_message()], exit_code=ExitCode.INVALID_INPUT,
+                           error=type(exc).__name__)
+        else:
+            exc.show()
+        return ExitCode.INVALID_INPUT
+    if not isinstance(exc, SqlmigError):
+        return None
+    secrets = _known_secrets(args) + state.secrets()
+    fields: dict[str, Any] = {"error": type(exc).__name__, "hint": exc.hint}
+    if isinstance(exc, MigrationFailed):
+        step = state.step
+        fields.update(migration=step.name if step else None, version=step.version if step else None,
+                      path=exc.path, line=exc.line, column=exc.column, sqlstate=exc.sqlstate,
+                      detail=exc.detail, server_hint=exc.server_hint,
+                      rolled_back=exc.rolled_back, applied_before=exc.applied_before)
+    problems = getattr(exc, "problems", None)
+    if problems and not all(isinstance(p, str) for p in problems):  # strings: they are `lines`
+        fields["problems"] = [p.model_dump(mode="json") for p in problems]
+    output.failure([redact(line, *secrets) for line in exc.lines()], exit_code=exc.exit_code,
+                   **_redacted(fields, secrets))
+    return exc.exit_code
+
+
+def _redacted(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value, *secrets)
+    if isinstance(value, dict):
+        return {k: _redacted(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v, secrets) for v in value]
+    return value
+
+
+def _log_format(args: list[str]) -> str:
+    import os
+
+    for i, arg in enumerate(args):
+        if arg == "--log-format" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--log-format="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("SQLMIG_LOG_FORMAT") or "text"
 
 
 if __name__ == "__main__":

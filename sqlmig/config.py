@@ -1,34 +1,89 @@
-"""Settings: where the files are, which database, which history table; and password redaction."""
+"""Settings: where the files are, which database, which history table; where each setting came
+from (flag > environment > sqlmig.toml or [tool.sqlmig] > default); and password redaction."""
 
 from __future__ import annotations
 
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
-from sqlmig.errors import InvalidInput
+from sqlmig import configfile
+from sqlmig.configfile import find_root
+from sqlmig.errors import ConfigInvalid
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 # libpg environment variables that mean "a database is configured".
 _LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
+ENV_PREFIX = "SQLMIG_"
+# "flag" = a CLI option; "argument" = a keyword of resolve() called as a library.
+Source = Literal["flag", "argument", "env", "file", "default"]
+_INTERNAL = frozenset({"root", "password"})  # Config fields that are not settings
+# Older names still read, after SQLMIG_<KEY> (Docker and Heroku conventions).
+_ENV_FALLBACKS = {"database_url": ("DATABASE_URL",), "password_file": ("DATABASE_PASSWORD_FILE",)}
+# SQLMIG_* variables that are not settings, so `sqlmig config` does not question them.
+_OTHER_ENV = frozenset({"SQLMIG_TEST_DSN", "SQLMIG_LOG_FORMAT"})
+# Keys a config file may be expected to take but does not, and what to use instead.
+_NOT_IN_FILE = {
+    "root": "it is the file's own directory (or --root)",
+    "password": "use password_file (a password does not belong in a file under version control)",
+    "log_format": "output options are --log-format or SQLMIG_LOG_FORMAT, not the project's",
+    "no_color": "output options are --no-color or NO_COLOR, not the project's",
+}
+
 
 class Config(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True)
 
+    # Every field except `root` and `password` (_INTERNAL) is a *setting*, wired up by resolve()
+    # with no further code: a key of sqlmig.toml / [tool.sqlmig] (the field's alias, else its
+    # name), the environment variable SQLMIG_<KEY>, and a CLI flag passed to resolve() by field
+    # name (None = not given, so a boolean flag must default to None, not False). A relative
+    # path in the config file is relative to the file's directory. New settings: add them in a
+    # marked block of their own, like the one below.
     root: Path = Field(default_factory=Path.cwd)
+    # -- settings: configuration and output (issue 5) --
     migrations_dir: Path | None = None
     rollbacks_dir: Path | None = None
     database_url: SecretStr | None = None
-    password: SecretStr | None = None
-    schema_name: str = "public"
+    password: SecretStr | None = None  # read from password_file; never shown
+    password_file: Path | None = None
+    schema_name: str = Field(default="public", alias="schema")
     table: str = "schema_version"
-    lock_timeout: float = Field(default=300.0, ge=0)
+    # At most PostgreSQL's own bound for lock_timeout (INT_MAX ms, about 24.8 days): no inf.
+    lock_timeout: float = Field(default=300.0, ge=0, le=2_147_483)
     connect_timeout: int = Field(default=10, ge=1)
     application_name: str = "sqlmig"
+    # -- end of settings: configuration and output (issue 5) --
+    # -- settings: deploy-grade operations (issue 5) --
+    # SET ROLE after connecting, so objects belong to this role (the schema owner), not the login.
+    role: str | None = None
+    # Bounds of each transactional migration (SET LOCAL); a file's header overrides them. Seconds
+    # or a duration ("5s", "10min"); 0 or "off" = no limit; "inherit" = the role's/database's.
+    migration_lock_timeout: float | None = 5.0
+    statement_timeout: float | None = None
+    retries: int = Field(default=3, ge=0)  # after a lock timeout (55P03) or a deadlock (40P01)
+    retry_delay: float = 2.0  # seconds before the first retry; doubled for each next one
+    backup_dir: Path | None = None  # up/down first write a pg_dump -Fc of the database here
+    # -- end of settings: deploy-grade operations (issue 5) --
+    # -- settings: pooler-safe locking (issue 5) --
+    # session: one session advisory lock for the whole run (direct connections, session pooling).
+    # transaction: a transaction-level lock per migration, and a lease for no-transaction files:
+    # behind PgBouncer pool_mode=transaction (sqlmig.txlock, sqlmig.lease).
+    lock_mode: Literal["session", "transaction"] = "session"
+    # -- end of settings: pooler-safe locking (issue 5) --
+
+    # Where each setting came from, for `sqlmig config` and error messages (set by resolve()).
+    _sources: dict[str, tuple[Source, str | None]] = PrivateAttr(default_factory=dict)
+    _file: str | None = PrivateAttr(default=None)
+    _notes: tuple[str, ...] = PrivateAttr(default=())
+    _env_notes: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("schema_name", "table")
     @classmethod
@@ -36,6 +91,27 @@ class Config(BaseModel):
         if not _IDENTIFIER.match(value):
             raise ValueError(f"{value!r} is not a plain SQL identifier")
         return value
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not 0 < len(value.encode()) <= 63:
+            raise ValueError(f"{value!r} is not a role name (1 to 63 bytes)")
+        return value
+
+    @field_validator("migration_lock_timeout", "statement_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: object) -> float | None:
+        from sqlmig.timeouts import setting_value
+
+        return setting_value(value)
+
+    @field_validator("retry_delay", mode="before")
+    @classmethod
+    def _delay(cls, value: object) -> float:
+        from sqlmig.timeouts import parse_duration
+
+        return parse_duration(value)  # type: ignore[arg-type]
 
     @property
     def migrations_path(self) -> Path:
@@ -54,45 +130,205 @@ class Config(BaseModel):
         return f"{self.schema_name}.{self.table}"
 
 
+def settings() -> dict[str, str]:
+    """Every setting: Config field name -> its key (in sqlmig.toml; SQLMIG_<KEY> in the env)."""
+    return {name: info.alias or name for name, info in Config.model_fields.items()
+            if name not in _INTERNAL}
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
 def resolve(
     *,
-    root: Path | None = None,
+    root: Path | str | None = None,
     database_url: str | None = None,
-    password_file: Path | None = None,
+    password_file: Path | str | None = None,
     environ: Mapping[str, str] | None = None,
+    find_root_from: Path | None = None,
+    given_as: Literal["flag", "argument"] = "argument",
+    flag_names: Mapping[str, str] | None = None,
     **overrides: object,
 ) -> Config:
-    """Build a Config: explicit values, else SQLMIG_DATABASE_URL, else DATABASE_URL, else libpq env."""
+    """Build a Config. Each setting comes from the first of: a value given here (the CLI passes
+    its flags, None = not given), the environment (SQLMIG_<KEY>; then DATABASE_URL and
+    DATABASE_PASSWORD_FILE), sqlmig.toml in the root (else [tool.sqlmig] of its pyproject.toml),
+    the default. With no database_url anywhere, connect() uses the libpq environment (PG*), else
+    the embedded server.
+
+    `root` defaults to the working directory, or with `find_root_from` to the nearest directory
+    at or above it with migrations/ or a config file. Every bad value is reported at once
+    (ConfigInvalid), each naming where it was set and its key: a flag as `flag_names` spells it
+    (by field name or key), else as --<key>.
+    """
     env = os.environ if environ is None else environ
-    url = database_url or env.get("SQLMIG_DATABASE_URL") or env.get("DATABASE_URL") or None
-    password_path = password_file or (
-        Path(env["DATABASE_PASSWORD_FILE"]) if env.get("DATABASE_PASSWORD_FILE") else None
-    )
-    password = None
-    if password_path is not None:
-        try:
-            password = password_path.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise InvalidInput(f"cannot read password file {password_path}: {exc.strerror}") from exc
-    values = {k: v for k, v in overrides.items() if v is not None}
+    keys = settings()
+    field_of_key = {key: name for name, key in keys.items()}
+    given = {"database_url": database_url, "password_file": password_file, **overrides}
+    unknown = [k for k in given if k not in keys and k not in field_of_key]
+    if unknown:
+        raise TypeError(f"resolve() got unknown settings: {', '.join(unknown)}")
+    explicit = {field_of_key.get(k, k): v for k, v in given.items() if v is not None}
+
+    sources: dict[str, tuple[Source, str | None]] = {}
+    if root is not None:
+        root_path = Path(root).resolve()
+        sources["root"] = (given_as, "--root" if given_as == "flag" else None)
+    elif find_root_from is not None:
+        root_path = find_root(find_root_from)
+        sources["root"] = ("default", "nearest directory with migrations/ or a config file")
+    else:
+        root_path = Path.cwd().resolve()
+        sources["root"] = ("default", "working directory")
+
+    file = configfile.read(root_path)
+    problems: list[str] = []
+    in_file: dict[str, str] = {}  # field -> its key as written in the file
+    if file is not None:
+        for raw_key in file.values:
+            name = field_of_key.get(raw_key.replace("-", "_"))
+            if name is None:
+                instead = _NOT_IN_FILE.get(raw_key.replace("-", "_"))
+                problems.append(f"{file.label}: {file.prefix}{raw_key}: unknown key" + (
+                    f": {instead}" if instead else _did_you_mean(raw_key, keys.values())))
+            elif name in in_file:
+                problems.append(f"{file.label}: {file.prefix}{raw_key}: given twice "
+                                f"(also as {in_file[name]})")
+            else:
+                in_file[name] = raw_key
+
+    def where(name: str) -> str:
+        kind, origin = sources.get(name, ("default", None))
+        if kind == "file" and file is not None:
+            return f"{file.label}: {file.prefix}{in_file[name]}"
+        return origin or keys.get(name, name)
+
+    values: dict[str, Any] = {}
+    for name, key in keys.items():
+        var = next((v for v in (env_name(key), *_ENV_FALLBACKS.get(name, ())) if env.get(v)), None)
+        if name in explicit:
+            values[name] = explicit[name]
+            flag = (flag_names or {}).get(name) or (flag_names or {}).get(key)
+            sources[name] = (given_as, (flag or "--" + key.replace("_", "-"))
+                             if given_as == "flag" else None)
+        elif var is not None:
+            values[name] = _from_env(name, env[var])
+            sources[name] = ("env", var)
+        elif file is not None and name in in_file:
+            values[name] = _from_file(name, file.values[in_file[name]], root_path)
+            sources[name] = ("file", file.label)
+        else:
+            sources[name] = ("default", None)
+    config: Config | None = None
     try:
-        return Config(
-            root=(root or Path.cwd()).resolve(),
-            database_url=SecretStr(url) if url else None,
-            password=SecretStr(password) if password is not None else None,
-            **values,
-        )
-    except ValueError as exc:
-        raise InvalidInput(f"invalid configuration: {_first_error(exc)}") from exc
+        config = Config(root=root_path, **values)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = error.get("loc") or ()
+            label = where(str(loc[0])) if loc else "configuration"
+            problems.append(f"{label}: {error['msg'].removeprefix('Value error, ')}")
+    if problems or config is None:
+        raise ConfigInvalid(problems)
+
+    if config.password_file is not None:
+        try:
+            password = config.password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigInvalid([f"{where('password_file')}: cannot read password file "
+                                 f"{config.password_file}: {exc.strerror}"]) from exc
+        config = config.model_copy(update={"password": SecretStr(password)})
+
+    notes = list(file.notes) if file is not None else []
+    if sources["database_url"][0] == "file" and config.database_url is not None and file is not None:
+        url = config.database_url.get_secret_value()
+        match = _URL_PASSWORD.search(url)
+        if (match and match["pw"]) or _KV_PASSWORD.search(url):
+            notes.append(f"{file.label}: warning: database_url holds a password: keep passwords "
+                         "out of files under version control (password_file, or DATABASE_URL in "
+                         "the environment)")
+    known_env = {env_name(k) for k in keys.values()} | _OTHER_ENV
+    config._sources = sources
+    config._file = file.label if file is not None else None
+    config._notes = tuple(notes)
+    config._env_notes = tuple(
+        f"{var} is not a setting; ignored{_did_you_mean(var, sorted(known_env))}"
+        for var in sorted(env) if var.startswith(ENV_PREFIX) and var not in known_env)
+    return config
 
 
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{loc}: {first.get('msg')}"
-    return str(exc)
+class Setting(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    value: Any = None  # in effect, secrets redacted; None = not set
+    source: Source
+    origin: str | None = None  # the flag, the variable or the file it came from
+
+
+class ConfigReport(BaseModel):
+    """What `sqlmig config` shows: every setting in effect and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str | None  # the config file read, if any
+    database: str  # where sqlmig connects, without a password
+    settings: dict[str, Setting]  # by key, in Config's order, `root` first
+    notes: tuple[str, ...] = ()
+
+
+def explain_config(config: Config) -> ConfigReport:
+    """Every setting of `config` and where it came from, with secrets redacted."""
+    from sqlmig.connect import describe
+
+    secrets = secrets_of(config)
+    effective: dict[str, Any] = {"migrations_dir": config.migrations_path,
+                                 "rollbacks_dir": config.rollbacks_path}
+    shown: dict[str, Setting] = {}
+    for name, key in {"root": "root", **settings()}.items():
+        value = getattr(config, name)
+        if value is None:
+            value = effective.get(name)
+        if isinstance(value, SecretStr):
+            # Only a URL can be shown without its password; any other secret not at all.
+            value = (redact(value.get_secret_value(), *secrets) if name == "database_url"
+                     else "***")
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple | list | set | frozenset):
+            value = [str(v) if isinstance(v, Path) else v for v in value]
+        kind, origin = config._sources.get(name, ("default", None))
+        shown[key] = Setting(value=value, source=kind, origin=origin)
+    return ConfigReport(file=config._file, database=describe(config), settings=shown,
+                        notes=(*config._notes, *config._env_notes))
+
+
+def _types(name: str) -> set[Any]:
+    annotation = Config.model_fields[name].annotation
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return {typing.get_origin(a) or a for a in (typing.get_args(annotation) if is_union
+                                                 else (annotation,))}
+
+
+def _from_env(name: str, text: str) -> Any:
+    # A list setting in one variable: comma-separated (SQLMIG_X=a,b).
+    if _types(name) & {list, tuple, set, frozenset}:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def _from_file(name: str, value: Any, root: Path) -> Any:
+    # A path in the file is relative to the file, not to wherever sqlmig was started.
+    if isinstance(value, str) and Path in _types(name):
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else root / path)
+    return value
+
+
+def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(word.replace("-", "_"), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
 
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@\s]*)@",

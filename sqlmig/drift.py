@@ -34,7 +34,9 @@ _NAMEDATALEN = 63
 
 def own_tables(history: History) -> list[str]:
     """sqlmig's own tables, which a snapshot leaves out (names cut as PostgreSQL cuts them)."""
-    names = [history.table_name, f"{history.table_name}_events", f"{history.table_name}{SUFFIX}"]
+    # The lease table of --lock-mode transaction (sqlmig.lease) is sqlmig's too.
+    names = [history.table_name, f"{history.table_name}_events", f"{history.table_name}{SUFFIX}",
+             f"{history.table_name}_lease"]
     return [n.encode()[:_NAMEDATALEN].decode(errors="ignore") for n in names]
 
 
@@ -111,26 +113,29 @@ class SnapshotStore:
         assert row is not None
         return snapshot.Snapshot(format=row[0], server_version=row[1], objects=row[2])
 
-    def write(self, conn: psycopg.Connection, version: str, applied_key: str,
-              snap: snapshot.Snapshot, action: str) -> None:
+    def write(self, conn: psycopg.Connection, version: str, applied_key: str, action: str,
+              history: History) -> None:
+        """Take the snapshot and record it, with its fingerprint, in one statement: the server
+        builds the document and hashes it, and nothing of it travels to sqlmig and back."""
         from sqlmig import __version__
 
-        text = snap.canonical()
-        conn.execute(sql.SQL(
-            """INSERT INTO {} AS s (version, applied_key, fingerprint, format, server_version,
+        table = self.table.as_string(conn)
+        query = (
+            f"""INSERT INTO {table} AS s (version, applied_key, fingerprint, format, server_version,
                    snapshot, action, sqlmig_version)
-               VALUES (%(version)s, %(key)s, %(fingerprint)s, %(format)s, %(server)s,
-                   %(snapshot)s::json, %(action)s, %(sqlmig)s)
+               SELECT %(version)s, %(key)s, {snapshot.FINGERPRINT_OF.format("d.doc")},
+                   %(format)s, %(server)s, d.doc::json, %(action)s, %(sqlmig)s
+                 FROM ({snapshot.document()}) AS d(doc)
                ON CONFLICT (version) DO UPDATE SET applied_key = EXCLUDED.applied_key,
                    fingerprint = EXCLUDED.fingerprint, format = EXCLUDED.format,
                    server_version = EXCLUDED.server_version, snapshot = EXCLUDED.snapshot,
                    action = EXCLUDED.action, recorded_at = now(), recorded_by = current_user,
-                   sqlmig_version = EXCLUDED.sqlmig_version"""
-        ).format(self.table), {
-            "version": version, "key": applied_key, "fingerprint": snap.fingerprint(text),
-            "format": snap.format, "server": snap.server_version, "snapshot": text,
-            "action": action, "sqlmig": __version__,
-        })
+                   sqlmig_version = EXCLUDED.sqlmig_version""")
+        snapshot.run(conn, [(query, {
+            "version": version, "key": applied_key, "format": snapshot.FORMAT,
+            "server": conn.info.server_version // 10000, "action": action, "sqlmig": __version__,
+            "schema": history.schema, "tables": own_tables(history),
+        })], read_only=False)
 
 
 def _comparable(rec: Recorded, conn: psycopg.Connection) -> bool:
@@ -160,7 +165,7 @@ def record(conn: psycopg.Connection, history: History, action: str, *,
             rec = store.meta(conn, version)
             if rec is not None and rec.applied_key == key and _comparable(rec, conn):
                 return None
-        store.write(conn, version, key, take(conn, history), action)
+        store.write(conn, version, key, action, history)
         return None
     except psycopg.OperationalError:
         raise
@@ -191,10 +196,10 @@ def check(conn: psycopg.Connection, history: History,
                 message=f"the schema snapshot of {version} was recorded by another sqlmig or "
                         f"PostgreSQL {rec.server_version}: not compared; the next `sqlmig up` "
                         "records a new one")]
-        live = take(conn, history)
-        if live.fingerprint() == rec.fingerprint:
+        # The server hashes the live schema; only when that differs are both snapshots read.
+        if snapshot.fingerprint(conn, history.schema, own_tables(history)) == rec.fingerprint:
             return [], []
-        differences = snapshot.diff(store.load(conn, version), live)
+        differences = snapshot.diff(store.load(conn, version), take(conn, history))
     except psycopg.OperationalError:
         raise
     except psycopg.Error as exc:

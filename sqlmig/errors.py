@@ -41,6 +41,18 @@ class InvalidInput(SqlmigError):
     exit_code = ExitCode.INVALID_INPUT
 
 
+class ConfigInvalid(InvalidInput):
+    """Settings that do not validate, every one reported: each line names where it was set and
+    the key (`sqlmig.toml: lock_timeout: …`, `SQLMIG_SCHEMA: …`, `--lock-timeout: …`)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(self.problems[0])
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
+
+
 class FileProblems(SqlmigError):
     """Every problem found in the migration files, collected before any connection."""
 
@@ -92,6 +104,13 @@ class Irreversible(SqlmigError):
     exit_code = ExitCode.INVALID_INPUT
 
 
+class BackupFailed(SqlmigError):
+    """pg_dump could not be run or did not finish (no suitable pg_dump, a directory that cannot
+    be written, a dump error): the run stopped before migrating. Cannot connect is ConnectError."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
 class RepairFailed(SqlmigError):
     """A statement `repair` ran (DROP INDEX CONCURRENTLY) failed on the server."""
 
@@ -125,6 +144,7 @@ class MigrationFailed(SqlmigError):
         self.server_hint = server_hint
         self.applied_before = list(applied_before)
         self.rolled_back = rolled_back
+        self.attempts = 1  # tries made, with the retries after lock timeouts (sqlmig.timeouts)
         where = path
         if line is not None:
             where += f":{line}"
@@ -145,6 +165,13 @@ class MigrationFailed(SqlmigError):
             out.append(
                 "this no-transaction migration stopped part-way; it is recorded as failed: "
                 "fix the database, then `sqlmig repair`"
+            )
+        if self.sqlstate in ("55P03", "40P01"):
+            tried = f"tried {self.attempts} times; " if self.attempts > 1 else ""
+            out.append(
+                f"{tried}other sessions hold locks this migration needs (look for long "
+                "transactions on its tables in pg_stat_activity and pg_locks): run it again when "
+                "they are done, or raise --migration-lock-timeout / --retries"
             )
         if self.applied_before:
             out.append(f"applied before the failure: {', '.join(self.applied_before)}")

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, sql
 
-from sqlmig import sqltext
+from sqlmig import sqltext, timeouts
 from sqlmig.connect import session_defaults
 from sqlmig.errors import ConnectError, FileProblems, MigrationFailed
 from sqlmig.history import History
-from sqlmig.models import Migration, PlanStep, Problem, StepResult
+from sqlmig.models import Migration, PlanStep, Problem, RetryNotice, StepResult
+
+if TYPE_CHECKING:
+    from sqlmig.config import Config
+    from sqlmig.txlock import TransactionLock
 
 _ALLOWED_IN_TRANSACTION = {"SAVEPOINT", "RELEASE", "ROLLBACK_TO"}
 _COPY_FROM_STDIN = re.compile(r"COPY\b[^;]*?\bFROM\s+STDIN\b", re.IGNORECASE)
+# Characters of SQL sent in a transaction's pipeline before its results are taken.
+_SYNC_EVERY = 4 << 20
+# At most this many steps, and about this much SQL, run back to back in one batch (Executor.
+# _batch): results, and so progress lines, come once per batch.
+_BATCH_STEPS = 50
+_BATCH_CHARS = 1 << 20
 
 
 def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], list[str]]:
@@ -113,69 +125,236 @@ def record_fields(mig: Migration, *, status: str, baseline: bool = False,
 
 
 class Executor:
-    def __init__(self, conn: psycopg.Connection, history: History) -> None:
+    def __init__(self, conn: psycopg.Connection, history: History, config: Config | None = None,
+                 on_retry: Callable[[RetryNotice], None] | None = None,
+                 guard: TransactionLock | None = None) -> None:
         self.conn = conn
         self.history = history
+        self.config = config  # timeouts and retries (sqlmig.timeouts); None = neither
+        self.on_retry = on_retry
+        # --lock-mode transaction: each transaction takes the lock and re-reads the history
+        # first, a no-transaction step runs under the lease (sqlmig.txlock); None = session mode.
+        self.guard = guard
+        # Steps `apply` will be asked for next (see lookahead), and what came of those that
+        # already ran in a batch: a StepResult, or the error of their first try.
+        self._ahead: list[tuple[PlanStep, Migration, list[sqltext.Statement]]] = []
+        self._outcomes: dict[str, StepResult | MigrationFailed | ConnectError] = {}  # by version
+
+    def lookahead(self, items: list[tuple[PlanStep, Migration, list[sqltext.Statement]]]) -> None:
+        """Tell `apply` which steps it will be asked for, in order, so that it can run
+        transactional ones back to back in one pipeline (see _batch): the server then never
+        waits for sqlmig between them. Each `apply` still returns its own step's result, or
+        raises its error, in order; steps after a failure are never run."""
+        self._ahead = list(items)
 
     def apply(self, step: PlanStep, mig: Migration, stmts: list[sqltext.Statement]) -> StepResult:
+        outcome = self._batched(step)
+        if isinstance(outcome, StepResult):
+            return outcome
+        if isinstance(outcome, ConnectError):
+            raise outcome
         start = time.perf_counter()
-        if step.transactional:
-            self._in_transaction(step, stmts, [
-                self.history.insert(record_fields(mig, status="applied"), mig.rollback.text),
-                self.history.event("up", "applied", version=step.version, name=step.name),
-            ])
-        else:
-            self._autocommit(step, stmts,
-                             before=self.history.insert(record_fields(mig, status="started"),
-                                                        mig.rollback.text),
-                             after=[self.history.finish(step.version, "applied", None),
-                                    self.history.event("up", "applied", version=step.version,
-                                                       name=step.name)])
+
+        def once(body: list[sqltext.Statement]) -> None:
+            if step.transactional:
+                self._in_transaction(step, body, [
+                    self.history.insert(record_fields(mig, status="applied"), mig.rollback.text),
+                    self.history.event("up", "applied", version=step.version, name=step.name),
+                ])
+            else:
+                with self._leased(step):
+                    self._autocommit(step, body,
+                                     before=self.history.insert(record_fields(mig, status="started"),
+                                                                mig.rollback.text),
+                                     after=[self.history.finish(step.version, "applied", None),
+                                            self.history.event("up", "applied",
+                                                               version=step.version,
+                                                               name=step.name)])
+
+        self._attempts(step, stmts, once, first_failure=outcome)
         return self._result(step, start, stmts)
 
     def revert(self, step: PlanStep, stmts: list[sqltext.Statement]) -> StepResult:
         start = time.perf_counter()
-        done = [self.history.delete(step.version),
-                self.history.event("down", "reverted", version=step.version, name=step.name)]
-        if step.transactional:
-            self._in_transaction(step, stmts, done)
-        else:
-            self._autocommit(step, stmts, before=self.history.set_status(step.version,
-                                                                         "rolling_back"),
-                             after=done)
+
+        def once(body: list[sqltext.Statement]) -> None:
+            done = [self.history.delete(step.version),
+                    self.history.event("down", "reverted", version=step.version, name=step.name)]
+            if step.transactional:
+                self._in_transaction(step, body, done)
+            else:
+                with self._leased(step):
+                    self._autocommit(step, body, before=self.history.set_status(step.version,
+                                                                                "rolling_back"),
+                                     after=done)
+
+        self._attempts(step, stmts, once)
         return self._result(step, start, stmts)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _result(self, step: PlanStep, start: float, stmts: list) -> StepResult:
+    def _attempts(self, step: PlanStep, stmts: list[sqltext.Statement],
+                  once: Callable[[list[sqltext.Statement]], None],
+                  first_failure: MigrationFailed | None = None) -> None:
+        """Run a step behind its SET [LOCAL] lock_timeout/statement_timeout. A transactional step
+        rolled back by a lock timeout or a deadlock runs again from the start, after a pause
+        that doubles, at most `retries` times. A no-transaction step is never run again: its
+        statements commit one by one, and a CREATE INDEX CONCURRENTLY that timed out may have
+        left an invalid index, so it stays `failed` for `sqlmig repair`. `first_failure`: how
+        the first try, run in a batch (see _batch), failed."""
+        body = [*timeouts.set_statements(step, self.config), *stmts]
+        retries = self.config.retries if self.config is not None else 0
+        attempt = 1
+        while True:
+            try:
+                if first_failure is not None:
+                    failed, first_failure = first_failure, None
+                    raise failed
+                once(body)
+                return
+            except MigrationFailed as exc:
+                if not (step.transactional and exc.rolled_back and attempt <= retries
+                        and exc.sqlstate in timeouts.RETRYABLE):
+                    exc.attempts = attempt
+                    raise
+                assert self.config is not None
+                notice = RetryNotice(
+                    direction=step.direction, name=step.name, version=step.version,
+                    attempt=attempt, attempts=retries + 1, sqlstate=exc.sqlstate,
+                    error=exc.message, delay=timeouts.retry_delay(self.config.retry_delay, attempt))
+            self._log_retry(step, notice)
+            if self.on_retry:
+                self.on_retry(notice)
+            time.sleep(notice.delay)
+            attempt += 1
+
+    def _log_retry(self, step: PlanStep, notice: RetryNotice) -> None:
+        cause = timeouts.RETRYABLE.get(notice.sqlstate or "", notice.sqlstate)
+        detail = (f"try {notice.attempt} of {notice.attempts} rolled back by a {cause}; "
+                  f"next try in {notice.delay:g} s: {notice.error}")
+        with contextlib.suppress(psycopg.Error):
+            self.conn.execute(*self.history.event(step.direction, "retrying", version=step.version,
+                                                  name=step.name, detail=detail))
+
+    def _result(self, step: PlanStep, start: float, stmts: list,
+                duration_ms: int | None = None) -> StepResult:
         warnings = list(step.warnings)
         if not stmts:
             done = "applied" if step.direction == "up" else "rolled back"
             warnings.append(f"{step.path}: warning: has no SQL statements; {done} as a no-op")
+        if duration_ms is None:
+            duration_ms = round((time.perf_counter() - start) * 1000)
         return StepResult(direction=step.direction, number=step.number, version=step.version,
-                          name=step.name, duration_ms=round((time.perf_counter() - start) * 1000),
-                          warnings=tuple(warnings))
+                          name=step.name, duration_ms=duration_ms, warnings=tuple(warnings))
+
+    def _batched(self, step: PlanStep) -> StepResult | MigrationFailed | ConnectError | None:
+        """What came of `step` in a batch, running one if `step` is next and the steps from it
+        can go back to back (transactional, in session lock mode); None: it runs on its own."""
+        ahead = self._ahead
+        if step.version not in self._outcomes and ahead and ahead[0][0] is step:
+            n = size = 0
+            while (n < len(ahead) and n < _BATCH_STEPS and size < _BATCH_CHARS
+                   and self.guard is None and ahead[n][0].transactional):
+                size += len(ahead[n][0].sql)
+                n += 1
+            if n > 1:
+                batch, self._ahead = ahead[:n], ahead[n:]
+                self._batch(batch)
+        if self._ahead and self._ahead[0][0] is step:
+            self._ahead.pop(0)  # it runs on its own
+        return self._outcomes.pop(step.version, None)
+
+    def _batch(self, items: list[tuple[PlanStep, Migration, list[sqltext.Statement]]]) -> None:
+        """Run transactional steps back to back in one pipeline, each in its own transaction
+        with its history row, as `apply` does one by one, but without waiting for each one's
+        results before sending the next: sqlmig prepares and sends step k+1 while the server
+        runs step k. One sync for all: after an error the server skips everything else in the
+        pipeline (libpq's pipeline mode), so no later step runs, and an earlier one has
+        committed exactly when its COMMIT succeeded. Fills _outcomes; the steps after a failure
+        go back to _ahead."""
+        sent: list[_Sent] = []
+        failure: psycopg.Error | None = None
+        try:
+            with self.conn.pipeline():
+                for step, mig, stmts in items:
+                    one = _Sent(self.conn, step, stmts,
+                                [*timeouts.set_statements(step, self.config), *stmts])
+                    sent.append(one)
+                    one.begin.execute("BEGIN")
+                    for st in one.body:
+                        cur = self.conn.cursor()
+                        one.cursors.append(cur)
+                        cur.execute(st.text, prepare=False)  # type: ignore[arg-type]
+                    query, params = self.history.insert(record_fields(mig, status="applied"),
+                                                        mig.rollback.text)
+                    one.row.execute(query + sql.SQL(" RETURNING execution_ms"), params,
+                                    prepare=False)
+                    self.conn.execute(*self.history.event("up", "applied", version=step.version,
+                                                          name=step.name), prepare=False)
+                    one.commit.execute("COMMIT")
+                    self.conn.execute("RESET ALL")  # as in _in_transaction
+                    session_defaults(self.conn)
+        except psycopg.Error as exc:
+            failure = exc
+        for n, one in enumerate(sent):
+            # Done: all of it worked, and its session reset too (else the next BEGIN failed).
+            reset = _ok(sent[n + 1].begin) if n + 1 < len(sent) else failure is None
+            if one.done() and reset:
+                row = one.row.fetchone()
+                self._outcomes[one.step.version] = self._result(
+                    one.step, 0.0, one.stmts, duration_ms=(row[0] if row else None) or 0)
+                continue
+            assert failure is not None
+            self._rollback()
+            failed = next((i for i, c in enumerate(one.cursors) if not _ok(c)), None)
+            error = self._failure(one.step, one.body, failed, failure, rolled_back=True)
+            self._log_failure(one.step, error)
+            self._outcomes[one.step.version] = error
+            self._ahead[:0] = items[n + 1:]
+            return
 
     def _in_transaction(self, step: PlanStep, stmts: list[sqltext.Statement],
                         bookkeeping: list[tuple[Any, dict]]) -> None:
         """Body, history row and COMMIT in one pipeline: one round trip per migration."""
+        guard = self.guard
+        if guard is not None:
+            guard.begin(step)  # BEGIN, the lock, the history re-read; raises Skipped if done
         cursors: list[psycopg.Cursor] = []
+        synced = 0  # statements before cursors[0], whose results are in
         try:
-            with self.conn.pipeline():
-                self.conn.execute("BEGIN")
+            with self.conn.pipeline() as pipeline:
+                if guard is None:
+                    self.conn.execute("BEGIN")
+                pending = 0
                 for st in stmts:
+                    text = st.text
                     cur = self.conn.cursor()
                     cursors.append(cur)
-                    cur.execute(st.text, prepare=False)  # type: ignore[arg-type]
+                    cur.execute(text, prepare=False)  # type: ignore[arg-type]
+                    pending += len(text)
+                    if pending > _SYNC_EVERY:
+                        # A large body (a data migration): take the results so far, in the same
+                        # transaction, so the cursors and what they sent are not all kept until
+                        # the end: a 50 MB file would be held twice more.
+                        pipeline.sync()
+                        synced += len(cursors)
+                        cursors.clear()
+                        pending = 0
                 for query, params in bookkeeping:
                     self.conn.execute(query, params, prepare=False)
+                if guard is not None:
+                    # Behind a transaction pooler, the file's own SET/SET ROLE would outlive it
+                    # on a pooled server connection: undone before COMMIT instead of after.
+                    self.conn.execute("RESET ALL")
+                    self.conn.execute("RESET ROLE")
                 self.conn.execute("COMMIT")
-                # Each file starts from a clean session, as with one `psql -1 -f` per file: a
-                # plain SET in one migration must not leak into the next.
-                self.conn.execute("RESET ALL")
-                session_defaults(self.conn)
+                if guard is None:
+                    # Each file starts from a clean session, as with one `psql -1 -f` per file: a
+                    # plain SET in one migration must not leak into the next.
+                    self.conn.execute("RESET ALL")
+                    session_defaults(self.conn)
         except psycopg.Error as exc:
-            failed = next((i for i, c in enumerate(cursors)
+            failed = next((synced + i for i, c in enumerate(cursors)
                            if c.pgresult is None or c.pgresult.status == pq.ExecStatus.FATAL_ERROR),
                           None)
             self._rollback()
@@ -209,6 +388,10 @@ class Executor:
             session_defaults(self.conn)
         except psycopg.Error as exc:
             raise self._failure(step, stmts, None, exc, rolled_back=False) from exc
+
+    def _leased(self, step: PlanStep) -> contextlib.AbstractContextManager[None]:
+        """The lease around a no-transaction step (--lock-mode transaction), else nothing."""
+        return self.guard.leased(step) if self.guard is not None else contextlib.nullcontext()
 
     def _log_failure(self, step: PlanStep, error: Exception, *extra: tuple[Any, dict]) -> None:
         if self.conn.closed or self.conn.broken:
@@ -254,3 +437,26 @@ class Executor:
             server_message=diag.message_primary or str(exc).strip(),
             detail=detail, server_hint=diag.message_hint, rolled_back=rolled_back,
         )
+
+
+class _Sent:
+    """A step of a batch, with the cursors of what was sent for it."""
+
+    def __init__(self, conn: psycopg.Connection, step: PlanStep,
+                 stmts: list[sqltext.Statement], body: list[sqltext.Statement]) -> None:
+        self.step = step
+        self.stmts = stmts  # the file's statements
+        self.body = body  # what runs: the step's SET LOCAL timeouts, then the file's statements
+        self.begin = conn.cursor()
+        self.cursors: list[psycopg.Cursor] = []
+        self.row = conn.cursor()  # the history row, RETURNING its execution_ms
+        self.commit = conn.cursor()
+
+    def done(self) -> bool:
+        return all(_ok(c) for c in (self.begin, *self.cursors, self.row, self.commit))
+
+
+def _ok(cursor: psycopg.Cursor) -> bool:
+    """Whether a statement sent in a pipeline succeeded: psycopg keeps no result for one that
+    failed or was skipped after a failure."""
+    return cursor.pgresult is not None and cursor.pgresult.status != pq.ExecStatus.FATAL_ERROR

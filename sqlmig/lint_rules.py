@@ -83,8 +83,8 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          "A statement that takes an ACCESS EXCLUSIVE lock on an existing table with no "
          "lock_timeout set waits behind any long query, and every query on the table queues "
          "behind it.",
-         "SET LOCAL lock_timeout = '5s' (or SET) before it: on timeout the migration fails "
-         "cleanly and can be retried."),
+         "The header line `-- sqlmig: lock-timeout 5s`, or SET LOCAL lock_timeout = '5s' (or "
+         "SET) before it: on timeout the migration fails cleanly and sqlmig retries it."),
     Rule("breaking-needs-major", "error",
          "A breaking statement (drop, rename, type change) in a file whose version is not a "
          "MAJOR bump over the previous file's.",

@@ -37,6 +37,10 @@ class _Unit:
     report: bool  # False: read only for what later files depend on
     version: Version | None = None
     previous: tuple[Version, str] | None = None  # the version and path before this file's
+    # The header bounds lock waits (`-- sqlmig: lock-timeout 5s`, not 0): the engine and the
+    # rendered script SET it before the first statement. The --migration-lock-timeout setting
+    # does not count: it belongs to where the file runs, which lint does not know.
+    lock_timeout: bool = False
 
 
 @dataclass
@@ -92,7 +96,7 @@ def _units(config: Config, paths: list[Path]) -> list[_Unit]:
             full = (root / mig.path).resolve()
             units.append(_Unit(path=mig.path, text=mig.text, transactional=mig.transactional,
                                report=not paths or full in wanted, version=mig.version,
-                               previous=previous))
+                               previous=previous, lock_timeout=bool(mig.lock_timeout)))
             previous = (mig.version, mig.path)
             if full in wanted:
                 wanted.remove(full)
@@ -107,8 +111,22 @@ def _units(config: Config, paths: list[Path]) -> list[_Unit]:
             raise InvalidInput(f"{rel}:{line}: {error}")
         directives = files_mod.parse_header(text).directives
         transactional = not any(v.split()[:1] == ["no-transaction"] for v, _ in directives)
-        units.append(_Unit(path=rel, text=text, transactional=transactional, report=True))
+        units.append(_Unit(path=rel, text=text, transactional=transactional, report=True,
+                           lock_timeout=_header_lock_timeout(directives)))
     return units
+
+
+def _header_lock_timeout(directives: list[tuple[str, int]]) -> bool:
+    from sqlmig.timeouts import parse_duration
+
+    for value, _ in directives:
+        word, _, rest = value.partition(" ")
+        if word.lower() == "lock-timeout":
+            try:
+                return parse_duration(rest.strip(), bare=None) > 0
+            except ValueError:
+                return False
+    return False
 
 
 # -- one file -----------------------------------------------------------------------------------
@@ -116,7 +134,7 @@ def _units(config: Config, paths: list[Path]) -> list[_Unit]:
 def _lint_unit(unit: _Unit, shared: SetState) -> tuple[list[LintFinding], list[LintFinding]]:
     split = sqltext.split(unit.text)
     statements = split.statements
-    fs = FileState(transactional=unit.transactional)
+    fs = FileState(transactional=unit.transactional, lock_timeout=unit.lock_timeout)
     found: list[_Found] = []
     for i, st in enumerate(statements):
         for hit in _statement_hits(st, fs, shared):

@@ -1,4 +1,8 @@
-"""The session advisory lock that serialises runners on one database, and who holds it."""
+"""The session advisory lock that serialises runners on one database, and who holds it.
+
+Session mode (the default). Behind a transaction-pooling PgBouncer use `--lock-mode
+transaction` instead (sqlmig.txlock): there a session lock holds for one statement only.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import Iterator
 import psycopg
 
 from sqlmig.errors import ConnectError, LockTimeout
+from sqlmig.models import Problem
 
 
 def lock_key(qualified_table: str) -> int:
@@ -21,7 +26,7 @@ def lock_key(qualified_table: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _holder(conn: psycopg.Connection, key: int) -> str:
+def holder(conn: psycopg.Connection, key: int) -> str:
     # pg_locks splits a bigint advisory key into two unsigned 32-bit halves.
     unsigned = key & 0xFFFFFFFFFFFFFFFF
     row = conn.execute(
@@ -42,21 +47,25 @@ def _holder(conn: psycopg.Connection, key: int) -> str:
             f"connected since {since:%Y-%m-%d %H:%M:%S%z}, {state}: {query!r})")
 
 
-def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> None:
-    """Wait at most `timeout` seconds for the lock; LockTimeout names the holder."""
+def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> int:
+    """Wait at most `timeout` seconds for the lock; LockTimeout names the holder. Returns the
+    server session (backend pid) that took it, for release() to compare."""
     try:
         if timeout <= 0:
-            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            got = conn.execute("SELECT pg_try_advisory_lock(%s), pg_backend_pid()",
+                               (key,)).fetchone()
             if got and got[0]:
-                return
+                return int(got[1])
         else:
             # lock_timeout bounds the wait inside the server, so waiters queue fairly
             # instead of polling, and a kill of this process drops the wait with the session.
             wait_ms = max(1, round(timeout * 1000))  # 0ms would mean "wait forever"
             conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{wait_ms}ms",))
             try:
-                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-                return
+                got = conn.execute("SELECT pg_advisory_lock(%s), pg_backend_pid()",
+                                   (key,)).fetchone()
+                assert got is not None
+                return int(got[1])
             except psycopg.errors.LockNotAvailable:
                 pass
             finally:
@@ -64,26 +73,62 @@ def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> No
                     # Back to the session's own value (ALTER ROLE/DATABASE … SET lock_timeout,
                     # PGOPTIONS), not 0: the migrations run with what the DBA configured.
                     conn.execute("RESET lock_timeout")
-        holder = _holder(conn, key)
+        who = holder(conn, key)
     except psycopg.OperationalError as exc:
         raise ConnectError(f"lost the connection while waiting for the lock: {exc}") from exc
     raise LockTimeout(
-        f"could not take the migration lock on {what} within {timeout:g} s: {holder}",
+        f"could not take the migration lock on {what} within {timeout:g} s: {who}",
         hint="wait for that run to finish, raise --lock-timeout, or end that session",
     )
 
 
-def release(conn: psycopg.Connection, key: int) -> None:
+_POOLER = ("a connection pooler in transaction mode (PgBouncer pool_mode=transaction) is "
+           "probably between sqlmig and the server, where session locks do not hold: use "
+           "--lock-mode transaction")
+
+
+def release(conn: psycopg.Connection, key: int, pid: int | None = None) -> Problem | None:
+    """Unlock, and say so when the lock was not ours any more: pg_advisory_unlock returning
+    false, or the run ending on another server session than the one that took the lock."""
     if conn.closed:
-        return  # the server released a session lock with the session
-    with contextlib.suppress(psycopg.Error):
-        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        return None  # the server released a session lock with the session
+    try:
+        row = conn.execute("SELECT pg_advisory_unlock(%s), pg_backend_pid()", (key,)).fetchone()
+    except psycopg.Error as exc:
+        if conn.closed or conn.broken:
+            return None  # the session is gone, and its lock with it
+        return Problem(code="unlock-failed", severity="warning",
+                       message=f"could not release the migration lock: {str(exc).strip()}; the "
+                               "server releases it when the session ends")
+    assert row is not None
+    unlocked, now = bool(row[0]), int(row[1])
+    if unlocked and (pid is None or pid == now):
+        return None
+    moved = pid is not None and pid != now
+    if not unlocked:
+        what = ("the migration lock was not held at the end of this run: pg_advisory_unlock "
+                f"returned false in server session {now}")
+        if moved:
+            what += (f", not the session {pid} that took it (which may still hold it, keeping "
+                     "other runners waiting until that server connection closes)")
+        else:
+            what += " (something released it during the run, e.g. pg_advisory_unlock_all())"
+        what += "; another runner may have run at the same time"
+    else:
+        what = (f"this run moved from server session {pid}, which took the migration lock, to "
+                f"session {now}, so the lock did not keep other runners out")
+    return Problem(code="lock-lost", severity="warning",
+                   message=f"{what}{'; ' + _POOLER if moved else ''}")
 
 
 @contextlib.contextmanager
-def held(conn: psycopg.Connection, key: int, timeout: float, what: str) -> Iterator[None]:
-    acquire(conn, key, timeout, what)
+def held(conn: psycopg.Connection, key: int, timeout: float, what: str,
+         warnings: list[Problem] | None = None) -> Iterator[None]:
+    """The session lock around a block; a lost lock found at release goes to `warnings`."""
+    pid = acquire(conn, key, timeout, what)
     try:
         yield
     finally:
-        release(conn, key)
+        problem = release(conn, key, pid)
+        if problem is not None and warnings is not None:
+            warnings.append(problem)

@@ -14,7 +14,9 @@ _SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\Z")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # defer_build: a model's validator is built when it is first used, not on import (~1 ms
+    # each), so a command pays only for the models it uses.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 @total_ordering
@@ -58,10 +60,11 @@ ZERO = Version(major=0, minor=0, patch=0)
 
 def version_key(text: str) -> tuple[int, ...]:
     """Order version strings from the history, which may predate sqlmig and not be semver."""
-    try:
-        return Version.parse(text).key
-    except ValueError:
-        return tuple(int(p) for p in re.findall(r"\d+", text)) or (0,)
+    stripped = text.strip()
+    match = _SEMVER.match(stripped) if len(stripped) <= 50 else None  # as Version.parse
+    if match is not None:
+        return (int(match[1]), int(match[2]), int(match[3]))
+    return tuple(int(p) for p in re.findall(r"\d+", text)) or (0,)
 
 
 class Problem(_Frozen):
@@ -86,6 +89,10 @@ class Rollback(_Frozen):
     checksum: str
     irreversible: str | None = None
     transactional: bool = True
+    # From `-- sqlmig: lock-timeout 5s` / `statement-timeout 10min`: seconds, 0 = no limit,
+    # None = not in the header (the settings apply).
+    lock_timeout: float | None = None
+    statement_timeout: float | None = None
     text: str = Field(repr=False)
 
 
@@ -96,6 +103,8 @@ class Migration(_Frozen):
     version: Version
     description: str
     transactional: bool = True
+    lock_timeout: float | None = None  # header values, as for Rollback
+    statement_timeout: float | None = None
     checksum: str
     text: str = Field(repr=False)
     rollback: Rollback
@@ -126,7 +135,8 @@ class AppliedRecord(_Frozen):
     canonical_checksum: str | None = None  # of the parse tree: None for older rows, unparseable
     rollback_sql: str | None = Field(default=None, repr=False, exclude=True)
     applied_at: datetime | None = None
-    applied_by: str | None = None
+    applied_by: str | None = None  # current_user: the role it ran as (--role), owner of objects
+    login_user: str | None = None  # session_user: who logged in (differs with --role)
     execution_ms: int | None = None
     status: str = "applied"
     transactional: bool | None = None
@@ -158,6 +168,8 @@ class PlanStep(_Frozen):
     transactional: bool
     sql: str = Field(repr=False)
     warnings: tuple[str, ...] = ()
+    lock_timeout: float | None = None  # the file's header values (see sqlmig.timeouts)
+    statement_timeout: float | None = None
 
 
 class Plan(_Frozen):
@@ -176,6 +188,58 @@ class StepResult(_Frozen):
     warnings: tuple[str, ...] = ()
 
 
+class RetryNotice(_Frozen):
+    """A migration rolled back by a lock timeout or deadlock, about to run again."""
+
+    direction: Literal["up", "down"]
+    name: str
+    version: str
+    attempt: int  # the try that failed, 1-based
+    attempts: int  # tries in all: 1 + retries
+    sqlstate: str | None
+    error: str  # the failure, file:line:col: ERROR [55P03]: …
+    delay: float  # seconds until the next try
+
+
+class BackupReport(_Frozen):
+    """A pg_dump -Fc of the database (`sqlmig backup`, `up --backup DIR`)."""
+
+    path: str
+    database: str
+    version: str | None  # the database's version when it was dumped
+    size_bytes: int
+    duration_ms: int
+    pg_dump: str  # the program used
+    pg_dump_version: str
+    server_version: str
+    note: str | None = None  # why this pg_dump (e.g. the one on PATH is older than the server)
+
+
+class WaitAttempt(_Frozen):
+    """One failed try of `sqlmig wait`: attempt number, the error, the pause before the next."""
+
+    attempt: int
+    error: str
+    next_in: float
+
+
+class WaitReport(_Frozen):
+    attempts: int
+    waited_ms: int
+    server_version: str
+    database: str
+
+
+class CheckResult(_Frozen):
+    """`sqlmig check --require RANGE`: does the database's version satisfy the range?"""
+
+    ok: bool
+    require: str  # as given
+    meaning: str  # what it expands to: `>=1.2.0, <2.0.0`
+    current_version: str | None
+    message: str
+
+
 class RunReport(_Frozen):
     direction: Literal["up", "down", "baseline"]
     dry_run: bool = False
@@ -184,6 +248,9 @@ class RunReport(_Frozen):
     steps: tuple[StepResult, ...] = ()
     plan: Plan | None = None
     warnings: tuple[Problem, ...] = ()
+    backup: BackupReport | None = None
+    # --lock-mode transaction: planned steps another runner did meanwhile, as "name (version)".
+    skipped: tuple[str, ...] = ()
 
 
 class PendingMigration(_Frozen):

@@ -180,7 +180,8 @@ def plan_up(files: MigrationSet, records: list[AppliedRecord], to: str | None = 
         target = to
     steps = tuple(
         PlanStep(direction="up", number=m.number, version=str(m.version), name=m.name, path=m.path,
-                 transactional=m.transactional, sql=m.text)
+                 transactional=m.transactional, sql=m.text, lock_timeout=m.lock_timeout,
+                 statement_timeout=m.statement_timeout)
         for m in todo
     )
     final = steps[-1].version if steps else current_version(records)
@@ -237,7 +238,8 @@ def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping
             )
         out.append(PlanStep(direction="down", number=record.number, version=record.version,
                             name=label, path=path, transactional=rollback.transactional, sql=text,
-                            warnings=tuple(warnings)))
+                            warnings=tuple(warnings), lock_timeout=rollback.lock_timeout,
+                            statement_timeout=rollback.statement_timeout))
     remaining = [r for r, _ in applied if all(r.version != s.version for s in out)]
     return Plan(direction="down", current=current_version(records),
                 target=current_version(remaining) or "0.0.0", steps=tuple(out))

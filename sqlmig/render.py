@@ -22,9 +22,9 @@ import psycopg
 from psycopg import sql
 
 from sqlmig import files as files_mod
-from sqlmig import lock, plan, sqltext
+from sqlmig import lock, plan, sqltext, timeouts
 from sqlmig.config import Config
-from sqlmig.connect import connect, describe
+from sqlmig.connect import connect, describe, refused, session_statements
 from sqlmig.errors import ConnectError, HistoryInconsistent, InvalidInput
 from sqlmig.execute import check_all, record_fields
 from sqlmig.history import History
@@ -102,6 +102,8 @@ def _read(config: Config, history: History) -> tuple[list[AppliedRecord], dict[s
         return history.read(conn), history.rollback_sqls(conn)
     except psycopg.OperationalError as exc:
         raise ConnectError(f"lost the connection to {describe(config)}: {str(exc).strip()}") from exc
+    except psycopg.Error as exc:
+        raise refused(config, exc) from exc
     finally:
         conn.close()
 
@@ -214,6 +216,9 @@ class _Script:
         self.add("\\if :sqlmig_check_interval",
                  "SET client_connection_check_interval = '1s';",
                  "\\endif")
+        # --role and --schema's search_path, as connect.session_statements.
+        for statement in session_statements(self.config):
+            self.statement(statement.as_string(None))
 
     def lock(self) -> None:
         timeout = self.config.lock_timeout
@@ -352,7 +357,8 @@ class _Script:
             done = "applied" if step.direction == "up" else "rolled back"
             self.add("\\warn " + _arg(f"{step.path}: warning: has no SQL statements; "
                                       f"{done} as a no-op"))
-        for st in stmts:
+        # The step's lock_timeout/statement_timeout, as the engine sets them (sqlmig.timeouts).
+        for st in [*timeouts.set_statements(step, self.config), *stmts]:
             self.statement(st.text)
 
     def close_step(self) -> None:

@@ -22,8 +22,9 @@ import psycopg
 from psycopg import pq
 from pydantic import BaseModel, ConfigDict
 
-# Bumped whenever what a snapshot holds changes, so an older recorded one is not compared.
-FORMAT = 1
+# Bumped whenever what a snapshot holds, or how its fingerprint is taken, changes, so an older
+# recorded one is not compared. 2: the fingerprint is the server's hash of the jsonb document.
+FORMAT = 2
 
 # Order in which differences are listed: containers before what they contain.
 GROUPS = ("schema", "extension", "type", "relation", "column", "constraint", "index", "function",
@@ -251,7 +252,7 @@ SELECT {_REL} || '.' || quote_ident(pol.polname), json_strip_nulls(json_build_ob
 class Snapshot(BaseModel):
     """kind -> quoted qualified name -> attributes. Compare with `diff`, or by `fingerprint`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
 
     format: int = FORMAT
     server_version: int  # major version: catalog output may change across majors
@@ -271,22 +272,56 @@ class Snapshot(BaseModel):
 def take(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str]) -> Snapshot:
     """Read the schema of the connected database, leaving out `own_schema`.`own_tables`.
 
-    One round trip: the queries go out together in a pipeline. On an idle connection they run
-    in one read-only transaction with `search_path` set to pg_catalog alone, so that names print
-    schema-qualified whatever the role's or session's search_path: the same schema reads the
-    same for every user (a monitoring role running `status` included). Raises psycopg.Error.
+    One round trip: the queries go out together in a pipeline (see `run`). Raises psycopg.Error.
     """
     params = {"schema": own_schema, "tables": list(own_tables)}
+    cursors = run(conn, [(_aggregated(q), params if "%(schema)s" in q else None)
+                         for q in _QUERIES.values()])
+    objects = {kind: cur.fetchone()[0]  # type: ignore[index]
+               for kind, cur in zip(_QUERIES, cursors, strict=True)}
+    return Snapshot(server_version=conn.info.server_version // 10000, objects=objects)
+
+
+def fingerprint(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str]) -> str:
+    """The fingerprint of the live schema (see `document`), computed by the server: the
+    snapshot itself is not sent, parsed and hashed here (2 MB of JSON at 1,000 tables)."""
+    params = {"schema": own_schema, "tables": list(own_tables)}
+    [cur] = run(conn, [(f"SELECT {FINGERPRINT_OF.format('d.doc')} FROM ({document()}) AS d(doc)",
+                        params)])
+    return cur.fetchone()[0]  # type: ignore[index]
+
+
+# The fingerprint of a snapshot document, in SQL: what `sqlmig status` compares.
+FINGERPRINT_OF = "encode(sha256(convert_to(({})::text, 'UTF8')), 'hex')"
+
+
+def document() -> str:
+    """A query for the whole snapshot as one jsonb document, kind → name → attributes, to run
+    under `run` with the parameters `schema` and `tables`. jsonb's text is canonical (keys in
+    one order, no duplicates, no whitespace choices): its SHA-256 is the fingerprint."""
+    kinds = ", ".join(f"'{kind}', ({_aggregated(q)})::jsonb" for kind, q in _QUERIES.items())
+    return f"SELECT jsonb_build_object({kinds})"
+
+
+def run(conn: psycopg.Connection, queries: Sequence[tuple[str, dict[str, Any] | None]], *,
+        read_only: bool = True) -> list[psycopg.Cursor]:
+    """Run catalog queries in one round trip, in a pipeline, and return their cursors.
+
+    On an idle connection they run in one transaction (REPEATABLE READ, so all see the same
+    catalogs; READ ONLY unless told otherwise) with `search_path` set to pg_catalog alone, so
+    that names print schema-qualified whatever the role's or session's search_path: the same
+    schema reads the same for every user (a monitoring role running `status` included).
+    """
     own_transaction = conn.info.transaction_status == pq.TransactionStatus.IDLE
     try:
         with conn.pipeline():
             if own_transaction:
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", prepare=False)
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ"
+                             + (" READ ONLY" if read_only else ""), prepare=False)
                 conn.execute("SET LOCAL search_path = pg_catalog", prepare=False)
-            cursors = {kind: conn.cursor() for kind in _QUERIES}
-            for kind, cur in cursors.items():
-                cur.execute(_aggregated(_QUERIES[kind]),
-                            params if "%(schema)s" in _QUERIES[kind] else None, prepare=False)
+            cursors = [conn.cursor() for _ in queries]
+            for cur, (query, params) in zip(cursors, queries, strict=True):
+                cur.execute(query, params, prepare=False)  # type: ignore[arg-type]
             if own_transaction:
                 conn.execute("COMMIT", prepare=False)
     except psycopg.Error:
@@ -294,8 +329,7 @@ def take(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str]) -
                 conn.info.transaction_status != pq.TransactionStatus.IDLE:
             conn.execute("ROLLBACK")
         raise
-    objects = {kind: cur.fetchone()[0] for kind, cur in cursors.items()}  # type: ignore[index]
-    return Snapshot(server_version=conn.info.server_version // 10000, objects=objects)
+    return cursors
 
 
 def _aggregated(query: str) -> str:
@@ -312,7 +346,7 @@ def _canonical(value: Any) -> str:
 # -- the pure diff ---------------------------------------------------------------------------
 
 class Change(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
 
     attribute: str
     before: Any = None
@@ -327,7 +361,7 @@ class Change(BaseModel):
 class Difference(BaseModel):
     """One object that differs: in `after` only (added), in `before` only (removed), or changed."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
 
     group: str
     kind: str
@@ -420,5 +454,5 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["FORMAT", "Change", "Difference", "Snapshot", "diff", "diff_lines", "display_name",
-           "take"]
+__all__ = ["FINGERPRINT_OF", "FORMAT", "Change", "Difference", "Snapshot", "diff", "diff_lines",
+           "display_name", "document", "fingerprint", "run", "take"]

@@ -26,13 +26,41 @@ _NEVER_IN_TRANSACTION = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Statement:
-    text: str
+    """One statement: where it starts, what it is, and its `text`.
+
+    The text is sliced from the file body each time it is asked for, not held: the statements
+    of a 50 MB data migration would otherwise be a second copy of the file for the whole run.
+    """
+
     start: int  # character offset of `text` in the file body
     kind: str  # pglast node name, or "" when split by the fallback lexer
-    transaction_control: str | None = None  # "BEGIN", "COMMIT", ... for TransactionStmt
-    needs_autocommit: str | None = None  # why it cannot run in a transaction
+    transaction_control: str | None  # "BEGIN", "COMMIT", ... for TransactionStmt
+    needs_autocommit: str | None  # why it cannot run in a transaction
+    _body: str = field(repr=False, compare=False)
+    _span: tuple[int, int] = field(repr=False)  # of the text in _body
+
+    def __init__(self, text: str | None = None, start: int = 0, kind: str = "",
+                 transaction_control: str | None = None, needs_autocommit: str | None = None,
+                 *, body: str | None = None, end: int | None = None) -> None:
+        """Either `text` itself, or the `body` it is `body[start:end]` of."""
+        if text is not None:
+            body, span = text, (0, len(text))
+        else:
+            assert body is not None and end is not None
+            span = (start, end)
+        setattr_ = object.__setattr__
+        setattr_(self, "start", start)
+        setattr_(self, "kind", kind)
+        setattr_(self, "transaction_control", transaction_control)
+        setattr_(self, "needs_autocommit", needs_autocommit)
+        setattr_(self, "_body", body)
+        setattr_(self, "_span", span)
+
+    @property
+    def text(self) -> str:
+        return self._body[self._span[0]:self._span[1]]
 
 
 @dataclass(frozen=True)
@@ -48,9 +76,12 @@ class LineIndex:
     """Character offset → 1-based (line, column), for error messages."""
 
     def __init__(self, text: str) -> None:
-        self._starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
+        self._text = text
+        self._starts: list[int] | None = None  # found on the first call: most files need none
 
     def position(self, offset: int) -> tuple[int, int]:
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", self._text)]
         line = bisect.bisect_right(self._starts, offset) - 1
         return line + 1, offset - self._starts[line] + 1
 
@@ -82,22 +113,18 @@ class MetaCommand:
         return self.text.split(None, 1)[0]
 
 
-_META_HINT = re.compile(r"^[ \t]*\\", re.MULTILINE)
-
-
 def find_meta_commands(text: str) -> list[MetaCommand]:
-    """psql backslash commands at the start of a line, outside quotes, comments and bodies."""
-    if _META_HINT.search(text) is None:  # the common case costs one regex scan
+    """psql backslash commands, outside quotes, comments and bodies.
+
+    Anywhere on a line, as psql reads them: `CREATE TABLE t (); \\! cmd` runs `cmd` under psql
+    (and so in a rendered script). SQL has no backslash outside a quote, so none is mistaken.
+    """
+    if "\\" not in text:  # the common case costs one scan
         return []
     found: list[MetaCommand] = []
     for _ in _lex_statements(text, found):
         pass
     return found
-
-
-def _at_line_start(text: str, i: int) -> bool:
-    line_start = max(text.rfind("\n", 0, i), text.rfind("\r", 0, i)) + 1
-    return not text[line_start:i].strip()
 
 
 def _blank(text: str, metas: list[MetaCommand]) -> str:
@@ -123,14 +150,21 @@ def is_empty(text: str) -> bool:
 _SQL_LINE = re.compile(r"(?:^|(?<=\r))[ \t\f\v]*(?:[^\s-]|-(?!-))", re.MULTILINE)
 
 
-# libpg_query's JSON keys that say where a node is in the text, not what it is: `location`,
-# `stmt_location`, `stmt_len`, and newer `<thing>_location` ones (DefElem.arg_location, …).
-# A value of 0 is omitted from the JSON, so each key goes with its comma: the first statement
-# of `CREATE …` and of `-- note⏎CREATE …` must come out the same. In JSON only a key is a
-# quoted string followed by `:`, and quotes inside strings are escaped, so no constant is touched.
-_AFTER_COMMA = re.compile(r',"(?:[a-z]+_)?location":-?\d+|,"stmt_len":-?\d+')
-_FIRST_KEY = re.compile(r'\{"(?:(?:[a-z]+_)?location|stmt_len)":-?\d+,?')
-_PARSER_VERSION = re.compile(r'\A\{"version":\d+,?')
+# libpg_query's JSON keys that say where a node is in the text, not what it is (its ParseLoc
+# fields): `location`, `stmt_location`, `stmt_len`, `<thing>_location` (DefElem.arg_location, …)
+# and the bounds of IN lists and ARRAY[…] (`list_start`, `rexpr_list_end`, …). A value of 0 is
+# omitted from the JSON, so each key goes with its comma: the first statement of `CREATE …` and
+# of `-- note⏎CREATE …` must come out the same. In JSON only a key is a quoted string followed by
+# `:`, and quotes inside strings are escaped, so no constant is touched.
+_WHERE = r'"(?:(?:[a-z]+_)?(?:location|list_start|list_end)|stmt_len)":-?\d+'
+_AFTER_COMMA = re.compile("," + _WHERE)
+_FIRST_KEY = re.compile(r"\{" + _WHERE + ",?")
+# Where each statement (a RawStmt, found only at the top of the tree) starts in the JSON, and
+# its location at the end: `…},"stmt_location":120,"stmt_len":52}`.
+_ELEMENT = '{"stmt":{"'
+_TAIL = re.compile(r'(?:,"stmt_location":(\d+))?(?:,"stmt_len":(\d+))?\}\Z')
+# A file longer than this is parsed in pieces (see _parsed_pieces).
+_PIECE = 1 << 20
 
 
 def canonical_checksum(text: str) -> str | None:
@@ -139,78 +173,168 @@ def canonical_checksum(text: str) -> str | None:
     Comments, whitespace, line ends and the case of keywords and unquoted identifiers do not
     count; constants do (`DEFAULT 5` and `DEFAULT 6` differ, and so does any edit inside a `$$`
     body, which is a string to the parser). libpg_query's fingerprint is no use here: it
-    ignores constants. Costs one parse to JSON and two regex passes: ~0.1 s per MB of SQL.
+    ignores constants. The tree is hashed as `{"stmts":[…]}` without its positions, and without
+    the parser's version (a pglast update is not an edit); a large file piece by piece, which
+    hashes the same. Costs a parse to JSON and two regex passes: ~30 ms per MB of SQL.
     """
-    from pglast.parser import parse_sql_json
-
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")  # files.normalize
     metas = find_meta_commands(text)
+    digest = hashlib.sha256(b'{"stmts":[')
+    first = True
     try:
-        tree = parse_sql_json(_blank(text, metas) if metas else text)
+        for _, _, tree in _parsed_pieces(_blank(text, metas) if metas else text):
+            elements = tree[tree.index('"stmts":[') + 9:-2]
+            if elements:
+                digest.update((("" if first else ",")
+                               + _FIRST_KEY.sub("{", _AFTER_COMMA.sub("", elements))).encode())
+                first = False
     except Exception:  # a syntax error, or syntax newer than pglast's grammar: no canonical form
         return None
-    # The top-level `version` is libpg_query's own (180006): a pglast update is not an edit.
-    tree = _PARSER_VERSION.sub("{", tree, count=1)
-    digest = hashlib.sha256(_FIRST_KEY.sub("{", _AFTER_COMMA.sub("", tree)).encode())
+    digest.update(b"]}")
     for meta in metas:  # psql meta-commands are not SQL, but adding one is not formatting
         digest.update(("\n" + " ".join(meta.text.split())).encode())
     return digest.hexdigest()
 
 
-def _split_pglast(text: str) -> SplitResult:
-    from pglast import ast, parse_sql
+def _parsed_pieces(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, libpg_query's JSON parse tree) of consecutive pieces of `text`, each a run of
+    whole statements: the file itself, or for a large one pieces of about _PIECE characters.
 
+    libpg_query's tree of a 50 MB data migration takes several times the file's size in memory
+    (its JSON alone is twice as big), so a large file is cut after a `;` that ends a line. A cut
+    inside a literal, a block comment, a dollar-quoted or BEGIN ATOMIC body, or parentheses
+    leaves a piece that does not parse (unterminated, or unbalanced), and one in a `--` comment
+    leaves its last statement unended: such a piece grows until it parses with every statement
+    ended by a `;`. The lexer is then between statements at the cut, so the pieces' statements
+    are the file's.
+    Raises pglast's ParseError, its index counted from the start of `text`, when `text` does
+    not parse.
+    """
+    from pglast.parser import ParseError, parse_sql_json
+
+    n = len(text)
+    if n <= _PIECE:
+        yield 0, n, parse_sql_json(text)
+        return
+    pos, size = 0, _PIECE
+    while pos < n:
+        end = n
+        if n - pos > size:
+            cut = max(text.rfind(";\n", pos, pos + size), text.rfind(";\r", pos, pos + size))
+            if cut < 0:
+                size *= 2
+                continue
+            end = cut + 1
+        try:
+            tree = parse_sql_json(text[pos:end])
+        except ParseError as exc:
+            if end < n:
+                size *= 2
+                continue
+            where = exc.args[1] if len(exc.args) > 1 else None
+            raise ParseError(exc.args[0], None if where is None else where + pos) from exc
+        if end < n and _open_at_end(tree):
+            size *= 2  # the `;` was in a `--` comment and the piece's last statement goes on
+            continue
+        yield pos, end, tree
+        pos, size = end, _PIECE
+
+
+def _open_at_end(tree: str) -> bool:
+    """Whether the last statement of a parsed piece was ended by the end of the piece rather
+    than by a `;` (it has no stmt_len)."""
+    if tree.endswith('"stmts":[]}'):
+        return False
+    tail = _TAIL.search(tree, max(0, len(tree) - 66), len(tree) - 2)
+    return tail is None or tail[2] is None
+
+
+def _split_pglast(text: str) -> SplitResult:
     out: list[Statement] = []
-    for node in parse_sql(text):
-        # pglast already turns libpg_query's byte offsets into character offsets of `text`;
-        # converting them again cut statements short in any file with non-ASCII text.
-        start = node.stmt_location or 0
-        end = start + node.stmt_len if node.stmt_len else len(text)
-        chunk = text[start:end]
-        stripped = len(chunk) - len(chunk.lstrip())
-        stmt = node.stmt
-        kind = type(stmt).__name__
-        control = None
-        if isinstance(stmt, ast.TransactionStmt):
-            control = stmt.kind.name.removeprefix("TRANS_STMT_")
-        out.append(
-            Statement(
-                text=chunk[stripped:],
-                start=start + stripped,
-                kind=kind,
-                transaction_control=control,
-                needs_autocommit=_needs_autocommit(stmt, kind),
-            )
-        )
+    for offset, end, tree in _parsed_pieces(text):
+        out += _statements(text, offset, end, tree)
     return SplitResult(statements=tuple(out), parsed=True)
 
 
-def _needs_autocommit(stmt: object, kind: str) -> str | None:
+def _statements(text: str, offset: int, end: int, tree: str) -> Iterator[Statement]:
+    """The statements of text[offset:end] from its JSON parse tree, read without json.loads
+    (that would build the whole tree as Python objects): each RawStmt starts with `{"stmt":{"`
+    and the node name, and ends with its location; only a statement whose kind matters to
+    classify is loaded."""
+    chars = _Chars(None if text.isascii() else text[offset:end])
+    i = tree.find(_ELEMENT)
+    while i >= 0:
+        j = tree.find(_ELEMENT, i + len(_ELEMENT))
+        e = j - 1 if j >= 0 else len(tree) - 2  # before the `,` of the next one, or the `]}`
+        kind = tree[i + len(_ELEMENT):tree.index('"', i + len(_ELEMENT))]
+        tail = _TAIL.search(tree, max(i, e - 64), e)
+        assert tail is not None, "a RawStmt ends with its location"
+        location, length = int(tail[1] or 0), int(tail[2] or 0)
+        start = offset + chars(location)
+        stop = offset + chars(location + length) if length else end
+        while start < stop and text[start].isspace():
+            start += 1
+        control, autocommit = _classify(kind, tree, i, e)
+        yield Statement(start=start, kind=kind, transaction_control=control,
+                        needs_autocommit=autocommit, body=text, end=stop)
+        i = j
+
+
+class _Chars:
+    """libpg_query's byte offsets into a piece's UTF-8 → character offsets into the piece
+    (asked for in increasing order); the piece is None when it is ASCII, where both agree."""
+
+    def __init__(self, piece: str | None) -> None:
+        self._utf8 = piece.encode() if piece is not None else None
+        self._byte = self._char = 0
+
+    def __call__(self, offset: int) -> int:
+        if self._utf8 is None:
+            return offset
+        self._char += len(self._utf8[self._byte:offset].decode())
+        self._byte = offset
+        return self._char
+
+
+# Node kinds whose fields say how a statement must run; any other kind needs no look inside.
+_LOOKED_INTO = {"TransactionStmt", "VacuumStmt", "IndexStmt", "DropStmt", "ReindexStmt"}
+
+
+def _classify(kind: str, tree: str, start: int, end: int) -> tuple[str | None, str | None]:
+    """(transaction control, why it needs autocommit) of the RawStmt at tree[start:end]."""
     if kind in _NEVER_IN_TRANSACTION:
-        return _NEVER_IN_TRANSACTION[kind]
+        return None, _NEVER_IN_TRANSACTION[kind]
+    if kind not in _LOOKED_INTO:
+        return None, None
+    if kind in ("IndexStmt", "DropStmt"):
+        # No node inside these has a `concurrent` field of its own (the JSON leaves out false
+        # ones), and a constant cannot hold an unescaped `"`: no need to load the tree.
+        if tree.find('"concurrent":true', start, end) < 0:
+            return None, None
+        return None, f"{'CREATE' if kind == 'IndexStmt' else 'DROP'} INDEX CONCURRENTLY"
+    import json
+
+    # The JSON leaves out false, 0 and empty fields.
+    node = json.loads(tree[start:end])["stmt"][kind]
+    if kind == "TransactionStmt":
+        return node["kind"].removeprefix("TRANS_STMT_"), None
     # VACUUM cannot run in a transaction block; ANALYZE (the same node) can.
-    if kind == "VacuumStmt" and getattr(stmt, "is_vacuumcmd", True):
-        return "VACUUM"
-    if kind == "IndexStmt" and getattr(stmt, "concurrent", False):
-        return "CREATE INDEX CONCURRENTLY"
-    if kind == "DropStmt" and getattr(stmt, "concurrent", False):
-        return "DROP INDEX CONCURRENTLY"
-    if kind == "ReindexStmt":
-        for param in getattr(stmt, "params", None) or ():
-            if getattr(param, "defname", "") == "concurrently":
-                return "REINDEX CONCURRENTLY"
-        if getattr(stmt, "kind", None) is not None and stmt.kind.name in (  # type: ignore[attr-defined]
-            "REINDEX_OBJECT_SCHEMA",
-            "REINDEX_OBJECT_SYSTEM",
-            "REINDEX_OBJECT_DATABASE",
-        ):
-            return "REINDEX " + stmt.kind.name.removeprefix("REINDEX_OBJECT_")  # type: ignore[attr-defined]
-    return None
+    if kind == "VacuumStmt":
+        return None, "VACUUM" if node.get("is_vacuumcmd") else None
+    for param in node.get("params", ()):  # ReindexStmt
+        if param.get("DefElem", {}).get("defname") == "concurrently":
+            return None, "REINDEX CONCURRENTLY"
+    target = node.get("kind", "")
+    if target in ("REINDEX_OBJECT_SCHEMA", "REINDEX_OBJECT_SYSTEM", "REINDEX_OBJECT_DATABASE"):
+        return None, "REINDEX " + target.removeprefix("REINDEX_OBJECT_")
+    return None, None
 
 
 # -- fallback lexer ---------------------------------------------------------------------------
 
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
+# Compiled when the lexer first runs (re caches it): compiling it costs 5 ms, and most runs
+# never need the lexer.
+_DOLLAR_TAG = r"\$([A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$"
 _COMMENT_END = re.compile(r"[\r\n]")  # PostgreSQL ends a `--` comment at CR as well as LF
 
 
@@ -233,12 +357,11 @@ def _split_fallback(text: str) -> list[Statement]:
             parsed = ()
         if len(parsed) == 1:
             st = parsed[0]
-            out.append(Statement(text=piece, start=s, kind=st.kind,
-                                 transaction_control=st.transaction_control,
-                                 needs_autocommit=st.needs_autocommit))
+            out.append(Statement(start=s, kind=st.kind, transaction_control=st.transaction_control,
+                                 needs_autocommit=st.needs_autocommit, body=text, end=e))
         else:
-            out.append(Statement(text=piece, start=s, kind="",
-                                 transaction_control=_transaction_word(piece)))
+            out.append(Statement(start=s, kind="", transaction_control=_transaction_word(piece),
+                                 body=text, end=e))
     return out
 
 
@@ -259,7 +382,7 @@ def _lex_statements(text: str, metas: list[MetaCommand] | None = None
                     ) -> Iterator[tuple[int, int]]:
     """Yield (start, end) of each statement, skipping comments, quotes and dollar quotes.
 
-    psql meta-command lines (a backslash first on the line, outside any quote) are skipped
+    psql meta-commands (from a backslash outside any quote to the end of its line) are skipped
     too, and collected into `metas` when given. Tolerant by design: an unterminated quote runs
     to the end, and the server reports it.
     """
@@ -271,7 +394,7 @@ def _lex_statements(text: str, metas: list[MetaCommand] | None = None
         if ch.isspace():
             i += 1
             continue
-        if ch == "\\" and _at_line_start(text, i):
+        if ch == "\\":
             nl = _COMMENT_END.search(text, i)
             end = n if nl is None else nl.start()
             if metas is not None:
@@ -317,7 +440,7 @@ def _lex_statements(text: str, metas: list[MetaCommand] | None = None
                     break
                 i += 1
             i += 1
-        elif ch == "$" and (m := _DOLLAR_TAG.match(text, i)) and not (
+        elif ch == "$" and (m := re.compile(_DOLLAR_TAG).match(text, i)) and not (
             i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")
         ):
             close = text.find(m.group(0), m.end())

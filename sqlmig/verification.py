@@ -29,7 +29,7 @@ from sqlmig.models import Migration
 
 
 class VerifyStep(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
 
     number: int
     version: str
@@ -44,7 +44,7 @@ class VerifyStep(BaseModel):
 
 
 class VerifyReport(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
 
     ok: bool
     scratch: str
@@ -215,8 +215,9 @@ class _Scratch(contextlib.AbstractContextManager):
             self.where = redact(url)
             _refuse_target(config, url)
         # The scratch URL brings its own credentials: the target's password is not sent there.
+        # A scratch database is never backed up (up --backup / backup_dir).
         self.admin = config.model_copy(update={"database_url": SecretStr(self.server_url),
-                                               "password": None})
+                                               "password": None, "backup_dir": None})
         self.description = (f"database {_dbname(url)} on {self.where}" if in_place
                             else self.where)
 

@@ -684,6 +684,8 @@ def test_each_migration_runs_with_the_databases_settings_and_sets_do_not_leak(
         project: Project, database_url: str) -> None:
     # As with one `psql -1 -f` per file: the DBA's ALTER DATABASE … SET applies to every file
     # (also the first one, run right after taking the lock), and a SET in one file ends with it.
+    # sqlmig's own lock_timeout for migrations (default 5s) would override the DBA's: `inherit`
+    # keeps the database's (see test_deploy.py for the default).
     dbname = query(database_url, "SELECT current_database()")[0][0]
     query(database_url, f"ALTER DATABASE \"{dbname}\" SET lock_timeout = '1234ms'")
     query(database_url, "CREATE SCHEMA elsewhere")
@@ -693,7 +695,7 @@ def test_each_migration_runs_with_the_databases_settings_and_sets_do_not_leak(
                 version="1.0.0")
     project.add(2, "second", seen.format(n=2), "", version="1.1.0")
 
-    ok(project.run("up", url=database_url))
+    ok(project.run("up", "--migration-lock-timeout", "inherit", url=database_url))
 
     assert query(database_url, "SELECT lock_timeout FROM elsewhere.seen_1") == [("1234ms",)]
     assert query(database_url, "SELECT lock_timeout, search_path FROM public.seen_2") == [

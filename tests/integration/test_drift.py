@@ -100,7 +100,7 @@ def test_one_snapshot_row_per_version_reached(example_project: Project, database
     sqlmig.down(cfg, steps=1)
 
     assert snapshot_rows(database_url) == [
-        ("1.2.0", "up", 64, 1), ("1.2.1", "down", 64, 1), ("2.0.0", "up", 64, 1)]
+        ("1.2.0", "up", 64, 2), ("1.2.1", "down", 64, 2), ("2.0.0", "up", 64, 2)]
 
 
 def test_an_up_with_nothing_to_do_does_not_hide_drift(example_project: Project,

@@ -288,12 +288,15 @@ def test_version_after_the_first_statement_is_missing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("rel", "text", "line", "message"), [
     ("migrations/001_a.sql", "-- Version: 1.0.0\n-- sqlmig: no-transactoin\nSELECT 1;\n", 2,
-     "unknown directive `-- sqlmig: no-transactoin` (known: allow, no-transaction)"),
+     "unknown directive `-- sqlmig: no-transactoin` (known: allow, lock-timeout, no-transaction, "
+     "statement-timeout)"),
     # irreversible belongs in the rollback, not in the migration
     ("migrations/001_a.sql", "-- sqlmig: irreversible drops data\n-- Version: 1.0.0\n", 1,
-     "unknown directive `-- sqlmig: irreversible drops data` (known: allow, no-transaction)"),
+     "unknown directive `-- sqlmig: irreversible drops data` (known: allow, lock-timeout, "
+     "no-transaction, statement-timeout)"),
     ("rollbacks/001_a_rollback.sql", "-- Rollback\n\n-- sqlmig: irreversable oops\nSELECT 1;\n", 3,
-     "unknown directive `-- sqlmig: irreversable oops` (known: allow, irreversible, no-transaction)"),
+     "unknown directive `-- sqlmig: irreversable oops` (known: allow, irreversible, lock-timeout, "
+     "no-transaction, statement-timeout)"),
 ])
 def test_unknown_directive_is_reported_at_its_line(
         tmp_path: Path, rel: str, text: str, line: int, message: str) -> None:

@@ -1,0 +1,425 @@
+"""`--lock-mode transaction`: a migration lock that holds behind a transaction-pooling PgBouncer.
+
+Behind `pool_mode = transaction` each transaction may run on another server connection, so a
+session advisory lock taken by one statement says nothing about the next (the trap that bites
+Flyway, Atlas and golang-migrate users: both runners "hold" the lock, or a pooled server session
+keeps it after the run). In this mode nothing relies on session state:
+
+- Every transaction that reads the history for a decision or writes it starts with
+  `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout; pg_advisory_xact_lock(key)`
+  (the key of session mode, so a session-mode runner or a rendered psql script excludes it too),
+  and the lock goes with the COMMIT or ROLLBACK. READ COMMITTED, whatever the database's
+  default, so the statements after the lock see what the previous holder committed.
+- A migration's transaction takes the lock, then reads the history again (a fingerprint first:
+  one row; the whole history only when it differs from what this run expects) and skips the
+  migration if another runner applied it meanwhile, or stops if the history changed in a way
+  the plan did not foresee; then body, history row and COMMIT in that same transaction.
+- A no-transaction file has no transaction to hold the lock: its runner holds a lease instead
+  (sqlmig.lease), taken under the lock; every locked transaction of another runner that finds
+  a live lease rolls back and polls until it is gone, for at most --lock-timeout.
+- Settings are SET LOCAL (lock_timeout, client_connection_check_interval, --role, --schema's
+  search_path); the connection uses no server-side prepared statements (prepare_threshold=None).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import pq, sql
+
+from sqlmig import lease as lease_mod
+from sqlmig import lock, plan
+from sqlmig.errors import HistoryInconsistent, InvalidInput, LockTimeout, SqlmigError
+from sqlmig.history import History, fingerprint
+from sqlmig.models import AppliedRecord, MigrationSet, PlanStep, Problem
+
+# Decide, from the history as it is now (read under the lock), whether `step` still has to run:
+# True = run it, False = another runner did it (skip); raise HistoryInconsistent to stop.
+Recheck = Callable[[PlanStep, list[AppliedRecord]], bool]
+
+
+class Skipped(Exception):  # a signal, not a failure
+    """Another runner applied (or rolled back) this step while this run waited for the lock."""
+
+    def __init__(self, step: PlanStep) -> None:
+        super().__init__(f"{step.name} ({step.version})")
+        self.step = step
+
+
+class NoGuard:
+    """Session mode, or no lock at all: the run's one session lock covers everything."""
+
+    pooled = False
+
+    def __init__(self) -> None:
+        self.warnings: list[Problem] = []
+
+    def locked(self, *, catalog_path: bool = False) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def hold_lease(self, action: str, name: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def expect(self, records: Sequence[AppliedRecord]) -> None:
+        pass
+
+    def applied(self, version: str, checksum: str | None) -> None:
+        pass
+
+    def reverted(self, version: str) -> None:
+        pass
+
+
+class TransactionLock(NoGuard):
+    """The transaction-level migration lock and the lease, for one connection of one run."""
+
+    pooled = True
+
+    def __init__(self, conn: psycopg.Connection, history: History, *, key: int, timeout: float,
+                 what: str, reconnect: Callable[[], psycopg.Connection],
+                 local_settings: Sequence[sql.Composable] = (), ttl: float = lease_mod.TTL,
+                 heartbeat: float = lease_mod.HEARTBEAT, poll: float = lease_mod.POLL) -> None:
+        super().__init__()
+        self.conn = conn
+        self.history = history
+        self.key = key
+        self.timeout = timeout
+        self.what = what
+        self.reconnect = reconnect
+        self.local_settings = tuple(local_settings)
+        self.ttl, self.heartbeat, self.poll = ttl, heartbeat, poll
+        self.lease_table = lease_mod.LeaseTable(history)
+        self.holder = lease_mod.new_holder()
+        self.recheck: Recheck | None = None
+        self._expected: dict[str, tuple[str, str | None]] | None = None
+        self._lease_ready = False
+        self._reported: set[str] = set()
+
+    # -- what the run expects the history to be ----------------------------------------------
+
+    def expect(self, records: Sequence[AppliedRecord]) -> None:
+        self._expected = {r.version: (r.status, r.checksum) for r in records}
+
+    def applied(self, version: str, checksum: str | None) -> None:
+        if self._expected is not None:
+            self._expected[version] = ("applied", checksum)
+
+    def reverted(self, version: str) -> None:
+        if self._expected is not None:
+            self._expected.pop(version, None)
+
+    # -- locked transactions -------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create or upgrade the history, event and lease tables, under the lock."""
+        def create() -> None:
+            self.history.ensure(self.conn)
+            self.conn.execute(self.lease_table.create())
+
+        with self._transaction(prepare=create):
+            pass
+        self._lease_ready = True
+
+    @contextlib.contextmanager
+    def locked(self, *, catalog_path: bool = False) -> Iterator[None]:
+        """One transaction holding the lock: COMMIT at the end, ROLLBACK on an exception.
+
+        `catalog_path`: search_path = pg_catalog, as a schema snapshot wants (sqlmig.snapshot).
+        """
+        with self._transaction():
+            if catalog_path:
+                self.conn.execute("SET LOCAL search_path = pg_catalog")
+            yield
+
+    def begin(self, step: PlanStep) -> None:
+        """Open the transaction of a transactional step: locked, and the step still to do.
+
+        Leaves the transaction open for the executor (body, history row, COMMIT); raises
+        Skipped (transaction rolled back) when another runner did the step meanwhile.
+        """
+        state = self._open(fingerprint=True)
+        try:
+            self._still_to_do(step, state)
+        except BaseException:
+            self._rollback()
+            raise
+
+    def leased(self, step: PlanStep) -> contextlib.AbstractContextManager[None]:
+        """Hold the lease while a no-transaction step runs (its statements in autocommit);
+        raises Skipped when another runner did the step meanwhile."""
+        return self._leased(step.direction, step.version, step.name,
+                            lambda state: self._still_to_do(step, state))
+
+    def hold_lease(self, action: str, name: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the lease around autocommit work that is not a step (repair's DROP INDEX
+        CONCURRENTLY)."""
+        return self._leased(action, None, name, None)
+
+    @contextlib.contextmanager
+    def _leased(self, action: str, version: str | None, name: str,
+                check: Callable[[tuple[int, str] | None], None] | None) -> Iterator[None]:
+        state = self._open(fingerprint=check is not None)
+        try:
+            if check is not None:
+                check(state)
+            self.conn.execute(*self.lease_table.take(self.holder, action, version, name,
+                                                     self.ttl))
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        beat = lease_mod.Heartbeat(self.reconnect, self.lease_table, self.holder, ttl=self.ttl,
+                                   interval=self.heartbeat)
+        try:
+            with beat:
+                yield
+        finally:
+            self._release(beat, f"{name} ({version})" if version else name)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, prepare: Callable[[], None] | None = None) -> Iterator[None]:
+        self._open(prepare=prepare)
+        try:
+            yield
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+
+    def _open(self, *, fingerprint: bool = False,
+              prepare: Callable[[], None] | None = None) -> tuple[int, str] | None:
+        """BEGIN, take the lock, wait out a live lease of another runner. Returns the history's
+        (row count, fingerprint) when asked, as read under the lock."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            lease_cur, state_cur = self._lock(deadline, fingerprint=fingerprint)
+            try:
+                if prepare is not None:
+                    prepare()
+                    current = lease_mod.current(self.conn, self.lease_table)
+                else:
+                    current = self._lease_row(lease_cur)
+                if current is None or current.holder == self.holder:
+                    break
+                if current.expired:
+                    self._take_over(current)
+                    break
+            except BaseException:
+                self._rollback()
+                raise
+            self._rollback()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockTimeout(
+                    f"could not take the migration lock on {self.what} within "
+                    f"{self.timeout:g} s: a no-transaction step holds the lease: "
+                    f"{current.describe()}",
+                    hint="wait for that run to finish, or raise --lock-timeout; if that runner "
+                         "is gone, its lease expires by itself (then `sqlmig status` shows its "
+                         "step `started`: see `sqlmig repair`)")
+            time.sleep(min(self.poll, remaining))
+        if state_cur is None:
+            return None
+        row = state_cur.fetchone()
+        assert row is not None
+        return int(row[0]), str(row[1])
+
+    def _lock(self, deadline: float, *, fingerprint: bool) -> tuple[Any, Any]:
+        """One round trip: BEGIN, the lock (bounded), the session's settings as SET LOCAL, and
+        the reads a decision needs. Raises LockTimeout naming the holder."""
+        conn = self.conn
+        remaining = deadline - time.monotonic()
+        lease_cur = state_cur = got = None
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                if self.timeout <= 0:
+                    got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.key,))
+                else:
+                    # lock_timeout bounds the wait inside the server (0 would mean forever), and
+                    # goes back to the role's/database's value for the migration itself.
+                    wait_ms = max(1, round(remaining * 1000))
+                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{wait_ms}ms",))
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.key,))
+                    conn.execute("SET LOCAL lock_timeout TO DEFAULT")
+                if conn.info.server_version >= 140000:
+                    # A runner that dies mid-statement must not leave its migration running.
+                    conn.execute("SELECT set_config('client_connection_check_interval', '1s', "
+                                 "true)")
+                # When the step starts, for its history row: now() is BEGIN, before the wait.
+                conn.execute("SELECT set_config('sqlmig.step_started', "
+                             "extract(epoch FROM clock_timestamp())::text, true)")
+                for statement in self.local_settings:
+                    conn.execute(statement)
+                if self._lease_ready:
+                    lease_cur = conn.execute(self.lease_table.read())
+                if fingerprint:
+                    state_cur = conn.execute(self.history.fingerprint_query())
+        except psycopg.errors.LockNotAvailable:
+            self._rollback()
+            self._timed_out()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self._rollback()
+            raise InvalidInput(f"cannot lock {self.what}: {str(exc).strip()}",
+                               hint="with --role, the login role must be a member of that role"
+                               ) from exc
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            self._rollback()
+            raise InvalidInput(f"cannot lock {self.what}: {str(exc).strip()}") from exc
+        if got is not None:
+            row = got.fetchone()
+            if not (row and row[0]):
+                self._rollback()
+                self._timed_out()
+        return lease_cur, state_cur
+
+    def _timed_out(self) -> None:
+        holder = lock.holder(self.conn, self.key)
+        raise LockTimeout(
+            f"could not take the migration lock on {self.what} within {self.timeout:g} s: "
+            f"{holder}",
+            hint="wait for that run to finish, raise --lock-timeout, or end that session")
+
+    def _lease_row(self, cur: Any) -> lease_mod.Lease | None:
+        if cur is None:
+            return None
+        row = cur.fetchone()
+        return lease_mod.Lease(*row) if row else None
+
+    def _take_over(self, old: lease_mod.Lease) -> None:
+        """Report an expired lease (its holder died), then delete it; in this transaction."""
+        message = (f"the lease of a runner that stopped renewing it expired: {old.describe()}; "
+                   "that runner died or lost the database; taken over")
+        if old.holder not in self._reported:
+            self._reported.add(old.holder)
+            self.warnings.append(Problem(code="lease-expired", severity="warning",
+                                         message=message))
+        self.conn.execute(*self.history.event("lease", "expired", version=old.version,
+                                              name=old.name, detail=message))
+        self.conn.execute(*self.lease_table.release(old.holder))
+
+    def _still_to_do(self, step: PlanStep, state: tuple[int, str] | None) -> None:
+        """Skip (raise Skipped) or stop (HistoryInconsistent) unless `step` is still next."""
+        assert state is not None
+        count, digest = state
+        expected = self._expected
+        if expected is not None:
+            # Still to do as far as this run knows: not applied (up), or applied (down). The
+            # last full read may already have shown it done by another runner.
+            todo = (step.version not in expected if step.direction == "up"
+                    else expected.get(step.version, ("",))[0] == "applied")
+            if todo and count == len(expected) and digest == fingerprint(
+                    (v, s, c) for v, (s, c) in expected.items()):
+                return  # nobody changed the history since this run last looked: the common case
+        records = self.history.read(self.conn)
+        self.expect(records)
+        if self.recheck is None:
+            return
+        try:
+            still = self.recheck(step, records)
+        except HistoryInconsistent as exc:
+            exc.problems.extend(self.warnings)
+            raise
+        if not still:
+            raise Skipped(step)
+
+    def _release(self, beat: lease_mod.Heartbeat, what: str) -> None:
+        problem = None
+        if self.conn.closed or self.conn.broken:
+            return  # the lease expires by itself; the step's row says what happened
+        try:
+            row = self.conn.execute(*self.lease_table.release(self.holder)).fetchone()
+        except psycopg.Error as exc:
+            problem = (f"could not release the lease held while running {what}: "
+                       f"{str(exc).strip()}; it expires by itself within {self.ttl:g} s")
+        else:
+            if row is None or beat.lost:
+                problem = (f"the lease held while running {what} was taken over by another "
+                           "runner (it had expired: heartbeats did not reach the database"
+                           + (f": {beat.problem}" if beat.problem else "") + ")")
+        if problem:
+            self.warnings.append(Problem(code="lease-lost", severity="warning", message=problem))
+
+    def _commit(self) -> None:
+        if self.conn.info.transaction_status == pq.TransactionStatus.INERROR:
+            self.conn.execute("ROLLBACK")
+        elif self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self.conn.closed or self.conn.broken:
+            return
+        if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.execute("ROLLBACK")
+
+
+def recheck_up(files: MigrationSet, allow: Iterable[str], to: str | None) -> Recheck:
+    """For `up`: run the step if it is still the first pending one; skip it if it is applied;
+    stop if the history is inconsistent now or another migration became pending before it."""
+    def recheck(step: PlanStep, records: list[AppliedRecord]) -> bool:
+        errors, _ = plan.validate(files, records, allow)
+        if errors:
+            raise HistoryInconsistent(errors, hint=_CHANGED_HINT)
+        todo = plan.plan_up(files, records, to).steps
+        if all(s.number != step.number for s in todo):
+            return False
+        if todo[0].number != step.number:
+            raise HistoryInconsistent([Problem(
+                path=todo[0].path, code="changed-meanwhile",
+                message=f"{todo[0].name} ({todo[0].version}) is pending again: it was rolled "
+                        "back while this run waited for the lock; nothing more was applied")],
+                hint=_CHANGED_HINT)
+        return True
+
+    return recheck
+
+
+def recheck_down(files: MigrationSet) -> Recheck:
+    """For `down`: roll the step back if it is still the newest applied migration; skip it if
+    it is gone; stop if a newer one was applied meanwhile, or on a failed state."""
+    def recheck(step: PlanStep, records: list[AppliedRecord]) -> bool:
+        errors, _ = plan.validate(files, records, plan.ALLOWABLE)
+        if errors:
+            raise HistoryInconsistent(errors, hint=_CHANGED_HINT)
+        settled = [r for r in records if r.status == plan.SETTLED]
+        if all(r.version != step.version for r in settled):
+            return False
+        newest = settled[-1]
+        if newest.version != step.version:
+            raise HistoryInconsistent([Problem(
+                code="changed-meanwhile",
+                message=f"{newest.name or newest.version} ({newest.version}) was applied while "
+                        f"this run waited for the lock to roll back {step.name}; nothing more "
+                        "was rolled back")], hint=_CHANGED_HINT)
+        return True
+
+    return recheck
+
+
+_CHANGED_HINT = ("the history changed while this run waited for the lock (another runner); "
+                 "see `sqlmig status`, then run the command again")
+
+
+def attach(exc: SqlmigError, warnings: Sequence[Problem]) -> None:
+    """Add a run's lock warnings to the error that ended it, so they are not lost."""
+    fresh = [w for w in warnings if w not in getattr(exc, "problems", ())]
+    if not fresh:
+        return
+    if isinstance(exc, HistoryInconsistent):
+        exc.problems.extend(fresh)
+    else:
+        extra = "; ".join(f"warning: {w.message}" for w in fresh)
+        exc.hint = f"{exc.hint}; {extra}" if exc.hint else extra
+
+
+__all__ = ["NoGuard", "Recheck", "Skipped", "TransactionLock", "attach", "recheck_down",
+           "recheck_up"]

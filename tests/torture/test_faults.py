@@ -1,0 +1,328 @@
+"""Faults from outside: a runner killed while it waits, its session terminated by a DBA, the
+server stopped under it. Each time the exit code and message are the documented ones, nothing is
+half-done or done twice, and the next run reports the state accurately and completes.
+
+(SIGKILL of a runner during a transactional and during a no-transaction migration is in
+tests/integration/test_concurrency.py: test_sigkill_during_a_transactional_migration_leaves_
+nothing_behind and test_sigkill_during_a_no_transaction_migration_blocks_until_repaired.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from sqlmig.embedded import SYSTEM_USER, EmbeddedServer, bin_dir
+from tests.conftest import Project, fresh_database, query, table_exists
+from tests.integration.test_concurrency import (
+    LOCK_KEY,
+    SLOW_FLAG,
+    SLOW_SLEEP,
+    lock_holders,
+    needs_dead_client_check,  # noqa: F401  (a fixture)
+    show,
+    sqlmig_backends,
+    start,
+    wait_for,
+)
+from tests.torture.helpers import assert_no_traceback, describe, events, rows, run, user_tables
+
+
+def three_with_a_slow_second(project: Project, *, transactional: bool) -> None:
+    project.add(1, "first", "CREATE TABLE first_table (id int);\nINSERT INTO first_table VALUES (1);\n",
+                "DROP TABLE first_table;\n")
+    project.add(2, "slow", f"CREATE TABLE slow_table (id int);\n{SLOW_SLEEP}\n",
+                "DROP TABLE slow_table;\n",
+                header="" if transactional else "-- sqlmig: no-transaction\n")
+    project.add(3, "third", "CREATE TABLE third_table (id int);\n", "DROP TABLE third_table;\n")
+
+
+def start_slow_run(project: Project, url: str) -> tuple[subprocess.Popen[str], int]:
+    """`up` until it sleeps in migration 2; returns the process and its backend's pid."""
+    query(url, f"CREATE TABLE {SLOW_FLAG} ()")
+    proc = start(project, "up", url=url)
+    print(f"started `sqlmig up` as pid {proc.pid}")
+
+    def sleeping() -> list[int]:
+        if proc.poll() is not None:
+            show("up (ended too early)", (proc.returncode, *proc.communicate()))
+            pytest.fail("sqlmig up ended before it reached the slow statement")
+        return [b[0] for b in sqlmig_backends(url) if "pg_sleep" in (b[4] or "") and b[1] == "active"]
+
+    wait_for("the server runs pg_sleep of migration 2 for sqlmig", sleeping, timeout=30)
+    return proc, sleeping()[0]
+
+
+def finish(label: str, proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    out, err = proc.communicate(timeout=30)
+    show(label, (proc.returncode, out, err))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def applied_once(url: str, *versions: str) -> None:
+    ups = query(url, """SELECT version, count(*) FROM schema_version_events
+                         WHERE action = 'up' AND outcome = 'applied' GROUP BY version ORDER BY 1""")
+    print(f"'up applied' events per version: {ups}")
+    assert ups == [(v, 1) for v in versions], "each migration applied exactly once"
+
+
+# -- SIGKILL while waiting for the lock -----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("needs_dead_client_check")
+def test_sigkill_while_waiting_for_the_lock_leaves_the_holder_alone_and_no_trace(
+        project: Project, database_url: str) -> None:
+    three_with_a_slow_second(project, transactional=True)
+    with psycopg.connect(database_url, autocommit=True,
+                         application_name="torture-lock-holder") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        holder_pid = holder.info.backend_pid
+        print(f"another session (pid {holder_pid}) holds the migration lock")
+        victim = start(project, "up", url=database_url)  # waits up to the default 300 s
+        wait_for("sqlmig waits on the advisory lock",
+                 lambda: any(b[2] == "Lock" and b[3] == "advisory"
+                             for b in sqlmig_backends(database_url)), timeout=20)
+        print(f"sqlmig sessions: {sqlmig_backends(database_url)}; SIGKILL to pid {victim.pid}")
+        os.kill(victim.pid, signal.SIGKILL)
+        killed = finish("up (SIGKILLed while waiting)", victim)
+        assert killed.returncode == -signal.SIGKILL
+
+        # The server notices the vanished client and ends its wait: no session, no queued
+        # request, and the holder still holds the lock.
+        wait_for("the killed runner's session is gone",
+                 lambda: not sqlmig_backends(database_url), timeout=10)
+        waiting = query(database_url, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+                                      "AND NOT granted")
+        print(f"lock holders: {lock_holders(database_url)}; waiters: {waiting}")
+        assert lock_holders(database_url) == [holder_pid]
+        assert waiting == []
+        assert not table_exists(database_url, "schema_version"), "nothing happens without the lock"
+        holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        print("the holder released the lock")
+
+    result = run(project, "up", url=database_url)
+    assert result.returncode == 0
+    assert "at version 1.3.0: 3 applied" in result.stdout
+    describe(database_url)
+    assert rows(database_url) == [(1, "1.1.0", "applied"), (2, "1.2.0", "applied"),
+                                  (3, "1.3.0", "applied")]
+    assert events(database_url) == [("up", "1.1.0", "applied"), ("up", "1.2.0", "applied"),
+                                    ("up", "1.3.0", "applied")], "no stray event of the victim"
+    assert query(database_url, "SELECT count(*) FROM first_table") == [(1,)]
+
+
+# -- pg_terminate_backend of the runner's session --------------------------------------------------
+
+
+def test_terminating_the_session_mid_transactional_migration_exits_5_and_the_next_run_completes(
+        project: Project, database_url: str) -> None:
+    three_with_a_slow_second(project, transactional=True)
+    proc, pid = start_slow_run(project, database_url)
+    print(f"a DBA runs pg_terminate_backend({pid})")
+    query(database_url, "SELECT pg_terminate_backend(%s)", (pid,))
+    result = finish("up (session terminated)", proc)
+
+    assert result.returncode == 5
+    assert_no_traceback(result)
+    assert "sqlmig: migrations/002_slow.sql: connection lost while running 002_slow" in result.stderr
+    assert "the server rolls back the open transaction; the next run retries it" in result.stderr
+    assert "applied 001_first (1.1.0)" in result.stdout
+    describe(database_url)
+    assert rows(database_url) == [(1, "1.1.0", "applied")]
+    assert not table_exists(database_url, "slow_table"), "nothing of migration 2 remains"
+    assert events(database_url) == [("up", "1.1.0", "applied")]
+    assert not lock_holders(database_url)
+
+    query(database_url, f"DROP TABLE {SLOW_FLAG}")
+    status = run(project, "status", url=database_url)
+    assert status.returncode == 0
+    assert "current version: 1.1.0" in status.stdout and "pending:         2" in status.stdout
+    again = run(project, "up", url=database_url)
+    assert again.returncode == 0
+    assert "001_first" not in again.stdout
+    assert "applied 002_slow (1.2.0)" in again.stdout and "applied 003_third (1.3.0)" in again.stdout
+    applied_once(database_url, "1.1.0", "1.2.0", "1.3.0")
+    assert query(database_url, "SELECT count(*) FROM first_table") == [(1,)]
+
+
+def test_terminating_the_session_mid_no_transaction_migration_leaves_it_started_until_repaired(
+        project: Project, database_url: str) -> None:
+    three_with_a_slow_second(project, transactional=False)
+    proc, pid = start_slow_run(project, database_url)
+    print(f"a DBA runs pg_terminate_backend({pid})")
+    query(database_url, "SELECT pg_terminate_backend(%s)", (pid,))
+    result = finish("up (session terminated)", proc)
+
+    assert result.returncode == 5
+    assert_no_traceback(result)
+    assert "connection lost while running 002_slow" in result.stderr
+    assert "stays in state `started`" in result.stderr
+    describe(database_url)
+    assert rows(database_url) == [(1, "1.1.0", "applied"), (2, "1.2.0", "started")]
+    assert table_exists(database_url, "slow_table"), "its first statement ran in autocommit"
+    query(database_url, f"DROP TABLE {SLOW_FLAG}")
+
+    status = run(project, "status", url=database_url)
+    assert "  002_slow (1.2.0): STARTED" in status.stdout.splitlines()
+    listing = run(project, "repair", url=database_url)
+    assert listing.returncode == 0
+    assert "sqlmig repair --remove 1.2.0" in listing.stdout
+    blocked = run(project, "up", url=database_url)
+    assert blocked.returncode == 6
+    assert_no_traceback(blocked)
+    assert not table_exists(database_url, "third_table")
+
+    print("the operator undoes what ran: DROP TABLE slow_table")
+    query(database_url, "DROP TABLE slow_table")
+    assert run(project, "repair", "--remove", "1.2.0", url=database_url).returncode == 0
+    done = run(project, "up", url=database_url)
+    assert done.returncode == 0
+    assert "applied 002_slow (1.2.0)" in done.stdout and "applied 003_third (1.3.0)" in done.stdout
+    assert rows(database_url) == [(1, "1.1.0", "applied"), (2, "1.2.0", "applied"),
+                                  (3, "1.3.0", "applied")]
+    applied_once(database_url, "1.1.0", "1.2.0", "1.3.0")
+
+
+# -- the server stopped mid-run --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[EmbeddedServer]:
+    """A server of its own, which a test may stop and start (the session's server is shared)."""
+    home = Path(tempfile.mkdtemp(prefix="sqlmig-torture-"))
+    server = EmbeddedServer(home)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def stop_immediately(server: EmbeddedServer) -> None:
+    """pg_ctl stop -m immediate: every backend dies at once, as in a crash; recovery on start."""
+    subprocess.run([str(bin_dir() / "pg_ctl"), "-D", str(server.data_dir), "stop", "-m",
+                    "immediate", "-w", "-t", "30"], check=True, capture_output=True, cwd="/",
+                   user=SYSTEM_USER if os.geteuid() == 0 else None, timeout=60)
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["transactional", "no-transaction"])
+def test_the_server_stopped_mid_run_exits_5_and_after_a_restart_the_next_run_completes(
+        project: Project, own_server: EmbeddedServer, transactional: bool) -> None:
+    three_with_a_slow_second(project, transactional=transactional)
+    with fresh_database(own_server.url()) as url:
+        proc, _ = start_slow_run(project, url)
+        print("pg_ctl stop -m immediate while migration 2 sleeps")
+        stop_immediately(own_server)
+        try:
+            result = finish("up (server stopped)", proc)
+            assert result.returncode == 5
+            assert_no_traceback(result)
+            assert "connection lost while running 002_slow" in result.stderr
+
+            down = run(project, "status", url=url, label="status (server down)")
+            assert down.returncode == 5
+            assert_no_traceback(down)
+            assert "cannot connect to" in down.stderr
+        finally:
+            own_server.start()  # also when an assertion failed: the database is dropped after
+        print("server started again (crash recovery)")
+        first_at = query(url, "SELECT applied_at FROM schema_version WHERE version = '1.1.0'")
+        query(url, f"DROP TABLE {SLOW_FLAG}")
+        describe(url)
+        status = run(project, "status", url=url)
+        assert status.returncode == 0
+        assert "current version: 1.1.0" in status.stdout
+        if transactional:
+            assert rows(url) == [(1, "1.1.0", "applied")]
+            assert not table_exists(url, "slow_table")
+            assert "pending:         2" in status.stdout
+        else:
+            assert rows(url) == [(1, "1.1.0", "applied"), (2, "1.2.0", "started")]
+            assert "  002_slow (1.2.0): STARTED" in status.stdout.splitlines()
+            assert run(project, "up", url=url).returncode == 6
+            query(url, "DROP TABLE slow_table")
+            assert run(project, "repair", "--remove", "1.2.0", url=url).returncode == 0
+
+        again = run(project, "up", url=url)
+        assert again.returncode == 0
+        assert "001_first" not in again.stdout
+        assert "applied 002_slow (1.2.0)" in again.stdout
+        assert "applied 003_third (1.3.0)" in again.stdout
+        applied_once(url, "1.1.0", "1.2.0", "1.3.0")
+        assert query(url, "SELECT applied_at FROM schema_version WHERE version = '1.1.0'") == \
+            first_at, "migration 1 was not run again"
+        assert query(url, "SELECT count(*) FROM first_table") == [(1,)]
+
+
+# -- the database refuses sqlmig's own statements --------------------------------------------------
+
+
+@pytest.fixture
+def unprivileged_url(database_url: str) -> Iterator[str]:
+    """The test database, reached as a fresh login role that owns nothing and may create nothing."""
+    role = f"torture_{os.getpid()}_{abs(hash(database_url)) % 10_000}"
+    query(database_url, f'CREATE ROLE "{role}" LOGIN')
+    query(database_url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # as on PostgreSQL 15+
+    params = {**conninfo_to_dict(database_url), "user": role}
+    params.pop("password", None)
+    url = make_conninfo("", **params)
+    try:
+        psycopg.connect(url).close()
+    except psycopg.OperationalError as exc:
+        query(database_url, f'DROP ROLE "{role}"')
+        pytest.skip(f"cannot log in as a new role without a password here: {exc}")
+    try:
+        yield url
+    finally:
+        query(database_url, f'DROP OWNED BY "{role}"')
+        query(database_url, f'DROP ROLE "{role}"')
+
+
+def test_a_login_without_privileges_gets_one_line_and_exit_2_from_every_command(
+        project: Project, database_url: str, unprivileged_url: str) -> None:
+    three_with_a_slow_second(project, transactional=True)
+    query(database_url, f"DROP TABLE IF EXISTS {SLOW_FLAG}")
+    for args in (("up",), ("baseline", "1.1.0")):
+        result = run(project, *args, url=unprivileged_url)
+        assert result.returncode == 2, "a privilege problem is a configuration problem"
+        assert_no_traceback(result)
+        assert "ERROR [42501]: permission denied for " in result.stderr
+        assert "hint: sqlmig keeps its history in public.schema_version" in result.stderr
+    # The history exists, made by its owner: the login may not even read it.
+    assert run(project, "up", "--to", "1", url=database_url).returncode == 0
+    for args in (("up",), ("down",), ("status",), ("validate",), ("history",),
+                 ("render", "up", "--from-database"), ("repair", "--remove", "1.1.0")):
+        result = run(project, *args, url=unprivileged_url)
+        assert result.returncode == 2
+        assert_no_traceback(result)
+        assert "ERROR [42501]: " in result.stderr
+    describe(database_url)
+    assert rows(database_url) == [(1, "1.1.0", "applied")]
+    assert events(database_url) == [("up", "1.1.0", "applied")]
+
+
+@pytest.mark.parametrize("how", ["read-only", "reserved-schema"])
+def test_a_read_only_database_or_a_reserved_schema_is_refused_with_exit_2(
+        project: Project, database_url: str, how: str) -> None:
+    three_with_a_slow_second(project, transactional=True)
+    query(database_url, f"DROP TABLE IF EXISTS {SLOW_FLAG}")
+    if how == "read-only":
+        # What a hot standby does to every write.
+        dbname = query(database_url, "SELECT current_database()")[0][0]
+        query(database_url, f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
+        result = run(project, "up", url=database_url)
+        assert "ERROR [25006]: cannot execute CREATE" in result.stderr
+    else:
+        result = run(project, "--schema", "pg_catalog", "up", url=database_url)
+        assert 'ERROR [42939]: unacceptable schema name "pg_catalog"' in result.stderr
+    assert result.returncode == 2
+    assert_no_traceback(result)
+    assert user_tables(database_url) == set()
