@@ -125,7 +125,7 @@ class SnapshotStore:
                    snapshot, action, sqlmig_version)
                SELECT %(version)s, %(key)s, {snapshot.FINGERPRINT_OF.format("d.doc")},
                    %(format)s, %(server)s, d.doc::json, %(action)s, %(sqlmig)s
-                 FROM ({snapshot.document()}) AS d(doc)
+                 FROM ({snapshot.document()} OFFSET 0) AS d(doc)  -- built once, not per use
                ON CONFLICT (version) DO UPDATE SET applied_key = EXCLUDED.applied_key,
                    fingerprint = EXCLUDED.fingerprint, format = EXCLUDED.format,
                    server_version = EXCLUDED.server_version, snapshot = EXCLUDED.snapshot,

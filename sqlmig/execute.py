@@ -253,7 +253,9 @@ class Executor:
         ahead = self._ahead
         if step.version not in self._outcomes and ahead and ahead[0][0] is step:
             n = size = 0
-            while (n < len(ahead) and n < _BATCH_STEPS and size < _BATCH_CHARS
+            # A large file runs on its own, sent in parts (see _in_transaction).
+            while (n < len(ahead) and n < _BATCH_STEPS
+                   and size + len(ahead[n][0].sql) <= _BATCH_CHARS
                    and self.guard is None and ahead[n][0].transactional):
                 size += len(ahead[n][0].sql)
                 n += 1

@@ -126,8 +126,10 @@ def _timeouts(header: Header, found: dict[str, str]) -> tuple[dict[str, float], 
     return values, problems
 
 
-def parse_rollback(path: str, text: str) -> tuple[Rollback | None, list[Problem]]:
-    """A rollback from its text: used for files on disk and for the text stored in the history."""
+def parse_rollback(path: str, text: str,
+                   text_checksum: str | None = None) -> tuple[Rollback | None, list[Problem]]:
+    """A rollback from its text: used for files on disk and for the text stored in the history.
+    `text_checksum`: its checksum when already known (taken from the file's bytes)."""
     header = parse_header(text)
     # `allow` is for `sqlmig lint` (an excuse for the statement below it), read by linter.py.
     found, bad = _directive(header, {"allow", "irreversible", "no-transaction", *_TIMEOUTS})
@@ -139,7 +141,7 @@ def parse_rollback(path: str, text: str) -> tuple[Rollback | None, list[Problem]
                                 message="`-- sqlmig: irreversible` needs a reason after it"))
     rollback = Rollback(
         path=path,
-        checksum=checksum(text),
+        checksum=text_checksum or checksum(text),
         irreversible=found.get("irreversible") or None,
         transactional="no-transaction" not in found,
         text=text,
@@ -332,7 +334,7 @@ def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Probl
     from sqlmig import sqltext
 
     text, text_checksum = _read(cand.path, cand.rel, problems)
-    rb_text = _read(rb_cand.path, rb_cand.rel, problems)[0] if rb_cand else None
+    rb_text, rb_checksum = _read(rb_cand.path, rb_cand.rel, problems) if rb_cand else (None, None)
     if text is None or text_checksum is None:
         return None
     header = parse_header(text)
@@ -359,7 +361,7 @@ def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Probl
                                 message="has no SQL statements; it will be recorded as a no-op"))
     rollback = None
     if rb_cand is not None and rb_text is not None:
-        rollback, rb_problems = parse_rollback(rb_cand.rel, rb_text)
+        rollback, rb_problems = parse_rollback(rb_cand.rel, rb_text, rb_checksum)
         problems.extend(rb_problems)
         if rollback and rollback.irreversible is None and sqltext.is_empty(rb_text):
             warnings.append(Problem(path=rb_cand.rel, code="empty", severity="warning",

@@ -164,7 +164,7 @@ _FIRST_KEY = re.compile(r"\{" + _WHERE + ",?")
 _ELEMENT = '{"stmt":{"'
 _TAIL = re.compile(r'(?:,"stmt_location":(\d+))?(?:,"stmt_len":(\d+))?\}\Z')
 # A file longer than this is parsed in pieces (see _parsed_pieces).
-_PIECE = 1 << 20
+_PIECE = 1 << 18
 
 
 def canonical_checksum(text: str) -> str | None:

@@ -107,3 +107,24 @@ def test_each_step_reports_its_own_result_in_order(project: Project, database_ur
     assert all(isinstance(r.duration_ms, int) and r.duration_ms >= 0 for r in finished)
     assert [bool(r.warnings) for r in finished] == [n == 4 for n in range(1, 8)]
     assert applied(database_url) == [f"1.{n}.0" for n in range(1, 8)]
+
+
+def test_a_large_file_among_small_ones_runs_on_its_own_sent_in_parts(
+        project: Project, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlmig import execute
+
+    monkeypatch.setattr(execute, "_BATCH_CHARS", 300)  # 003 is "large": it runs alone
+    monkeypatch.setattr(execute, "_SYNC_EVERY", 200)  # and its results are taken in parts
+    rows = "".join(f"INSERT INTO t3 VALUES ({i});\n" for i in range(40))
+    five(project, "CREATE TABLE t3 (id int PRIMARY KEY);\n" + rows + "INSERT INTO t3 VALUES (7);\n")
+
+    with pytest.raises(sqlmig.MigrationFailed) as failed:
+        sqlmig.up(project.config(database_url))
+
+    assert (failed.value.path, failed.value.line, failed.value.sqlstate) == (
+        "migrations/003_third.sql", 43, "23505")
+    assert applied(database_url) == ["1.1.0", "1.2.0"]
+    project.add(3, "third", "CREATE TABLE t3 (id int PRIMARY KEY);\n" + rows, "DROP TABLE t3;\n")
+    sqlmig.up(project.config(database_url))
+    assert applied(database_url) == ["1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
+    assert query(database_url, "SELECT count(*) FROM t3") == [(40,)]
