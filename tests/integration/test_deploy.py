@@ -465,3 +465,33 @@ def test_up_wait_gives_up_with_exit_5_before_anything(project: Project) -> None:
     assert result.returncode == 5
     assert "waiting for the database: attempt 1 failed" in result.stderr
 
+
+
+def test_wait_succeeds_once_a_server_comes_up_during_the_wait(project: Project) -> None:
+    # A dedicated server, stopped, so the wait really starts against nothing.
+    import shutil
+    import tempfile
+
+    from sqlmig.embedded import EmbeddedServer
+
+    home = Path(tempfile.mkdtemp(prefix="sqlmig-wait-"))
+    server = EmbeddedServer(home)
+    url = server.start()
+    server.stop()
+    project.add(1, "a", "CREATE TABLE t (id int);")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    env["SQLMIG_DATABASE_URL"] = url
+    try:
+        waiter = subprocess.Popen([*SQLMIG, "up", "--wait", "60"], cwd=project.root, env=env,
+                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.5)  # a few failed attempts first
+        server.start()
+        out, err = waiter.communicate(timeout=90)
+        print("stdout:", out, "stderr:", err, sep="\n")
+        assert waiter.returncode == 0
+        assert "waiting for the database: attempt 1 failed" in err
+        assert "applied 001_a (1.1.0)" in out
+        assert table_exists(url, "public.t")
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
