@@ -28,7 +28,7 @@ _INTERNAL = frozenset({"root", "password"})  # Config fields that are not settin
 # Older names still read, after SQLMIG_<KEY> (Docker and Heroku conventions).
 _ENV_FALLBACKS = {"database_url": ("DATABASE_URL",), "password_file": ("DATABASE_PASSWORD_FILE",)}
 # SQLMIG_* variables that are not settings, so `sqlmig config` does not question them.
-_OTHER_ENV = frozenset({"SQLMIG_TEST_DSN", "SQLMIG_LOG_FORMAT"})
+_OTHER_ENV = frozenset({"SQLMIG_TEST_DSN", "SQLMIG_LOG_FORMAT", "SQLMIG_VENV", "SQLMIG_EXTRAS"})
 # Keys a config file may be expected to take but does not, and what to use instead.
 _NOT_IN_FILE = {
     "root": "it is the file's own directory (or --root)",
