@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterator
 
 import psycopg
+from psycopg import sql
 
 from sqlmig.errors import ConnectError, LockTimeout
 from sqlmig.models import Problem
@@ -26,25 +27,29 @@ def lock_key(qualified_table: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def holder(conn: psycopg.Connection, key: int) -> str:
+def holder_sql(key: int) -> sql.Composed:
+    """An SQL expression naming the session that holds `key`: run by the engine on timeout and
+    embedded in the rendered psql script, so both say the same thing."""
     # pg_locks splits a bigint advisory key into two unsigned 32-bit halves.
     unsigned = key & 0xFFFFFFFFFFFFFFFF
-    row = conn.execute(
-        """
-        SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket'),
-               a.backend_start, a.state, left(a.query, 80)
-          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-           AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        """,
-        (unsigned >> 32, unsigned & 0xFFFFFFFF),
-    ).fetchone()
-    if row is None:
-        return "held by a session that has since released it"
-    pid, app, client, since, state, query = row
-    return (f"held by pid {pid} (application_name '{app}', client {client}, "
-            f"connected since {since:%Y-%m-%d %H:%M:%S%z}, {state}: {query!r})")
+    return sql.SQL(
+        """coalesce((SELECT format('held by pid %s (application_name %L, client %s, '
+                                   'connected since %s, %s: %L)', a.pid, a.application_name,
+                                   coalesce(host(a.client_addr), 'local socket'),
+                                   to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SSOF'),
+                                   a.state, left(a.query, 80))
+                       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                        AND l.classid = {hi}::oid AND l.objid = {lo}::oid
+                        AND l.database = (SELECT oid FROM pg_database
+                                           WHERE datname = current_database())
+                      LIMIT 1), 'held by a session that has since released it')"""
+    ).format(hi=sql.Literal(unsigned >> 32), lo=sql.Literal(unsigned & 0xFFFFFFFF))
+
+
+def holder(conn: psycopg.Connection, key: int) -> str:
+    row = conn.execute(sql.SQL("SELECT {}").format(holder_sql(key))).fetchone()
+    return row[0] if row else "held by a session that has since released it"
 
 
 def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> int:

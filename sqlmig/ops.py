@@ -151,6 +151,15 @@ def _run_warnings(files: MigrationSet) -> tuple[Problem, ...]:
     return tuple(w for w in files.warnings if w.code != "empty")
 
 
+def _prepare(the_plan: Plan, on_note: OnNote | None) -> dict[int, list]:
+    """Split and check every step before any runs; pass the verbose notes on."""
+    prepared, notes = check_all(list(the_plan.steps))
+    if on_note:
+        for note in notes:
+            on_note(note)
+    return prepared
+
+
 def _check(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[str]) -> list:
     errors, warnings = plan.validate(files, records, allow)
     if errors:
@@ -187,10 +196,7 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
                 records = _adopt(conn, history, files, records)
         warnings = _check(files, records, allow)
         the_plan = plan.plan_up(files, records, to)
-        prepared, notes = check_all(list(the_plan.steps))
-        if on_note:
-            for note in notes:
-                on_note(note)
+        prepared = _prepare(the_plan, on_note)
         if dry_run:
             return RunReport(direction="up", dry_run=True, from_version=the_plan.current,
                              to_version=the_plan.target, plan=the_plan,
@@ -262,10 +268,7 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
         if errors:
             raise HistoryInconsistent(errors, hint=_REPAIR_HINT)
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
-        prepared, notes = check_all(list(the_plan.steps))
-        if on_note:
-            for note in notes:
-                on_note(note)
+        prepared = _prepare(the_plan, on_note)
         if dry_run:
             return RunReport(direction="down", dry_run=True, from_version=the_plan.current,
                              to_version=the_plan.target, plan=the_plan, warnings=tuple(warnings))

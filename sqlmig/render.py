@@ -224,19 +224,7 @@ class _Script:
         timeout = self.config.lock_timeout
         message = (f"sqlmig: could not take the migration lock on {self.config.qualified_table} "
                    f"within {timeout:g} s: ")
-        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
-        holder = sql.SQL(
-            """coalesce((SELECT format('held by pid %s (application_name %L, client %s, '
-                                       'connected since %s, %s)', a.pid, a.application_name,
-                                     coalesce(host(a.client_addr), 'local socket'),
-                                     date_trunc('second', a.backend_start), a.state)
-                           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                            AND l.classid = {hi}::oid AND l.objid = {lo}::oid
-                            AND l.database = (SELECT oid FROM pg_database
-                                               WHERE datname = current_database())
-                          LIMIT 1), 'held by a session that has since released it')"""
-        ).format(hi=sql.Literal(unsigned >> 32), lo=sql.Literal(unsigned & 0xFFFFFFFF))
+        holder = lock.holder_sql(self.key)
         fail = sql.SQL(
             "RAISE EXCEPTION USING MESSAGE = {} || {},\n"
             "      HINT = 'wait for that run to finish, or end that session; nothing was changed';"

@@ -50,6 +50,12 @@ def _acl(column: str, kind: str, owner: str) -> str:
             f"acldefault(({kind})::\"char\", {owner}))) a)")
 
 
+def _enabled(column: str) -> str:
+    """Triggers and rules share the firing-mode letters (origin, disabled, replica, always)."""
+    return (f"CASE {column} WHEN 'O' THEN 'yes' WHEN 'D' THEN 'no' "
+            "WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END")
+
+
 _REL = "quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
 # A table-level object (column, constraint, trigger…) of a user table that is not ours.
 _TABLE_OK = f"{_USER_NS} AND c.oid NOT IN (SELECT oid FROM own) AND NOT {_member('pg_class', 'c.oid')}"
@@ -217,8 +223,7 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname)
 SELECT {_REL} || '.' || quote_ident(g.tgname), json_strip_nulls(json_build_object(
          'kind', 'trigger', '_parent', {_REL},
          'definition', pg_get_triggerdef(g.oid),
-         'enabled', CASE g.tgenabled WHEN 'O' THEN 'yes' WHEN 'D' THEN 'no'
-                      WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END,
+         'enabled', {_enabled('g.tgenabled')},
          'comment', obj_description(g.oid, 'pg_trigger')))
   FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -227,8 +232,7 @@ SELECT {_REL} || '.' || quote_ident(g.tgname), json_strip_nulls(json_build_objec
 SELECT {_REL} || '.' || quote_ident(r.rulename), json_strip_nulls(json_build_object(
          'kind', 'rule', '_parent', {_REL},
          'definition', pg_get_ruledef(r.oid),
-         'enabled', CASE r.ev_enabled WHEN 'O' THEN 'yes' WHEN 'D' THEN 'no'
-                      WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END,
+         'enabled', {_enabled('r.ev_enabled')},
          'comment', obj_description(r.oid, 'pg_rewrite')))
   FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
   JOIN pg_namespace n ON n.oid = c.relnamespace
