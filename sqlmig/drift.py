@@ -73,6 +73,7 @@ class Recorded(NamedTuple):
     format: int
     server_version: int
     recorded_at: Any
+    unchanged: bool  # the catalogs still have the stamp taken with the snapshot
 
 
 class SnapshotStore:
@@ -94,17 +95,27 @@ class SnapshotStore:
                  action text NOT NULL,
                  recorded_at timestamptz NOT NULL DEFAULT now(),
                  recorded_by text NOT NULL DEFAULT current_user,
-                 sqlmig_version text)"""
-        ).format(self.table))
+                 sqlmig_version text,
+                 catalog_stamp text);
+               -- Tables made before the stamp (see snapshot.stamp) get it here.
+               ALTER TABLE {} ADD COLUMN IF NOT EXISTS catalog_stamp text"""
+        ).format(self.table, self.table))
 
-    def meta(self, conn: psycopg.Connection, version: str) -> Recorded | None:
-        """The row for `version` without its snapshot; None if there is none (or no table)."""
-        query = sql.SQL("SELECT applied_key, fingerprint, format, server_version, recorded_at "
-                        "FROM {} WHERE version = %s").format(self.table)
+    def meta(self, conn: psycopg.Connection, version: str, *,
+             stamp: bool = False) -> Recorded | None:
+        """The row for `version` without its snapshot; None if there is none (or no table).
+        With `stamp`, `unchanged` says whether the catalogs still have the recorded stamp."""
+        unchanged = sql.SQL(f"catalog_stamp = ({snapshot.stamp()})" if stamp else "false")
+        query = sql.SQL("SELECT applied_key, fingerprint, format, server_version, recorded_at, "
+                        "coalesce({}, false) FROM {} WHERE version = %s").format(unchanged,
+                                                                                 self.table)
         try:
             row = conn.execute(query, (version,)).fetchone()
         except psycopg.errors.UndefinedTable:
             return None
+        except psycopg.errors.UndefinedColumn:
+            # Recorded by an older sqlmig, read by a command that does not upgrade the table.
+            return self.meta(conn, version) if stamp else None
         return Recorded(*row) if row else None
 
     def load(self, conn: psycopg.Connection, version: str) -> snapshot.Snapshot:
@@ -122,15 +133,16 @@ class SnapshotStore:
         table = self.table.as_string(conn)
         query = (
             f"""INSERT INTO {table} AS s (version, applied_key, fingerprint, format, server_version,
-                   snapshot, action, sqlmig_version)
+                   snapshot, action, sqlmig_version, catalog_stamp)
                SELECT %(version)s, %(key)s, {snapshot.FINGERPRINT_OF.format("d.doc")},
-                   %(format)s, %(server)s, d.doc::json, %(action)s, %(sqlmig)s
+                   %(format)s, %(server)s, d.doc::json, %(action)s, %(sqlmig)s, ({snapshot.stamp()})
                  FROM ({snapshot.document()} OFFSET 0) AS d(doc)  -- built once, not per use
                ON CONFLICT (version) DO UPDATE SET applied_key = EXCLUDED.applied_key,
                    fingerprint = EXCLUDED.fingerprint, format = EXCLUDED.format,
                    server_version = EXCLUDED.server_version, snapshot = EXCLUDED.snapshot,
                    action = EXCLUDED.action, recorded_at = now(), recorded_by = current_user,
-                   sqlmig_version = EXCLUDED.sqlmig_version""")
+                   sqlmig_version = EXCLUDED.sqlmig_version,
+                   catalog_stamp = EXCLUDED.catalog_stamp""")
         snapshot.run(conn, [(query, {
             "version": version, "key": applied_key, "format": snapshot.FORMAT,
             "server": conn.info.server_version // 10000, "action": action, "sqlmig": __version__,
@@ -187,7 +199,7 @@ def check(conn: psycopg.Connection, history: History,
     version, key = state(records)
     store = SnapshotStore(history)
     try:
-        rec = store.meta(conn, version)
+        rec = store.meta(conn, version, stamp=True)
         if rec is None or rec.applied_key != key:
             return [], []
         if not _comparable(rec, conn):
@@ -196,8 +208,10 @@ def check(conn: psycopg.Connection, history: History,
                 message=f"the schema snapshot of {version} was recorded by another sqlmig or "
                         f"PostgreSQL {rec.server_version}: not compared; the next `sqlmig up` "
                         "records a new one")]
-        # The server hashes the live schema; only when that differs are both snapshots read.
-        if snapshot.fingerprint(conn, history.schema, own_tables(history)) == rec.fingerprint:
+        # Untouched catalogs need no more; else the server hashes the live schema, and only
+        # when that differs are both snapshots read.
+        if rec.unchanged or snapshot.fingerprint(conn, history.schema,
+                                                 own_tables(history)) == rec.fingerprint:
             return [], []
         differences = snapshot.diff(store.load(conn, version), take(conn, history))
     except psycopg.OperationalError:

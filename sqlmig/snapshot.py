@@ -298,6 +298,33 @@ def fingerprint(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[
 # The fingerprint of a snapshot document, in SQL: what `sqlmig status` compares.
 FINGERPRINT_OF = "encode(sha256(convert_to(({})::text, 'UTF8')), 'hex')"
 
+# Every catalog a snapshot reads, directly or through pg_get_*def / format_type. DDL that can
+# change a snapshot inserts, deletes or updates (giving it a new xmin) a row of one of them, while
+# VACUUM and ANALYZE update pg_class in place (same xmin) and leave the stamp alone.
+_STAMPED = ("pg_namespace", "pg_extension", "pg_type", "pg_enum", "pg_range", "pg_class",
+            "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index", "pg_inherits",
+            "pg_sequence", "pg_depend", "pg_description", "pg_proc", "pg_aggregate",
+            "pg_language", "pg_trigger", "pg_rewrite", "pg_policy", "pg_collation", "pg_opclass",
+            "pg_operator")
+
+
+def stamp() -> str:
+    """A query for the catalog stamp: per catalog the row count and the sum of the rows' xmin,
+    and the role names (owners print by name; pg_authid itself is not readable by all).
+
+    Equal stamps mean no catalog row was added, removed or updated since, so the schema, and its
+    fingerprint, are what they were: `status` then skips the fingerprint, ~10x the cost (8 vs
+    84 ms at 1,000 tables). Unequal stamps prove nothing (a temporary table, a TRUNCATE or a
+    REINDEX change them too): the fingerprint decides, as without a stamp. The database's whole
+    catalogs are stamped, not only the snapshot's objects: filtering would cost what it saves.
+    """
+    parts = " UNION ALL ".join(
+        f"SELECT '{c}' AS c, count(*) AS n, sum(xmin::text::bigint) AS s FROM pg_catalog.{c}"
+        for c in _STAMPED)
+    return (f"SELECT md5(string_agg(c || ':' || n || ':' || coalesce(s, 0), ',' ORDER BY c) || ';'"
+            " || (SELECT string_agg(oid::text || ' ' || rolname, ',' ORDER BY oid)"
+            f" FROM pg_catalog.pg_roles)) FROM ({parts}) AS x")
+
 
 def document() -> str:
     """A query for the whole snapshot as one jsonb document, kind → name → attributes, to run

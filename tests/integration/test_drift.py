@@ -195,3 +195,44 @@ def test_no_false_drift_for_a_session_with_another_search_path(project: Project,
 
     assert query(other, "SHOW search_path") == [("app,public",)]
     assert sqlmig.status(config(project, other)).problems == ()
+
+
+def _stamp_unchanged(url: str) -> bool:
+    import psycopg
+
+    from sqlmig.drift import SnapshotStore
+    from sqlmig.history import History
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rec = SnapshotStore(History("public", "schema_version")).meta(conn, "2.0.0", stamp=True)
+    assert rec is not None
+    return rec.unchanged
+
+
+def test_catalog_stamp_lets_status_skip_the_fingerprint_until_ddl(example_project: Project,
+                                                                  migrated: str) -> None:
+    # Data and maintenance leave the catalogs' rows (and so the stamp) as they were...
+    query(migrated, "INSERT INTO users (email) VALUES ('a@example.com')")
+    query(migrated, "VACUUM ANALYZE users")
+    assert _stamp_unchanged(migrated)
+    assert sqlmig.status(config(example_project, migrated)).problems == ()
+    # ...any DDL does not, and the fingerprint then decides.
+    query(migrated, "COMMENT ON TABLE users IS 'hand-made'")
+    assert not _stamp_unchanged(migrated)
+    problems = sqlmig.status(config(example_project, migrated)).problems
+    assert [p.message.split(" (since")[0] for p in problems] == [
+        "schema drift: table users: comment none → hand-made"]
+
+
+def test_snapshots_recorded_before_the_stamp_are_still_compared(example_project: Project,
+                                                                migrated: str) -> None:
+    query(migrated, "ALTER TABLE schema_version_snapshots DROP COLUMN catalog_stamp")
+    query(migrated, "ALTER TABLE users ADD COLUMN x int")
+
+    status = example_project.run("status", "--exit-code", url=migrated)
+    assert status.returncode == 6, status.stderr
+    assert "column users.x was added outside sqlmig" in status.stdout
+
+    query(migrated, "ALTER TABLE users DROP COLUMN x")
+    assert example_project.run("up", url=migrated).returncode == 0  # upgrades the table
+    assert query(migrated, "SELECT count(catalog_stamp) FROM schema_version_snapshots") == [(0,)]
