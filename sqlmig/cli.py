@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import sys
@@ -15,7 +16,7 @@ import click
 import sqlmig
 from sqlmig.config import Config, redact, secrets_of
 from sqlmig.errors import ExitCode, SqlmigError
-from sqlmig.models import Plan, PlanStep, Problem, RepairReport, RunReport, StepResult
+from sqlmig.models import Plan, PlanStep, Problem, RepairReport, RunReport, StepResult, to_json
 from sqlmig.output import Output
 
 if TYPE_CHECKING:
@@ -306,7 +307,7 @@ def backup_command(state: _State, directory: str | None, as_json: bool) -> None:
     """Write a pg_dump -Fc of the database: <database>-<UTC time>-v<version>.dump."""
     report = sqlmig.backup(state.config, directory)
     if as_json:
-        _json(report.model_dump(mode="json"))
+        _json(to_json(report))
     else:
         out(_backup_line(report))
 
@@ -321,7 +322,7 @@ def check(state: _State, require: str, as_json: bool) -> None:
     a bad range. Reads only the history table: usable as a readiness probe."""
     result = sqlmig.check(state.config, require)
     if as_json:
-        _json(result.model_dump(mode="json"))
+        _json(to_json(result))
     else:
         out(f"{'ok' if result.ok else 'not ok'}: {result.message}")
     if not result.ok:
@@ -413,7 +414,7 @@ def status(state: _State, as_json: bool, exit_code: bool) -> None:
     """Current version, applied and pending migrations, problems."""
     report = sqlmig.status(state.config)
     if as_json:
-        _json(report.model_dump(mode="json"))
+        _json(to_json(report))
     else:
         out(f"database:        {report.database}")
         out(f"history table:   {report.history_table}")
@@ -447,7 +448,7 @@ def history(state: _State, limit: int | None, show_events: bool, as_json: bool) 
     if show_events:
         evs = sqlmig.events(state.config, limit)
         if as_json:
-            _json([e.model_dump(mode="json") for e in evs])
+            _json([to_json(e) for e in evs])
             return
         output = _output()
         for e in evs:
@@ -463,7 +464,7 @@ def history(state: _State, limit: int | None, show_events: bool, as_json: bool) 
         return
     records = sqlmig.history(state.config, limit)
     if as_json:
-        _json([r.model_dump(mode="json") for r in records])
+        _json([to_json(r) for r in records])
         return
     if not records:
         out("no migrations applied")
@@ -486,7 +487,7 @@ def validate(state: _State, allow: tuple[str, ...], as_json: bool) -> None:
     """Check files against the database; exit 6 if they disagree."""
     report = sqlmig.validate(state.config, allow)
     if as_json:
-        _json(report.model_dump(mode="json"))
+        _json(to_json(report))
     else:
         _warn(report.warnings)
         for p in report.problems:
@@ -534,7 +535,7 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, as_js
     report = sqlmig.verify(state.config, scratch_url=scratch_url, in_place=scratch_in_place,
                            on_step=None if as_json else on_step)
     if as_json:
-        _json(report.model_dump(mode="json"))
+        _json(to_json(report))
     else:
         for warning in report.warnings:
             err(f"sqlmig: warning: {warning}")
@@ -592,7 +593,7 @@ def repair(state: _State, mark_applied: str | None, remove: str | None, accept_f
                            accept_formatting=versions if accept_formatting else None,
                            drop_invalid_indexes=drop_invalid_indexes, drop_index=drop_index)
     if as_json:
-        _json(report.model_dump(mode="json"))
+        _json(to_json(report))
         return
     for note in report.notes:
         err(f"sqlmig: {note}")
@@ -671,7 +672,7 @@ def lint(state: _State, files: tuple[str, ...], fmt: str | None, as_json: bool) 
     state.options["quiet_embedded"] = True
     report = sqlmig.lint(state.config, files)
     if as_json or fmt == "json":
-        _json(report.model_dump(mode="json"))
+        _json(to_json(report))
     else:
         for line in (linter.format_github if fmt == "github" else linter.format_human)(report):
             out(line)
@@ -689,7 +690,7 @@ def config_command(state: _State, as_json: bool) -> None:
     state.options["quiet_notes"] = True  # they are part of this report
     report = sqlmig.explain_config(state.config)
     if as_json:
-        _json(report.model_dump(mode="json"))
+        _json(to_json(report))
         return
     out(f"config file: {report.file or 'none (no sqlmig.toml, no [tool.sqlmig] in pyproject.toml)'}")
     out(f"database:    {report.database}")
@@ -753,7 +754,7 @@ def db_status(state: _State, as_json: bool) -> None:
     """Whether it runs, where its data lives, its URL."""
     st = _embedded(state).status()
     if as_json:
-        _json(st.model_dump(mode="json"))
+        _json(to_json(st))
     else:
         out(f"running:  {'yes, pid ' + str(st.pid) if st.running else 'no'}")
         out(f"data:     {st.data_dir} (PostgreSQL {st.server_version or 'not initialised'})")
@@ -784,7 +785,7 @@ def _known_secrets(argv: list[str]) -> list[str]:
     secrets: list[str] = []
     for url in filter(None, urls):
         with contextlib.suppress(SqlmigError):
-            secrets += secrets_of(Config.model_validate({"database_url": url}))
+            secrets += secrets_of(Config(database_url=url))
     pw_file = os.environ.get("DATABASE_PASSWORD_FILE")
     if pw_file:
         with contextlib.suppress(OSError):
@@ -800,6 +801,10 @@ def _drop_pipeline_noise(record: logging.LogRecord) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become exit codes."""
+    # A run builds tens of thousands of objects that live to its end (10,000 files and history
+    # rows), few of them in cycles: collecting every 700 allocations cost ~8 % of a no-op `up`.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     logging.getLogger("psycopg").addFilter(_drop_pipeline_noise)
     args = sys.argv[1:] if argv is None else list(argv)
     state = _State()
@@ -843,7 +848,7 @@ def _report_error(exc: BaseException, output: Output, state: _State, args: list[
                       rolled_back=exc.rolled_back, applied_before=exc.applied_before)
     problems = getattr(exc, "problems", None)
     if problems and not all(isinstance(p, str) for p in problems):  # strings: they are `lines`
-        fields["problems"] = [p.model_dump(mode="json") for p in problems]
+        fields["problems"] = [to_json(p) for p in problems]
     output.failure([redact(line, *secrets) for line in exc.lines()], exit_code=exc.exit_code,
                    **_redacted(fields, secrets))
     return exc.exit_code

@@ -3,15 +3,16 @@ from (flag > environment > sqlmig.toml or [tool.sqlmig] > default); and password
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import re
-import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
 from sqlmig import configfile
 from sqlmig.configfile import find_root
@@ -38,80 +39,125 @@ _NOT_IN_FILE = {
 }
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True)
+class Secret:
+    """A password, or a URL that may hold one: str() and repr() never show the value."""
 
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __str__(self) -> str:
+        return "**********" if self._value else ""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+# How a field's value is checked and converted (_coerce): "identifier" and "role" are strings
+# with a rule; "duration" is seconds (sqlmig.timeouts), "timeout" also None for "inherit".
+Kind = Literal["path", "secret", "str", "identifier", "role", "float", "int", "choice",
+               "duration", "timeout"]
+LockMode = Literal["session", "transaction"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Spec:
+    """A Config field's metadata: how it is validated, and its key if not the field's name."""
+
+    kind: Kind
+    key: str | None = None  # in the config file and SQLMIG_<KEY>
+    ge: float | None = None
+    le: float | None = None
+    choices: tuple[str, ...] = ()
+    nullable: bool = False  # None is a value: the field's default is None
+
+
+class InvalidSettings(ValueError):
+    """Config(...) with values that do not validate: each (field, message), all at once."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
     # Every field except `root` and `password` (_INTERNAL) is a *setting*, wired up by resolve()
-    # with no further code: a key of sqlmig.toml / [tool.sqlmig] (the field's alias, else its
-    # name), the environment variable SQLMIG_<KEY>, and a CLI flag passed to resolve() by field
-    # name (None = not given, so a boolean flag must default to None, not False). A relative
-    # path in the config file is relative to the file's directory. New settings: add them in a
-    # marked block of their own, like the one below.
-    root: Path = Field(default_factory=Path.cwd)
+    # with no further code: a key of sqlmig.toml / [tool.sqlmig] (its "key", else its name),
+    # the environment variable SQLMIG_<KEY>, and a CLI flag passed to resolve() by field name
+    # (None = not given, so a boolean flag must default to None, not False). How a field is
+    # validated is its metadata, next to it: a _Spec's arguments ("kind", and "key" if the key
+    # is not the field's name); a new kind of value needs a case in _coerce. A relative path in
+    # the config file is relative to the file's directory. New settings: add them in a marked
+    # block of their own, like the one below.
+    root: Path = field(default_factory=Path.cwd, metadata={"kind": "path"})
     # -- settings: configuration and output (issue 5) --
-    migrations_dir: Path | None = None
-    rollbacks_dir: Path | None = None
-    database_url: SecretStr | None = None
-    password: SecretStr | None = None  # read from password_file; never shown
-    password_file: Path | None = None
-    schema_name: str = Field(default="public", alias="schema")
-    table: str = "schema_version"
+    migrations_dir: Path | None = field(default=None, metadata={"kind": "path"})
+    rollbacks_dir: Path | None = field(default=None, metadata={"kind": "path"})
+    database_url: Secret | None = field(default=None, metadata={"kind": "secret"})
+    # Read from password_file; never shown.
+    password: Secret | None = field(default=None, metadata={"kind": "secret"})
+    password_file: Path | None = field(default=None, metadata={"kind": "path"})
+    schema_name: str = field(default="public", metadata={"key": "schema", "kind": "identifier"})
+    table: str = field(default="schema_version", metadata={"kind": "identifier"})
     # At most PostgreSQL's own bound for lock_timeout (INT_MAX ms, about 24.8 days): no inf.
-    lock_timeout: float = Field(default=300.0, ge=0, le=2_147_483)
-    connect_timeout: int = Field(default=10, ge=1)
-    application_name: str = "sqlmig"
+    lock_timeout: float = field(default=300.0,
+                                metadata={"kind": "float", "ge": 0, "le": 2_147_483})
+    connect_timeout: int = field(default=10, metadata={"kind": "int", "ge": 1})
+    application_name: str = field(default="sqlmig", metadata={"kind": "str"})
     # -- end of settings: configuration and output (issue 5) --
     # -- settings: deploy-grade operations (issue 5) --
     # SET ROLE after connecting, so objects belong to this role (the schema owner), not the login.
-    role: str | None = None
+    role: str | None = field(default=None, metadata={"kind": "role"})
     # Bounds of each transactional migration (SET LOCAL); a file's header overrides them. Seconds
     # or a duration ("5s", "10min"); 0 or "off" = no limit; "inherit" = the role's/database's.
-    migration_lock_timeout: float | None = 5.0
-    statement_timeout: float | None = None
-    retries: int = Field(default=3, ge=0)  # after a lock timeout (55P03) or a deadlock (40P01)
-    retry_delay: float = 2.0  # seconds before the first retry; doubled for each next one
-    backup_dir: Path | None = None  # up/down first write a pg_dump -Fc of the database here
+    migration_lock_timeout: float | None = field(default=5.0, metadata={"kind": "timeout"})
+    statement_timeout: float | None = field(default=None, metadata={"kind": "timeout"})
+    # After a lock timeout (55P03) or a deadlock (40P01).
+    retries: int = field(default=3, metadata={"kind": "int", "ge": 0})
+    # Seconds before the first retry; doubled for each next one.
+    retry_delay: float = field(default=2.0, metadata={"kind": "duration"})
+    # up/down first write a pg_dump -Fc of the database here.
+    backup_dir: Path | None = field(default=None, metadata={"kind": "path"})
     # -- end of settings: deploy-grade operations (issue 5) --
     # -- settings: pooler-safe locking (issue 5) --
     # session: one session advisory lock for the whole run (direct connections, session pooling).
     # transaction: a transaction-level lock per migration, and a lease for no-transaction files:
     # behind PgBouncer pool_mode=transaction (sqlmig.txlock, sqlmig.lease).
-    lock_mode: Literal["session", "transaction"] = "session"
+    lock_mode: LockMode = field(default="session",
+                                metadata={"kind": "choice", "choices": typing.get_args(LockMode)})
     # -- end of settings: pooler-safe locking (issue 5) --
 
-    # Where each setting came from, for `sqlmig config` and error messages (set by resolve()).
-    _sources: dict[str, tuple[Source, str | None]] = PrivateAttr(default_factory=dict)
-    _file: str | None = PrivateAttr(default=None)
-    _notes: tuple[str, ...] = PrivateAttr(default=())
-    _env_notes: tuple[str, ...] = PrivateAttr(default=())
+    # Where each setting came from, for `sqlmig config` and error messages (set by resolve();
+    # dataclasses.replace() keeps them).
+    _sources: dict[str, tuple[Source, str | None]] = field(default_factory=dict, repr=False,
+                                                           compare=False)
+    _file: str | None = field(default=None, repr=False, compare=False)
+    _notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    _env_notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
-    @field_validator("schema_name", "table")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
-            raise ValueError(f"{value!r} is not a plain SQL identifier")
-        return value
-
-    @field_validator("role")
-    @classmethod
-    def _role(cls, value: str | None) -> str | None:
-        if value is not None and not 0 < len(value.encode()) <= 63:
-            raise ValueError(f"{value!r} is not a role name (1 to 63 bytes)")
-        return value
-
-    @field_validator("migration_lock_timeout", "statement_timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: object) -> float | None:
-        from sqlmig.timeouts import setting_value
-
-        return setting_value(value)
-
-    @field_validator("retry_delay", mode="before")
-    @classmethod
-    def _delay(cls, value: object) -> float:
-        from sqlmig.timeouts import parse_duration
-
-        return parse_duration(value)  # type: ignore[arg-type]
+    def __post_init__(self) -> None:
+        errors: list[tuple[str, str]] = []
+        for name, spec in _SPECS.items():
+            try:
+                object.__setattr__(self, name, _coerce(spec, getattr(self, name)))
+            except ValueError as exc:
+                errors.append((name, str(exc)))
+        if errors:
+            raise InvalidSettings(errors)
 
     @property
     def migrations_path(self) -> Path:
@@ -130,10 +176,88 @@ class Config(BaseModel):
         return f"{self.schema_name}.{self.table}"
 
 
+# Config's validated fields, in order: field name -> its _Spec.
+_SPECS: dict[str, _Spec] = {f.name: _Spec(**f.metadata, nullable=f.default is None)
+                            for f in dataclasses.fields(Config) if "kind" in f.metadata}
+
+
 def settings() -> dict[str, str]:
     """Every setting: Config field name -> its key (in sqlmig.toml; SQLMIG_<KEY> in the env)."""
-    return {name: info.alias or name for name, info in Config.model_fields.items()
-            if name not in _INTERNAL}
+    return {name: spec.key or name for name, spec in _SPECS.items() if name not in _INTERNAL}
+
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*(?:\.0+)?")
+
+
+def _coerce(spec: _Spec, value: Any) -> Any:
+    """A field's value from a string (flag, environment), a TOML value or a Python object, or
+    ValueError saying what is wrong (as pydantic's lax mode took and worded them)."""
+    kind = spec.kind
+    if kind == "timeout":
+        from sqlmig.timeouts import setting_value
+
+        return setting_value(value)
+    if kind == "duration":
+        from sqlmig.timeouts import parse_duration
+
+        return parse_duration(value)
+    if value is None and spec.nullable:
+        return None
+    if kind == "path":
+        if isinstance(value, str | os.PathLike):
+            return Path(value)
+        raise ValueError("Input is not a valid path for <class 'pathlib.Path'>")
+    if kind == "choice":
+        if isinstance(value, str) and value in spec.choices:
+            return value
+        *first, last = (repr(c) for c in spec.choices)
+        raise ValueError(f"Input should be {', '.join(first)} or {last}")
+    if kind in ("int", "float"):
+        number = _number(value, integer=kind == "int")
+        if spec.ge is not None and number < spec.ge:
+            raise ValueError(f"Input should be greater than or equal to {spec.ge}")
+        if spec.le is not None and not number <= spec.le:  # also nan
+            raise ValueError(f"Input should be less than or equal to {spec.le}")
+        return number
+    if kind == "secret" and isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("Input should be a valid string")
+    if kind == "identifier" and not _IDENTIFIER.match(value):
+        raise ValueError(f"{value!r} is not a plain SQL identifier")
+    if kind == "role" and not 0 < len(value.encode()) <= 63:
+        raise ValueError(f"{value!r} is not a role name (1 to 63 bytes)")
+    return Secret(value) if kind == "secret" else value
+
+
+def _number(value: object, *, integer: bool) -> float:
+    """An int or a float from a number or a string; a boolean is not a number."""
+    if isinstance(value, str):
+        text = value.strip()
+        if integer and _INT_TEXT.fullmatch(text):
+            return int(text.partition(".")[0])
+        if not integer and text.isascii():
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        raise ValueError(f"Input should be a valid {'integer' if integer else 'number'}, "
+                         f"unable to parse string as {'an integer' if integer else 'a number'}")
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError(f"Input should be a valid {'integer' if integer else 'number'}")
+    if integer and not isinstance(value, int):
+        if not math.isfinite(value):
+            raise ValueError("Input should be a finite number")
+        if value != int(value):
+            raise ValueError("Input should be a valid integer, got a number with a fractional "
+                             "part")
+        return int(value)
+    if integer:
+        return value
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float
+        return math.inf if value > 0 else -math.inf
 
 
 def env_name(key: str) -> str:
@@ -213,7 +337,7 @@ def resolve(
             sources[name] = (given_as, (flag or "--" + key.replace("_", "-"))
                              if given_as == "flag" else None)
         elif var is not None:
-            values[name] = _from_env(name, env[var])
+            values[name] = env[var]
             sources[name] = ("env", var)
         elif file is not None and name in in_file:
             values[name] = _from_file(name, file.values[in_file[name]], root_path)
@@ -223,11 +347,8 @@ def resolve(
     config: Config | None = None
     try:
         config = Config(root=root_path, **values)
-    except ValidationError as exc:
-        for error in exc.errors():
-            loc = error.get("loc") or ()
-            label = where(str(loc[0])) if loc else "configuration"
-            problems.append(f"{label}: {error['msg'].removeprefix('Value error, ')}")
+    except InvalidSettings as exc:
+        problems.extend(f"{where(name)}: {message}" for name, message in exc.errors)
     if problems or config is None:
         raise ConfigInvalid(problems)
 
@@ -237,7 +358,7 @@ def resolve(
         except OSError as exc:
             raise ConfigInvalid([f"{where('password_file')}: cannot read password file "
                                  f"{config.password_file}: {exc.strerror}"]) from exc
-        config = config.model_copy(update={"password": SecretStr(password)})
+        config = dataclasses.replace(config, password=Secret(password))
 
     notes = list(file.notes) if file is not None else []
     if sources["database_url"][0] == "file" and config.database_url is not None and file is not None:
@@ -248,27 +369,23 @@ def resolve(
                          "out of files under version control (password_file, or DATABASE_URL in "
                          "the environment)")
     known_env = {env_name(k) for k in keys.values()} | _OTHER_ENV
-    config._sources = sources
-    config._file = file.label if file is not None else None
-    config._notes = tuple(notes)
-    config._env_notes = tuple(
-        f"{var} is not a setting; ignored{_did_you_mean(var, sorted(known_env))}"
-        for var in sorted(env) if var.startswith(ENV_PREFIX) and var not in known_env)
-    return config
+    return dataclasses.replace(
+        config, _sources=sources, _file=file.label if file is not None else None,
+        _notes=tuple(notes), _env_notes=tuple(
+            f"{var} is not a setting; ignored{_did_you_mean(var, sorted(known_env))}"
+            for var in sorted(env) if var.startswith(ENV_PREFIX) and var not in known_env))
 
 
-class Setting(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setting:
     value: Any = None  # in effect, secrets redacted; None = not set
     source: Source
     origin: str | None = None  # the flag, the variable or the file it came from
 
 
-class ConfigReport(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReport:
     """What `sqlmig config` shows: every setting in effect and where it came from."""
-
-    model_config = ConfigDict(frozen=True)
 
     file: str | None  # the config file read, if any
     database: str  # where sqlmig connects, without a password
@@ -288,7 +405,7 @@ def explain_config(config: Config) -> ConfigReport:
         value = getattr(config, name)
         if value is None:
             value = effective.get(name)
-        if isinstance(value, SecretStr):
+        if isinstance(value, Secret):
             # Only a URL can be shown without its password; any other secret not at all.
             value = (redact(value.get_secret_value(), *secrets) if name == "database_url"
                      else "***")
@@ -302,23 +419,9 @@ def explain_config(config: Config) -> ConfigReport:
                         notes=(*config._notes, *config._env_notes))
 
 
-def _types(name: str) -> set[Any]:
-    annotation = Config.model_fields[name].annotation
-    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    return {typing.get_origin(a) or a for a in (typing.get_args(annotation) if is_union
-                                                 else (annotation,))}
-
-
-def _from_env(name: str, text: str) -> Any:
-    # A list setting in one variable: comma-separated (SQLMIG_X=a,b).
-    if _types(name) & {list, tuple, set, frozenset}:
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return text
-
-
 def _from_file(name: str, value: Any, root: Path) -> Any:
     # A path in the file is relative to the file, not to wherever sqlmig was started.
-    if isinstance(value, str) and Path in _types(name):
+    if isinstance(value, str) and _SPECS[name].kind == "path":
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else root / path)
     return value

@@ -16,9 +16,8 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict
 
 from sqlmig.errors import ConnectError
 
@@ -32,9 +31,8 @@ USER = "postgres"
 _MAX_SOCKET_DIR = 90
 
 
-class ServerStatus(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerStatus:
     running: bool
     data_dir: str
     pid: int | None = None

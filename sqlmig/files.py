@@ -23,6 +23,7 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 _HEADER_LINE = re.compile(r"^--\s*(?P<key>[A-Za-z][A-Za-z0-9_-]*)\s*:\s*(?P<value>.*?)\s*$")
 _KNOWN_KEYS = {"version", "description", "migration", "author", "date", "sqlmig", "ticket"}
 BOM = "\ufeff"
+_BOM_BYTES = BOM.encode()
 
 
 @dataclass
@@ -65,6 +66,8 @@ _HEADER_BLOCK = re.compile(r"(?:[^\S\r\n]*(?:--[^\r\n]*)?(?:\r\n|\r|\n))*")
 
 def parse_header(text: str) -> Header:
     header = Header()
+    if not (text.startswith("--") or text[:1].isspace()):
+        return header  # the first line is SQL (most rollbacks): no header to look for
     block = _HEADER_BLOCK.match(text)
     assert block is not None  # it matches the empty string
     # With the line after it, which may be a last comment line without a line end.
@@ -77,21 +80,27 @@ def parse_header(text: str) -> Header:
         if not stripped.startswith("--"):
             break
         match = _HEADER_LINE.match(stripped)
-        if match is None:
-            continue
-        key = match["key"].lower()
-        if key == "sqlmig":
-            header.directives.append((match["value"], lineno))
-        elif key in _KNOWN_KEYS:
-            if key in header.values:
-                header.problems.append((lineno, f"header `{match['key']}:` given twice"))
-            header.values[key] = (match["value"], lineno)
+        if match is not None:
+            _add(header, match, lineno)
     return header
 
 
-def _directive(header: Header, allowed: set[str]) -> tuple[dict[str, str], list[tuple[int, str]]]:
+def _add(header: Header, match: re.Match[str], lineno: int) -> None:
+    key = match["key"].lower()
+    if key == "sqlmig":
+        header.directives.append((match["value"], lineno))
+    elif key in _KNOWN_KEYS:
+        if key in header.values:
+            header.problems.append((lineno, f"header `{match['key']}:` given twice"))
+        header.values[key] = (match["value"], lineno)
+
+
+def _directive(header: Header,
+               allowed: frozenset[str]) -> tuple[dict[str, str], list[tuple[int, str]]]:
     found: dict[str, str] = {}
     problems: list[tuple[int, str]] = []
+    if not header.directives:
+        return found, problems
     for value, lineno in header.directives:
         word, _, rest = value.partition(" ")
         word = word.lower()
@@ -107,13 +116,18 @@ def _directive(header: Header, allowed: set[str]) -> tuple[dict[str, str], list[
 # `-- sqlmig: lock-timeout 5s` / `-- sqlmig: statement-timeout 10min`: this file's bounds,
 # instead of the --migration-lock-timeout / --statement-timeout settings (see sqlmig.timeouts).
 _TIMEOUTS = {"lock-timeout": "lock_timeout", "statement-timeout": "statement_timeout"}
+# `allow` is for `sqlmig lint` (an excuse for the statement below it), read by linter.py.
+_MIGRATION_DIRECTIVES = frozenset({"allow", "no-transaction", *_TIMEOUTS})
+_ROLLBACK_DIRECTIVES = frozenset({"allow", "irreversible", "no-transaction", *_TIMEOUTS})
 
 
 def _timeouts(header: Header, found: dict[str, str]) -> tuple[dict[str, float], list[tuple[int, str]]]:
-    from sqlmig.timeouts import parse_duration
-
     values: dict[str, float] = {}
     problems: list[tuple[int, str]] = []
+    if not found:
+        return values, problems
+    from sqlmig.timeouts import parse_duration
+
     for word, field_name in _TIMEOUTS.items():
         if word not in found:
             continue
@@ -131,8 +145,7 @@ def parse_rollback(path: str, text: str,
     """A rollback from its text: used for files on disk and for the text stored in the history.
     `text_checksum`: its checksum when already known (taken from the file's bytes)."""
     header = parse_header(text)
-    # `allow` is for `sqlmig lint` (an excuse for the statement below it), read by linter.py.
-    found, bad = _directive(header, {"allow", "irreversible", "no-transaction", *_TIMEOUTS})
+    found, bad = _directive(header, _ROLLBACK_DIRECTIVES)
     timeouts, bad_timeouts = _timeouts(header, found)
     bad += bad_timeouts
     problems = [Problem(path=path, line=ln, code="bad-header", message=msg) for ln, msg in bad]
@@ -307,7 +320,7 @@ def _read(path: str, rel: str, problems: list[Problem]) -> tuple[str | None, str
         return None, None
     # The checksum of the bytes themselves when they are already normalized: no second copy of
     # a large file (its text encoded again) just to hash it.
-    if b"\r" not in raw and not raw.startswith(BOM.encode()):
+    if b"\r" not in raw and not raw.startswith(_BOM_BYTES):
         return text, hashlib.sha256(raw).hexdigest()
     del raw
     return text, checksum(text)
@@ -340,7 +353,7 @@ def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Probl
     header = parse_header(text)
     problems.extend(Problem(path=cand.rel, line=ln, code="bad-header", message=msg)
                     for ln, msg in header.problems)
-    found, bad = _directive(header, {"allow", "no-transaction", *_TIMEOUTS})
+    found, bad = _directive(header, _MIGRATION_DIRECTIVES)
     timeouts, bad_timeouts = _timeouts(header, found)
     problems.extend(Problem(path=cand.rel, line=ln, code="bad-header", message=msg)
                     for ln, msg in bad + bad_timeouts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlmig import files as files_mod
@@ -153,7 +153,7 @@ def _lint_unit(unit: _Unit, shared: SetState) -> tuple[list[LintFinding], list[L
         for a in match:
             a.used = True
         if reasons:
-            suppressed.append(finding.model_copy(update={"allowed": reasons[0].reason}))
+            suppressed.append(replace(finding, allowed=reasons[0].reason))
         else:
             active.append(finding)
     for a in allows:

@@ -1,26 +1,27 @@
-"""Frozen pydantic models passed between modules and returned by the public API."""
+"""Frozen dataclasses passed between modules and returned by the public API."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from functools import total_ordering
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pathlib import PurePath
+from typing import Any, ClassVar, Literal
 
 # ASCII digits only (\d also takes '١٢'); \Z, not $, which would accept a trailing newline.
 _SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\Z")
 
 
-class _Frozen(BaseModel):
-    # defer_build: a model's validator is built when it is first used, not on import (~1 ms
-    # each), so a command pays only for the models it uses.
-    model_config = ConfigDict(frozen=True, defer_build=True)
+# Not pydantic: importing it and building its models took ~60 ms of the 0.20 s that a no-op
+# `sqlmig up` or `sqlmig status` may take (issue 6). Nothing here validates or coerces: callers
+# pass the declared types (tuples, not lists; floats for float fields). to_json below is
+# model_dump(mode="json"); dataclasses.replace is model_copy(update=…).
 
 
 @total_ordering
-class Version(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Version:
     major: int
     minor: int
     patch: int
@@ -68,7 +69,8 @@ def version_key(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)) or (0,)
 
 
-class Problem(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
     """One thing wrong with the files or the history, located as precisely as we know."""
 
     path: str | None = None
@@ -85,7 +87,8 @@ class Problem(_Frozen):
         return f"{where}{label}{self.message}"
 
 
-class Rollback(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rollback:
     path: str
     checksum: str
     irreversible: str | None = None
@@ -94,10 +97,11 @@ class Rollback(_Frozen):
     # None = not in the header (the settings apply).
     lock_timeout: float | None = None
     statement_timeout: float | None = None
-    text: str = Field(repr=False)
+    text: str = field(repr=False)
 
 
-class Migration(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Migration:
     number: int
     slug: str
     path: str
@@ -107,7 +111,7 @@ class Migration(_Frozen):
     lock_timeout: float | None = None  # header values, as for Rollback
     statement_timeout: float | None = None
     checksum: str
-    text: str = Field(repr=False)
+    text: str = field(repr=False)
     rollback: Rollback
 
     @property
@@ -116,7 +120,8 @@ class Migration(_Frozen):
         return self.path.rsplit("/", 1)[-1].removesuffix(".sql")
 
 
-class MigrationSet(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MigrationSet:
     migrations: tuple[Migration, ...]
     warnings: tuple[Problem, ...] = ()
 
@@ -124,7 +129,8 @@ class MigrationSet(_Frozen):
         return {m.number: m for m in self.migrations}
 
 
-class AppliedRecord(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppliedRecord:
     """A row of the history table. Rows adopted from a hand-written table lack most fields."""
 
     version: str
@@ -134,7 +140,7 @@ class AppliedRecord(_Frozen):
     checksum: str | None = None
     rollback_checksum: str | None = None
     canonical_checksum: str | None = None  # of the parse tree: None for older rows, unparseable
-    rollback_sql: str | None = Field(default=None, repr=False, exclude=True)
+    rollback_sql: str | None = field(default=None, repr=False, metadata={"exclude": True})
     applied_at: datetime | None = None
     applied_by: str | None = None  # current_user: the role it ran as (--role), owner of objects
     login_user: str | None = None  # session_user: who logged in (differs with --role)
@@ -146,7 +152,8 @@ class AppliedRecord(_Frozen):
     error: str | None = None
 
 
-class EventRecord(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventRecord:
     id: int
     at: datetime
     action: str
@@ -160,27 +167,30 @@ class EventRecord(_Frozen):
     detail: str | None = None
 
 
-class PlanStep(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanStep:
     direction: Literal["up", "down"]
     number: int | None
     version: str
     name: str
     path: str
     transactional: bool
-    sql: str = Field(repr=False)
+    sql: str = field(repr=False)
     warnings: tuple[str, ...] = ()
     lock_timeout: float | None = None  # the file's header values (see sqlmig.timeouts)
     statement_timeout: float | None = None
 
 
-class Plan(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
     direction: Literal["up", "down"]
     current: str | None
     target: str | None
     steps: tuple[PlanStep, ...]
 
 
-class StepResult(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepResult:
     direction: Literal["up", "down"]
     number: int | None
     version: str
@@ -189,7 +199,8 @@ class StepResult(_Frozen):
     warnings: tuple[str, ...] = ()
 
 
-class RetryNotice(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryNotice:
     """A migration rolled back by a lock timeout or deadlock, about to run again."""
 
     direction: Literal["up", "down"]
@@ -202,7 +213,8 @@ class RetryNotice(_Frozen):
     delay: float  # seconds until the next try
 
 
-class BackupReport(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupReport:
     """A pg_dump -Fc of the database (`sqlmig backup`, `up --backup DIR`)."""
 
     path: str
@@ -216,7 +228,8 @@ class BackupReport(_Frozen):
     note: str | None = None  # why this pg_dump (e.g. the one on PATH is older than the server)
 
 
-class WaitAttempt(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitAttempt:
     """One failed try of `sqlmig wait`: attempt number, the error, the pause before the next."""
 
     attempt: int
@@ -224,14 +237,16 @@ class WaitAttempt(_Frozen):
     next_in: float
 
 
-class WaitReport(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitReport:
     attempts: int
     waited_ms: int
     server_version: str
     database: str
 
 
-class CheckResult(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckResult:
     """`sqlmig check --require RANGE`: does the database's version satisfy the range?"""
 
     ok: bool
@@ -241,7 +256,8 @@ class CheckResult(_Frozen):
     message: str
 
 
-class RunReport(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunReport:
     direction: Literal["up", "down", "baseline"]
     dry_run: bool = False
     from_version: str | None
@@ -254,7 +270,8 @@ class RunReport(_Frozen):
     skipped: tuple[str, ...] = ()
 
 
-class PendingMigration(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingMigration:
     number: int
     version: str
     name: str
@@ -262,7 +279,8 @@ class PendingMigration(_Frozen):
     transactional: bool
 
 
-class StatusReport(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReport:
     database: str
     history_table: str
     current_version: str | None
@@ -272,13 +290,15 @@ class StatusReport(_Frozen):
     warnings: tuple[Problem, ...] = ()
 
 
-class ValidationReport(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidationReport:
     ok: bool
     problems: tuple[Problem, ...]
     warnings: tuple[Problem, ...] = ()
 
 
-class InvalidIndex(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvalidIndex:
     """An index with pg_index.indisvalid = false, e.g. what a failed CREATE INDEX CONCURRENTLY
     leaves: never used by queries, yet updated on every write (and, if unique, enforced)."""
 
@@ -289,13 +309,15 @@ class InvalidIndex(_Frozen):
     definition: str | None = None  # pg_get_indexdef; None if the table was locked too long
     building_pid: int | None = None  # a concurrent build is still running in this backend
 
-    @computed_field  # type: ignore[prop-decorator]
+    _computed: ClassVar[tuple[str, ...]] = ("drop_sql",)  # in to_json, after the fields
+
     @property
     def drop_sql(self) -> str:
         return f"DROP INDEX CONCURRENTLY {self.qualified};"
 
 
-class FormattingChange(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FormattingChange:
     """An applied file whose bytes changed but whose parsed statements did not."""
 
     version: str
@@ -305,7 +327,8 @@ class FormattingChange(_Frozen):
     checksum: str
 
 
-class RepairReport(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepairReport:
     done: tuple[str, ...] = ()  # what this call changed, one line each (also in the event log)
     unfinished: tuple[AppliedRecord, ...] = ()  # rows left `started`/`failed`/`rolling_back`
     invalid_indexes: tuple[InvalidIndex, ...] = ()
@@ -313,14 +336,16 @@ class RepairReport(_Frozen):
     notes: tuple[str, ...] = ()
 
 
-class NewFiles(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewFiles:
     migration: str
     rollback: str
     number: int
     version: str
 
 
-class LintFinding(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LintFinding:
     """One statement that breaks one lint rule, at file:line:column (1-based)."""
 
     rule: str
@@ -337,23 +362,63 @@ class LintFinding(_Frozen):
         return f"{self.path}:{self.line}:{self.column}"
 
 
-class LintReport(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LintReport:
     files: tuple[str, ...]  # the files whose findings are reported
     findings: tuple[LintFinding, ...]  # errors and warnings that stand
     allowed: tuple[LintFinding, ...] = ()  # suppressed by `-- sqlmig: allow`, with the reason
 
-    @computed_field  # type: ignore[prop-decorator]
+    _computed: ClassVar[tuple[str, ...]] = ("error_count", "warning_count", "ok")  # in to_json
+
     @property
     def error_count(self) -> int:
         return sum(f.severity == "error" for f in self.findings)
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def warning_count(self) -> int:
         return sum(f.severity == "warning" for f in self.findings)
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         """No error-level finding stands (warnings do not fail)."""
         return self.error_count == 0
+
+
+def to_json(obj: Any) -> Any:
+    """`obj` as JSON-ready lists, dicts and scalars: what `--json` prints (and what pydantic's
+    model_dump(mode="json") gave). Dataclasses become dicts of their fields, less those marked
+    `metadata={"exclude": True}`, then the properties named in their `_computed`; tuples become
+    lists; datetimes ISO 8601 (`Z` for UTC); paths strings."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        names = _JSON_NAMES.get(type(obj))
+        if names is None:
+            names = _JSON_NAMES[type(obj)] = (
+                *(f.name for f in fields(obj) if not f.metadata.get("exclude")),
+                *getattr(obj, "_computed", ()))
+        return {name: to_json(getattr(obj, name)) for name in names}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_json(v) for k, v in obj.items()}
+    if isinstance(obj, datetime):
+        return _iso(obj)
+    if isinstance(obj, PurePath):
+        return str(obj)
+    return obj
+
+
+_JSON_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _iso(value: datetime) -> str:
+    # As pydantic wrote them: 2026-01-01T01:02:03.004500Z, 2026-01-01T00:00:00+02:00; an
+    # offset to the minute.
+    offset = value.utcoffset()
+    if offset is None:
+        return value.isoformat()
+    text = value.replace(tzinfo=None).isoformat()
+    seconds = int(offset.total_seconds())
+    if seconds == 0:
+        return text + "Z"
+    minutes = abs(seconds) // 60
+    return f"{text}{'-' if seconds < 0 else '+'}{minutes // 60:02d}:{minutes % 60:02d}"

@@ -7,6 +7,7 @@ import datetime as dt
 import getpass
 import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -126,7 +127,7 @@ def _record(conn: psycopg.Connection, history: History, guard: txlock.NoGuard, a
 def _with_lock_warnings(report: RunReport, guard: txlock.NoGuard) -> RunReport:
     if not guard.warnings:
         return report
-    return report.model_copy(update={"warnings": (*report.warnings, *guard.warnings)})
+    return replace(report, warnings=(*report.warnings, *guard.warnings))
 
 
 def _adopt(conn: psycopg.Connection, history: History, files: MigrationSet,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlmig.errors import InvalidInput, Irreversible
 from sqlmig.files import checksum, parse_rollback
@@ -69,7 +69,7 @@ def validate(files: MigrationSet, records: list[AppliedRecord],
 
     def report(kind: str, problem: Problem) -> None:
         if kind in allowed:
-            warnings.append(problem.model_copy(update={"severity": "warning"}))
+            warnings.append(replace(problem, severity="warning"))
         else:
             errors.append(problem)
 
@@ -184,9 +184,9 @@ def plan_up(files: MigrationSet, records: list[AppliedRecord], to: str | None = 
                  statement_timeout=m.statement_timeout)
         for m in todo
     )
-    final = steps[-1].version if steps else current_version(records)
-    return Plan(direction="up", current=current_version(records), target=target or final,
-                steps=steps)
+    current = current_version(records)
+    final = steps[-1].version if steps else current
+    return Plan(direction="up", current=current, target=target or final, steps=steps)
 
 
 def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping[str, str | None],

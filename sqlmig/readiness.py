@@ -9,6 +9,7 @@ waiting would not change them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -41,8 +42,8 @@ def wait(config: Config, timeout: float = 60.0, on_attempt: OnAttempt | None = N
         left = deadline - time.monotonic()
         # libpq's connect_timeout is whole seconds, at least 2: one attempt must not outlive the
         # deadline by much, nor give up before a slow but working network answers.
-        attempt_config = config if config.uses_embedded else config.model_copy(
-            update={"connect_timeout": max(2, min(config.connect_timeout, math.ceil(left)))})
+        attempt_config = config if config.uses_embedded else dataclasses.replace(
+            config, connect_timeout=max(2, min(config.connect_timeout, math.ceil(left))))
         try:
             conn = connect(attempt_config)
         except ConnectError as exc:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
 from psycopg import pq
-from pydantic import BaseModel, ConfigDict
 
 # Bumped whenever what a snapshot holds, or how its fingerprint is taken, changes, so an older
 # recorded one is not compared. 2: the fingerprint is the server's hash of the jsonb document.
@@ -253,10 +253,9 @@ SELECT {_REL} || '.' || quote_ident(pol.polname), json_strip_nulls(json_build_ob
 }
 
 
-class Snapshot(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
     """kind -> quoted qualified name -> attributes. Compare with `diff`, or by `fingerprint`."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
 
     format: int = FORMAT
     server_version: int  # major version: catalog output may change across majors
@@ -376,9 +375,8 @@ def _canonical(value: Any) -> str:
 
 # -- the pure diff ---------------------------------------------------------------------------
 
-class Change(BaseModel):
-    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
-
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
     attribute: str
     before: Any = None
     after: Any = None
@@ -389,10 +387,9 @@ class Change(BaseModel):
         return f"{self.attribute} {_show(self.before)} → {_show(self.after)}"
 
 
-class Difference(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Difference:
     """One object that differs: in `after` only (added), in `before` only (removed), or changed."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
 
     group: str
     kind: str

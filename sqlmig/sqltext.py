@@ -140,6 +140,9 @@ def _blank(text: str, metas: list[MetaCommand]) -> str:
 
 def is_empty(text: str) -> bool:
     """True when the body has nothing but comments and whitespace (a placeholder or no-op)."""
+    first = text[:1]
+    if first and first not in "-/\\" and not first.isspace():
+        return False  # it starts with SQL (most rollbacks)
     if "/*" not in text and "\\" not in text:
         # Without block comments or meta-commands, any line that is not a `--` comment holds
         # SQL: a regex answers without walking the text in Python.

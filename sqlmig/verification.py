@@ -10,6 +10,7 @@ rows and the lock behave exactly as they do on the target.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -18,19 +19,17 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import BaseModel, ConfigDict, SecretStr
 
 from sqlmig import drift, lock, ops, snapshot
-from sqlmig.config import Config, redact
+from sqlmig.config import Config, Secret, redact
 from sqlmig.connect import connect
 from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed, SqlmigError
 from sqlmig.history import History
 from sqlmig.models import Migration
 
 
-class VerifyStep(BaseModel):
-    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
-
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyStep:
     number: int
     version: str
     name: str
@@ -43,9 +42,8 @@ class VerifyStep(BaseModel):
     duration_ms: int = 0
 
 
-class VerifyReport(BaseModel):
-    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use, not import
-
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyReport:
     ok: bool
     scratch: str
     steps: tuple[VerifyStep, ...]
@@ -216,8 +214,8 @@ class _Scratch(contextlib.AbstractContextManager):
             _refuse_target(config, url)
         # The scratch URL brings its own credentials: the target's password is not sent there.
         # A scratch database is never backed up (up --backup / backup_dir).
-        self.admin = config.model_copy(update={"database_url": SecretStr(self.server_url),
-                                               "password": None, "backup_dir": None})
+        self.admin = dataclasses.replace(config, database_url=Secret(self.server_url),
+                                         password=None, backup_dir=None)
         self.description = (f"database {_dbname(url)} on {self.where}" if in_place
                             else self.where)
 
@@ -237,7 +235,7 @@ class _Scratch(contextlib.AbstractContextManager):
                          "an empty database with --scratch-in-place") from exc
         self.description = f"scratch database {self.name} on {self.where} (dropped afterwards)"
         url = make_conninfo(self.server_url, dbname=self.name)
-        return self.admin.model_copy(update={"database_url": SecretStr(url)})
+        return dataclasses.replace(self.admin, database_url=Secret(url))
 
     def __exit__(self, *exc_info: object) -> None:
         if self.name is None:

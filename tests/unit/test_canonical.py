@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sqlmig import plan
@@ -91,7 +93,7 @@ def test_formatting_only_needs_a_stored_canonical_checksum(tmp_path) -> None:
     edited = _migration(tmp_path / "b", "-- note\n" + BASE.split("\n", 1)[1])
     record = applied(mig, canonical_checksum=canonical_checksum(mig.text), transactional=True)
     assert plan.formatting_only(record, edited)
-    assert not plan.formatting_only(record.model_copy(update={"canonical_checksum": None}), edited)
+    assert not plan.formatting_only(replace(record, canonical_checksum=None), edited)
     assert not plan.formatting_only(record, mig)  # unchanged bytes: nothing to report
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
 import sqlmig
-from sqlmig.config import explain_config
+from sqlmig.config import Config, Secret, explain_config
 from sqlmig.configfile import find_root
+from sqlmig.models import to_json
 
 
 def write(path: Path, text: str) -> Path:
@@ -81,7 +84,40 @@ def test_paths_in_the_file_are_relative_to_the_file_and_the_password_is_read(tmp
     assert config.migrations_path == tmp_path / "db" / "up"
     assert config.rollbacks_path == tmp_path / "db" / "down"
     assert config.password is not None and config.password.get_secret_value() == "hunter22"
-    assert "hunter22" not in explain_config(config).model_dump_json()
+    assert "hunter22" not in json.dumps(to_json(explain_config(config)))
+    assert "hunter22" not in repr(config) + str(config.password)
+
+
+def test_a_copy_keeps_where_each_setting_came_from(tmp_path: Path) -> None:
+    write(tmp_path / "sqlmig.toml", 'table = "t"\n')
+    config = sqlmig.resolve(root=tmp_path, environ={"SQLMIG_NO_SUCH": "1"})
+    copy = dataclasses.replace(config, database_url=Secret("postgresql://h/db"), connect_timeout=3)
+    assert (copy.connect_timeout, copy.table) == (3, "t")
+    assert explain_config(copy).settings["table"] == explain_config(config).settings["table"]
+    assert explain_config(copy).notes == explain_config(config).notes != ()
+    assert Config(database_url="postgresql://h/db").database_url == copy.database_url
+
+
+@pytest.mark.parametrize(("values", "errors"), [
+    ({"connect_timeout": "10", "retries": 2.0, "lock_timeout": " 1.5 "}, []),
+    ({"connect_timeout": 1.5}, [("connect_timeout", "Input should be a valid integer, got a "
+                                                    "number with a fractional part")]),
+    ({"retries": True, "lock_timeout": False}, [("lock_timeout", "Input should be a valid number"),
+                                                ("retries", "Input should be a valid integer")]),
+    ({"lock_timeout": "nan", "table": 5}, [
+        ("table", "Input should be a valid string"),
+        ("lock_timeout", "Input should be less than or equal to 2147483")]),
+    ({"lock_mode": "both", "root": 1}, [
+        ("root", "Input is not a valid path for <class 'pathlib.Path'>"),
+        ("lock_mode", "Input should be 'session' or 'transaction'")]),
+])
+def test_config_checks_each_value_and_reports_every_bad_one(values: dict, errors: list) -> None:
+    if not errors:
+        Config(**values)
+        return
+    with pytest.raises(ValueError) as caught:
+        Config(**values)
+    assert caught.value.errors == errors  # type: ignore[attr-defined]
 
 
 def test_pyproject_tool_sqlmig_is_read_and_sqlmig_toml_wins(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sqlmig import files
 from sqlmig.errors import ExitCode, FileProblems
-from sqlmig.models import Problem, Version
+from sqlmig.models import Problem, Version, to_json
 from tests.unit.helpers import load, pair, problems, write
 
 BAD_MIGRATION_NAME = "file name does not match NNN_slug.sql (slug is lowercase a-z, 0-9, _)"
@@ -134,7 +134,7 @@ def test_undecodable_file_name_is_reported_printably(tmp_path: Path) -> None:
     [problem] = info.value.problems
     assert (problem.path, problem.code) == ("migrations/001_caf\\xe9.sql", "bad-name")
     # What the CLI prints and what --json emits must both be encodable.
-    json.loads(problem.model_dump_json())
+    json.dumps(to_json(problem), ensure_ascii=False).encode("utf-8")
     "\n".join(info.value.lines()).encode("utf-8")
 
 
@@ -546,7 +546,7 @@ def test_load_raises_nothing_but_file_problems(
             assert exc.problems
             for problem in exc.problems:
                 assert problem.severity == "error"
-                json.loads(problem.model_dump_json())
+                json.dumps(to_json(problem), ensure_ascii=False).encode("utf-8")
                 problem.render().encode("utf-8")
         else:
             assert [m.number for m in result.migrations] == sorted(
