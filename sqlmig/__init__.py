@@ -24,7 +24,7 @@ from sqlmig.errors import (
     RepairFailed,
     SqlmigError,
 )
-from sqlmig.models import BackupReport, CheckResult, RetryNotice, WaitAttempt, WaitReport
+from sqlmig.models import RetryNotice
 from sqlmig.ops import (
     backup,
     baseline,
@@ -45,11 +45,16 @@ from sqlmig.render import render
 
 
 def __getattr__(name: str) -> object:
-    # `verify` and its report load on first use: every other command skips importing them.
+    # `verify` and the other commands' records load on first use: up, down and status skip
+    # importing them.
     if name in ("verify", "VerifyReport"):
         from sqlmig import verification
 
         return getattr(verification, name)
+    if name in ("BackupReport", "CheckResult", "WaitAttempt", "WaitReport"):
+        from sqlmig import reports
+
+        return getattr(reports, name)
     raise AttributeError(f"module 'sqlmig' has no attribute {name!r}")
 
 

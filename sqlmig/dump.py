@@ -23,7 +23,7 @@ import psycopg
 from sqlmig.config import Config, redact, secrets_of
 from sqlmig.connect import target_url
 from sqlmig.errors import BackupFailed, ConnectError
-from sqlmig.models import BackupReport
+from sqlmig.reports import BackupReport
 
 _VERSION = re.compile(r"\b(\d+)(?:\.(\d+))?(?:\.(\d+))?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -20,7 +20,8 @@ from sqlmig.config import Config
 from sqlmig.errors import InvalidInput
 from sqlmig.lint_checks import FileState, Hit, SetState, check
 from sqlmig.lint_rules import RULES
-from sqlmig.models import ZERO, LintFinding, LintReport, Version
+from sqlmig.models import ZERO, Version
+from sqlmig.reports import LintFinding, LintReport
 
 # `-- sqlmig: allow <rule-id> <reason>`; found anywhere outside statements, so a misplaced one is
 # reported instead of silently doing nothing.

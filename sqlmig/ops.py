@@ -9,11 +9,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import psycopg
 
-from sqlmig import drift, lock, plan, repairs, txlock
+from sqlmig import drift, lock, plan, txlock
 from sqlmig import files as files_mod
 from sqlmig.config import Config
 from sqlmig.connect import connect, describe, refused, session_statements
@@ -28,33 +28,37 @@ from sqlmig.execute import Executor, check_all, record_fields
 from sqlmig.history import History
 from sqlmig.models import (
     AppliedRecord,
-    BackupReport,
-    CheckResult,
     EventRecord,
-    LintReport,
     MigrationSet,
-    NewFiles,
     Plan,
     PlanStep,
     Problem,
-    RepairReport,
     RetryNotice,
     RunReport,
     StatusReport,
     StepResult,
     ValidationReport,
     Version,
-    WaitAttempt,
-    WaitReport,
 )
+
+if TYPE_CHECKING:  # loaded by the commands that make them (see sqlmig.reports)
+    from sqlmig.reports import (
+        BackupReport,
+        CheckResult,
+        LintReport,
+        NewFiles,
+        RepairReport,
+        WaitAttempt,
+        WaitReport,
+    )
 
 OnStep = Callable[[PlanStep], None]
 OnDone = Callable[[StepResult], None]
 OnNote = Callable[[str], None]  # verbose detail, e.g. a file split by the fallback lexer
 OnPlan = Callable[[Plan], None]  # the steps about to run (not on a dry run): progress [3/12]
-OnWait = Callable[[WaitAttempt], None]  # a failed connection attempt of `wait`, before the pause
+OnWait = Callable[["WaitAttempt"], None]  # a failed connection attempt of `wait`, before the pause
 OnRetry = Callable[[RetryNotice], None]  # a migration rolled back by a lock timeout, to run again
-OnBackup = Callable[[BackupReport], None]  # the dump written before the first migration
+OnBackup = Callable[["BackupReport"], None]  # the dump written before the first migration
 OnSkip = Callable[[PlanStep], None]  # --lock-mode transaction: another runner did this step
 _REPAIR_HINT = "run `sqlmig status` to see why, then `sqlmig repair` (or --allow for drift)"
 
@@ -366,6 +370,7 @@ def check(config: Config, require: str) -> CheckResult:
     """Does the database's current version satisfy `require` (`>=1.2,<2`, `^1.2`, `~1.2.3`…)?
     InvalidInput for a bad range, before connecting; no version applied is not satisfied."""
     from sqlmig import requirement
+    from sqlmig.reports import CheckResult
 
     try:
         wanted = requirement.parse(require)
@@ -483,6 +488,9 @@ def repair(config: Config, *, mark_applied: str | None = None, remove: str | Non
     - `accept_formatting`: store the new checksum of formatting-only edits ([] = all of them);
     - `drop_invalid_indexes` / `drop_index`: DROP INDEX CONCURRENTLY invalid indexes (all / named).
     """
+    from sqlmig import repairs
+    from sqlmig.reports import RepairReport
+
     names = list(drop_index)
     chosen = [mark_applied is not None, remove is not None, accept_formatting is not None,
               drop_invalid_indexes or bool(names)]
@@ -527,6 +535,9 @@ def repair(config: Config, *, mark_applied: str | None = None, remove: str | Non
 
 
 def _repair_listing(config: Config) -> RepairReport:
+    from sqlmig import repairs
+    from sqlmig.reports import RepairReport
+
     notes: list[str] = []
     try:
         files: MigrationSet | None = load_files(config)
@@ -547,6 +558,8 @@ def _repair_listing(config: Config) -> RepairReport:
 def new(config: Config, description: str, *, bump: Literal["major", "minor", "patch"] | None = None,
         version: str | None = None) -> NewFiles:
     """Create the next numbered migration and its rollback from a template."""
+    from sqlmig.reports import NewFiles
+
     if bump and version:
         raise InvalidInput("give either --bump or --version, not both")
     # It goes on the `-- Description:` header line: a line break would end that comment and put

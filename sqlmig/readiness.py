@@ -19,7 +19,7 @@ import psycopg
 from sqlmig.config import Config
 from sqlmig.connect import connect, describe
 from sqlmig.errors import ConnectError
-from sqlmig.models import WaitAttempt, WaitReport
+from sqlmig.reports import WaitAttempt, WaitReport
 
 FIRST_PAUSE = 0.25  # seconds; doubled after each failed attempt
 MAX_PAUSE = 4.0

@@ -17,13 +17,8 @@ from psycopg import sql
 from sqlmig import plan
 from sqlmig.errors import ConnectError, HistoryInconsistent, InvalidInput, RepairFailed
 from sqlmig.history import History
-from sqlmig.models import (
-    AppliedRecord,
-    FormattingChange,
-    InvalidIndex,
-    MigrationSet,
-    Problem,
-)
+from sqlmig.models import AppliedRecord, MigrationSet, Problem
+from sqlmig.reports import FormattingChange, InvalidIndex
 
 # Partitioned indexes (relkind 'I') are left out: one made with CREATE INDEX ON ONLY stays
 # invalid until every partition's index is attached, by design, and cannot be dropped
