@@ -90,6 +90,27 @@ def connect(config: Config, url: str | None = None) -> psycopg.Connection:
         ) from exc
 
 
+def reset_session(conn: psycopg.Connection) -> None:
+    """RESET ALL, then session_defaults, as one statement: a DO block. It runs after every
+    migration, where each statement of its own costs ~0.15 ms of client and server time: 0.3 s
+    for 1,000 small migrations, a fifth of their whole cost (issue 6)."""
+    if getattr(conn, "sqlmig_pooled", False):
+        return
+    body = "; ".join(["RESET ALL", *_defaults(conn)])
+    tag = "$sqlmig$"
+    while tag in body:  # a --role or --schema name holding the tag
+        tag = tag[:-1] + "_$"
+    conn.execute(f"DO {tag}BEGIN {body}; END{tag}", prepare=False)
+
+
+def _defaults(conn: psycopg.Connection) -> list[str]:
+    out = []
+    if conn.info.server_version >= 140000:
+        out.append("PERFORM set_config('client_connection_check_interval', '1s', false)")
+    out += [statement.as_string(conn) for statement in getattr(conn, "sqlmig_session", ())]
+    return out
+
+
 def session_defaults(conn: psycopg.Connection) -> None:
     """Session settings sqlmig relies on; set on connect and again after each file's RESET ALL.
 

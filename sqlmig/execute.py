@@ -12,7 +12,7 @@ import psycopg
 from psycopg import pq, sql
 
 from sqlmig import sqltext, timeouts
-from sqlmig.connect import session_defaults
+from sqlmig.connect import reset_session
 from sqlmig.errors import ConnectError, FileProblems, MigrationFailed
 from sqlmig.history import History
 from sqlmig.models import Migration, PlanStep, Problem, RetryNotice, StepResult
@@ -157,10 +157,7 @@ class Executor:
 
         def once(body: list[sqltext.Statement]) -> None:
             if step.transactional:
-                self._in_transaction(step, body, [
-                    self.history.insert(record_fields(mig, status="applied"), mig.rollback.text),
-                    self.history.event("up", "applied", version=step.version, name=step.name),
-                ])
+                self._in_transaction(step, body, [self._applied(step, mig)])
             else:
                 with self._leased(step):
                     self._autocommit(step, body,
@@ -178,8 +175,9 @@ class Executor:
         start = time.perf_counter()
 
         def once(body: list[sqltext.Statement]) -> None:
-            done = [self.history.delete(step.version),
-                    self.history.event("down", "reverted", version=step.version, name=step.name)]
+            done = [self.history.together(
+                self.history.delete(step.version),
+                self.history.event("down", "reverted", version=step.version, name=step.name))]
             if step.transactional:
                 self._in_transaction(step, body, done)
             else:
@@ -287,15 +285,10 @@ class Executor:
                         cur = self.conn.cursor()
                         one.cursors.append(cur)
                         cur.execute(st.text, prepare=False)  # type: ignore[arg-type]
-                    query, params = self.history.insert(record_fields(mig, status="applied"),
-                                                        mig.rollback.text)
-                    one.row.execute(query + sql.SQL(" RETURNING execution_ms"), params,
+                    one.row.execute(*self._applied(step, mig, returning="execution_ms"),
                                     prepare=False)
-                    self.conn.execute(*self.history.event("up", "applied", version=step.version,
-                                                          name=step.name), prepare=False)
                     one.commit.execute("COMMIT")
-                    self.conn.execute("RESET ALL")  # as in _in_transaction
-                    session_defaults(self.conn)
+                    reset_session(self.conn)  # as in _in_transaction
         except psycopg.Error as exc:
             failure = exc
         for n, one in enumerate(sent):
@@ -353,8 +346,7 @@ class Executor:
                 if guard is None:
                     # Each file starts from a clean session, as with one `psql -1 -f` per file: a
                     # plain SET in one migration must not leak into the next.
-                    self.conn.execute("RESET ALL")
-                    session_defaults(self.conn)
+                    reset_session(self.conn)
         except psycopg.Error as exc:
             failed = next((synced + i for i, c in enumerate(cursors)
                            if c.pgresult is None or c.pgresult.status == pq.ExecStatus.FATAL_ERROR),
@@ -386,10 +378,17 @@ class Executor:
             with self.conn.transaction():
                 for query, params in after:
                     self.conn.execute(query, params)
-            self.conn.execute("RESET ALL")
-            session_defaults(self.conn)
+            reset_session(self.conn)
         except psycopg.Error as exc:
             raise self._failure(step, stmts, None, exc, rolled_back=False) from exc
+
+    def _applied(self, step: PlanStep, mig: Migration,
+                 returning: str | None = None) -> tuple[sql.Composed, dict]:
+        """The history row of an applied transactional migration and its event, one statement."""
+        return self.history.together(
+            self.history.insert(record_fields(mig, status="applied"), mig.rollback.text),
+            self.history.event("up", "applied", version=step.version, name=step.name),
+            returning=returning)
 
     def _leased(self, step: PlanStep) -> contextlib.AbstractContextManager[None]:
         """The lease around a no-transaction step (--lock-mode transaction), else nothing."""

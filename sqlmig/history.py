@@ -256,6 +256,26 @@ class History:
         ).format(self.table, since=self.since)
         return query, {**record, "rollback_sql": rollback_sql}
 
+    def together(self, *parts: tuple[sql.Composable, dict],
+                 returning: str | None = None) -> tuple[sql.Composed, dict]:
+        """Bookkeeping statements (insert, event…) as one statement of data-modifying CTEs:
+        within a migration's pipeline each statement costs ~0.15 ms of client and server time,
+        as much as a small migration's DDL. `returning`: a column of the first part's rows,
+        which the statement returns. The parts touch different tables, so the order in which
+        PostgreSQL runs them does not matter; a parameter named in two parts has one value."""
+        params: dict[str, Any] = {}
+        for _, part_params in parts:
+            for key, value in part_params.items():
+                assert params.get(key, value) == value, f"parameter {key} given two values"
+                params[key] = value
+        first, *rest = (query for query, _ in parts)
+        ctes = [sql.SQL("p0 AS ({}{})").format(
+            first, sql.SQL(f" RETURNING {returning}") if returning else sql.SQL(""))]
+        ctes += [sql.SQL("p{} AS ({})").format(sql.Literal(i + 1), query)
+                 for i, query in enumerate(rest)]
+        tail = f"SELECT {returning} FROM p0" if returning else "SELECT"
+        return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(ctes), sql.SQL(tail)), params
+
     def finish(self, version: str, status: str, error: str | None) -> tuple[sql.Composed, dict]:
         """Mark a no-transaction migration applied or failed, with its wall time so far."""
         query = sql.SQL(
