@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from sqlmig import snapshot
 from sqlmig.history import History
@@ -55,16 +55,16 @@ def _state(versions: Iterable[str]) -> tuple[str, str]:
     return (settled[-1] if settled else NOTHING), key
 
 
-def applied_after(records: list[AppliedRecord], steps: Iterable[StepResult]) -> list[str]:
+def applied_after(records: list[AppliedRecord], steps: Iterable[StepResult]) -> set[str]:
     """The applied versions once the steps of a run are done, without reading the history
-    again (which costs more than the snapshot with 10,000 rows)."""
+    again (which costs more than the snapshot with 10,000 rows); `record` puts them in order."""
     versions = {r.version for r in records if r.status == SETTLED}
     for step in steps:
         if step.direction == "up":
             versions.add(step.version)
         else:
             versions.discard(step.version)
-    return sorted(versions, key=version_key)
+    return versions
 
 
 class Recorded(NamedTuple):
@@ -166,7 +166,6 @@ def record(conn: psycopg.Connection, history: History, action: str, *,
     """
     try:
         store = SnapshotStore(history)
-        store.ensure(conn)
         if applied is None:
             records = history.read(conn)
             if any(r.status != SETTLED for r in records):
@@ -174,9 +173,12 @@ def record(conn: psycopg.Connection, history: History, action: str, *,
             applied = (r.version for r in records)
         version, key = _state(applied)
         if if_missing:
+            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                store.ensure(conn)  # --lock-mode transaction: a missing table would abort it
             rec = store.meta(conn, version)
             if rec is not None and rec.applied_key == key and _comparable(rec, conn):
-                return None
+                return None  # before ensure(), whose DDL costs a no-op `up` a millisecond
+        store.ensure(conn)
         store.write(conn, version, key, action, history)
         return None
     except psycopg.OperationalError:

@@ -133,7 +133,7 @@ class History:
     def ensure(self, conn: psycopg.Connection) -> list[str]:
         """Create or upgrade the tables; call with the lock held. Returns what was changed."""
         changes: list[str] = []
-        existing = self._columns(conn)
+        existing, has_events = self._columns(conn)
         if existing is None:
             for statement in self.create_table():
                 conn.execute(statement)
@@ -156,7 +156,8 @@ class History:
                 conn.execute(self.number_index())
             if len(existing) > 1:
                 changes.append(f"upgraded {self.qualified}: added {', '.join(missing)}")
-        conn.execute(self.create_events())
+        if not has_events:
+            conn.execute(self.create_events())
         return changes
 
     # The shape of both tables is written down once, in the statements below: `ensure` runs the
@@ -229,16 +230,19 @@ class History:
             "       (SELECT rollback_checksum FROM {t} WHERE version = {v}) AS rollback_checksum"
         ).format(t=self.table, v=sql.Literal(version), n=sql.Literal(number))
 
-    def _columns(self, conn: psycopg.Connection) -> dict[str, str] | None:
+    def _columns(self, conn: psycopg.Connection) -> tuple[dict[str, str] | None, bool]:
+        """The history table's columns (None: no table), and whether the events table exists:
+        one round trip, where a CREATE TABLE IF NOT EXISTS of it each run would be another."""
         rows = conn.execute(
-            """SELECT a.attname, format_type(a.atttypid, NULL)
+            """SELECT a.attname, format_type(a.atttypid, NULL), to_regclass(%s) IS NOT NULL
                  FROM pg_attribute a
                 WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped""",
-            (sql.Identifier(self.schema, self.table_name).as_string(conn),),
+            (self.events.as_string(conn),
+             sql.Identifier(self.schema, self.table_name).as_string(conn)),
         ).fetchall()
         if not rows:
-            return None
-        return {name: typ for name, typ in rows}
+            return None, False
+        return {name: typ for name, typ, _ in rows}, rows[0][2]
 
     # -- writing: (query, params) pairs so the executor can send them with a migration --------
 
