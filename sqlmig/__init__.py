@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from sqlmig.config import Config, ConfigReport, explain_config, resolve
+from sqlmig.config import Config, explain_config, resolve
 from sqlmig.errors import (
     BackupFailed,
     ConfigInvalid,
@@ -51,7 +51,7 @@ def __getattr__(name: str) -> object:
         from sqlmig import verification
 
         return getattr(verification, name)
-    if name in ("BackupReport", "CheckResult", "WaitAttempt", "WaitReport"):
+    if name in ("BackupReport", "CheckResult", "ConfigReport", "WaitAttempt", "WaitReport"):
         from sqlmig import reports
 
         return getattr(reports, name)

@@ -12,11 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sqlmig import configfile
 from sqlmig.configfile import find_root
 from sqlmig.errors import ConfigInvalid
+
+if TYPE_CHECKING:
+    from sqlmig.reports import ConfigReport
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 # libpg environment variables that mean "a database is configured".
@@ -73,8 +76,7 @@ Kind = Literal["path", "secret", "str", "identifier", "role", "float", "int", "c
 LockMode = Literal["session", "transaction"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Spec:
+class _Spec(NamedTuple):
     """A Config field's metadata: how it is validated, and its key if not the field's name."""
 
     kind: Kind
@@ -376,26 +378,11 @@ def resolve(
             for var in sorted(env) if var.startswith(ENV_PREFIX) and var not in known_env))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Setting:
-    value: Any = None  # in effect, secrets redacted; None = not set
-    source: Source
-    origin: str | None = None  # the flag, the variable or the file it came from
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConfigReport:
-    """What `sqlmig config` shows: every setting in effect and where it came from."""
-
-    file: str | None  # the config file read, if any
-    database: str  # where sqlmig connects, without a password
-    settings: dict[str, Setting]  # by key, in Config's order, `root` first
-    notes: tuple[str, ...] = ()
-
 
 def explain_config(config: Config) -> ConfigReport:
     """Every setting of `config` and where it came from, with secrets redacted."""
     from sqlmig.connect import describe
+    from sqlmig.reports import ConfigReport, Setting
 
     secrets = secrets_of(config)
     effective: dict[str, Any] = {"migrations_dir": config.migrations_path,
@@ -462,3 +449,12 @@ def secrets_of(config: Config) -> list[str]:
     if os.environ.get("PGPASSWORD"):
         out.append(os.environ["PGPASSWORD"])
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # `sqlmig config`'s records live in sqlmig.reports (built only when that command runs).
+    if name in ("Setting", "ConfigReport"):
+        from sqlmig import reports
+
+        return getattr(reports, name)
+    raise AttributeError(f"module 'sqlmig.config' has no attribute {name!r}")

@@ -1,12 +1,13 @@
 """Records returned by the commands other than up/down/status/validate: backup, wait, check,
-repair, new and lint. Frozen dataclasses like those of sqlmig.models (which forwards these
+repair, new, lint and config. Frozen dataclasses like those of sqlmig.models (which forwards these
 names), kept apart so that the everyday commands do not pay for building them at import."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
+from sqlmig.config import Source
 from sqlmig.models import AppliedRecord
 
 
@@ -129,3 +130,20 @@ class LintReport:
     def ok(self) -> bool:
         """No error-level finding stands (warnings do not fail)."""
         return self.error_count == 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setting:
+    value: Any = None  # in effect, secrets redacted; None = not set
+    source: Source
+    origin: str | None = None  # the flag, the variable or the file it came from
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReport:
+    """What `sqlmig config` shows: every setting in effect and where it came from."""
+
+    file: str | None  # the config file read, if any
+    database: str  # where sqlmig connects, without a password
+    settings: dict[str, Setting]  # by key, in Config's order, `root` first
+    notes: tuple[str, ...] = ()

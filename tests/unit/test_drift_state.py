@@ -33,10 +33,10 @@ def test_nothing_applied_has_its_own_key() -> None:
 
 def test_applied_after_adds_up_steps_and_removes_down_steps() -> None:
     records = [rec("1.0.0"), rec("1.1.0"), rec("1.2.0")]
-    assert drift.applied_after(records, [step("up", "1.3.0")]) == [
-        "1.0.0", "1.1.0", "1.2.0", "1.3.0"]
-    assert drift.applied_after(records, [step("down", "1.2.0"), step("down", "1.1.0")]) == [
-        "1.0.0"]
+    assert drift.applied_after(records, [step("up", "1.3.0")]) == {
+        "1.0.0", "1.1.0", "1.2.0", "1.3.0"}
+    assert drift.applied_after(records, [step("down", "1.2.0"), step("down", "1.1.0")]) == {
+        "1.0.0"}
 
 
 def test_own_tables_are_cut_to_postgresql_identifier_length() -> None:
