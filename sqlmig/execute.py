@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -31,8 +31,10 @@ _BATCH_STEPS = 50
 _BATCH_CHARS = 1 << 20
 
 
-def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], list[str]]:
-    """Split a step's SQL and check it can run as the file asks. Returns statements, problems, notes."""
+def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], list[str],
+                                     str | None]:
+    """Split a step's SQL and check it can run as the file asks. Returns statements, problems,
+    notes, and the canonical checksum if the same parse gave it (see sqltext.split)."""
     result = sqltext.split(step.sql)
     stmts = list(result.statements)
     notes: list[str] = []
@@ -72,7 +74,7 @@ def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], lis
                 message=f"{st.needs_autocommit} cannot run inside a transaction; put it in its own "
                         "file marked `-- sqlmig: no-transaction`",
             ))
-    return stmts, problems, notes
+    return stmts, problems, notes, result.canonical
 
 
 _HARMLESS_META = {"\\echo", "\\qecho", "\\warn", "\\timing", "\\pset", "\\encoding"}
@@ -94,42 +96,55 @@ def _meta_verdict(meta: sqltext.MetaCommand) -> str | None:
             "included file's SQL, or make it its own migration")
 
 
-def check_all(steps: list[PlanStep]) -> tuple[dict[int, list[sqltext.Statement]], list[str]]:
-    """Prepare every step before running any, so a bad file stops the run before it starts."""
+def check_all(steps: list[PlanStep]) -> tuple[dict[int, list[sqltext.Statement]], list[str],
+                                              dict[str, str | None]]:
+    """Prepare every step before running any, so a bad file stops the run before it starts.
+    Returns the statements by step index, notes, and canonical checksums by version (for
+    record_fields: each file is parsed once, not again for its checksum)."""
     prepared: dict[int, list[sqltext.Statement]] = {}
+    canonical: dict[str, str | None] = {}
     problems: list[Problem] = []
     notes: list[str] = []
     for i, step in enumerate(steps):
-        stmts, step_problems, step_notes = prepare(step)
+        stmts, step_problems, step_notes, step_canonical = prepare(step)
         prepared[i] = stmts
+        if step_canonical is not None:
+            canonical[step.version] = step_canonical
         problems.extend(step_problems)
         notes.extend(step_notes)
     if problems:
         raise FileProblems(problems)
-    return prepared, notes
+    return prepared, notes, canonical
 
 
 def record_fields(mig: Migration, *, status: str, baseline: bool = False,
-                  execution_ms: int | None = None) -> dict[str, Any]:
+                  execution_ms: int | None = None,
+                  canonical: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """A history row's values. `canonical`: canonical checksums already taken, by version."""
     from sqlmig import __version__
 
+    version = str(mig.version)
+
     return {
-        "version": str(mig.version), "number": mig.number, "name": mig.name,
+        "version": version, "number": mig.number, "name": mig.name,
         "description": mig.description, "checksum": mig.checksum,
         "rollback_checksum": mig.rollback.checksum, "execution_ms": execution_ms,
         "status": status, "transactional": mig.transactional, "baseline": baseline,
         "sqlmig_version": __version__,
         # Stored so that a later edit can be told apart: formatting only, or the SQL itself.
-        "canonical_checksum": sqltext.canonical_checksum(mig.text),
+        "canonical_checksum": canonical[version] if canonical and version in canonical
+        else sqltext.canonical_checksum(mig.text),
     }
 
 
 class Executor:
     def __init__(self, conn: psycopg.Connection, history: History, config: Config | None = None,
                  on_retry: Callable[[RetryNotice], None] | None = None,
-                 guard: TransactionLock | None = None) -> None:
+                 guard: TransactionLock | None = None,
+                 canonical: Mapping[str, str | None] | None = None) -> None:
         self.conn = conn
         self.history = history
+        self.canonical = canonical  # checksums check_all already took, by version
         self.config = config  # timeouts and retries (sqlmig.timeouts); None = neither
         self.on_retry = on_retry
         # --lock-mode transaction: each transaction takes the lock and re-reads the history
@@ -161,7 +176,8 @@ class Executor:
             else:
                 with self._leased(step):
                     self._autocommit(step, body,
-                                     before=self.history.insert(record_fields(mig, status="started"),
+                                     before=self.history.insert(record_fields(mig, status="started",
+                                                                             canonical=self.canonical),
                                                                 mig.rollback.text),
                                      after=[self.history.finish(step.version, "applied", None),
                                             self.history.event("up", "applied",
@@ -386,7 +402,8 @@ class Executor:
                  returning: str | None = None) -> tuple[sql.Composed, dict]:
         """The history row of an applied transactional migration and its event, one statement."""
         return self.history.together(
-            self.history.insert(record_fields(mig, status="applied"), mig.rollback.text),
+            self.history.insert(record_fields(mig, status="applied", canonical=self.canonical),
+                                mig.rollback.text),
             self.history.event("up", "applied", version=step.version, name=step.name),
             returning=returning)
 

@@ -156,13 +156,14 @@ def _run_warnings(files: MigrationSet) -> tuple[Problem, ...]:
     return tuple(w for w in files.warnings if w.code != "empty")
 
 
-def _prepare(the_plan: Plan, on_note: OnNote | None) -> dict[int, list]:
-    """Split and check every step before any runs; pass the verbose notes on."""
-    prepared, notes = check_all(list(the_plan.steps))
+def _prepare(the_plan: Plan, on_note: OnNote | None) -> tuple[dict[int, list], dict[str, str | None]]:
+    """Split and check every step before any runs; pass the verbose notes on. Returns the
+    statements by step index and the canonical checksums taken on the way (see check_all)."""
+    prepared, notes, canonical = check_all(list(the_plan.steps))
     if on_note:
         for note in notes:
             on_note(note)
-    return prepared
+    return prepared, canonical
 
 
 def _check(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[str]) -> list:
@@ -201,7 +202,7 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
                 records = _adopt(conn, history, files, records)
         warnings = _check(files, records, allow)
         the_plan = plan.plan_up(files, records, to)
-        prepared = _prepare(the_plan, on_note)
+        prepared, canonical = _prepare(the_plan, on_note)
         if dry_run:
             return RunReport(direction="up", dry_run=True, from_version=the_plan.current,
                              to_version=the_plan.target, plan=the_plan,
@@ -213,7 +214,8 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
         guard.expect(records)
         guard.recheck = txlock.recheck_up(files, allow, to)
         executor = Executor(conn, history, config, on_retry,
-                            guard=guard if isinstance(guard, txlock.TransactionLock) else None)
+                            guard=guard if isinstance(guard, txlock.TransactionLock) else None,
+                            canonical=canonical)
         if back_to_back:  # transactional steps without a round trip between them
             executor.lookahead([(step, by_number[step.number], prepared[i])  # type: ignore[index]
                                 for i, step in enumerate(the_plan.steps)])
@@ -273,7 +275,7 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
         if errors:
             raise HistoryInconsistent(errors, hint=_REPAIR_HINT)
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
-        prepared = _prepare(the_plan, on_note)
+        prepared, _ = _prepare(the_plan, on_note)
         if dry_run:
             return RunReport(direction="down", dry_run=True, from_version=the_plan.current,
                              to_version=the_plan.target, plan=the_plan, warnings=tuple(warnings))

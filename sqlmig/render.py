@@ -71,7 +71,7 @@ def render(config: Config, direction: Direction = "up", *, start: str | None = N
         the_plan = plan.plan_up(files, records, to)
     else:
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
-    prepared, notes = check_all(list(the_plan.steps))
+    prepared, notes, _ = check_all(list(the_plan.steps))
 
     script = _Script(config, history, direction)
     script.header(the_plan.steps, records, from_database, notes, warnings)

@@ -70,6 +70,9 @@ class SplitResult:
     parse_error: str | None = None
     notes: tuple[str, ...] = field(default=())
     meta_commands: tuple[MetaCommand, ...] = ()
+    # canonical_checksum(text), taken from the same parse when the text has LF line ends only
+    # (else None: ask canonical_checksum, which parses the normalized text).
+    canonical: str | None = None
 
 
 class LineIndex:
@@ -91,8 +94,12 @@ def split(text: str) -> SplitResult:
     # psql meta-commands are not SQL: blank them (same length, so offsets stay true) and parse
     # the rest; prepare() decides which ones are harmless.
     body = _blank(text, metas) if metas else text
+    # What canonical_checksum would parse is this very body when there is no CR to normalize.
+    digest = _TreeDigest() if "\r" not in text else None
     try:
-        result = _split_pglast(body)
+        result = _split_pglast(body, digest)
+        if digest is not None:
+            result = replace(result, canonical=digest.hexdigest(metas))
     except Exception as exc:  # pglast raises ParseError, but any failure means "let the server judge"
         result = SplitResult(
             statements=tuple(_split_fallback(body)),
@@ -182,21 +189,34 @@ def canonical_checksum(text: str) -> str | None:
     """
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")  # files.normalize
     metas = find_meta_commands(text)
-    digest = hashlib.sha256(b'{"stmts":[')
-    first = True
+    digest = _TreeDigest()
     try:
         for _, _, tree in _parsed_pieces(_blank(text, metas) if metas else text):
-            elements = tree[tree.index('"stmts":[') + 9:-2]
-            if elements:
-                digest.update((("" if first else ",")
-                               + _FIRST_KEY.sub("{", _AFTER_COMMA.sub("", elements))).encode())
-                first = False
+            digest.add(tree)
     except Exception:  # a syntax error, or syntax newer than pglast's grammar: no canonical form
         return None
-    digest.update(b"]}")
-    for meta in metas:  # psql meta-commands are not SQL, but adding one is not formatting
-        digest.update(("\n" + " ".join(meta.text.split())).encode())
-    return digest.hexdigest()
+    return digest.hexdigest(metas)
+
+
+class _TreeDigest:
+    """canonical_checksum, fed one parsed piece at a time (by it, or by split's own parse)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256(b'{"stmts":[')
+        self._first = True
+
+    def add(self, tree: str) -> None:
+        elements = tree[tree.index('"stmts":[') + 9:-2]
+        if elements:
+            self._sha.update((("" if self._first else ",")
+                              + _FIRST_KEY.sub("{", _AFTER_COMMA.sub("", elements))).encode())
+            self._first = False
+
+    def hexdigest(self, metas: list[MetaCommand]) -> str:
+        self._sha.update(b"]}")
+        for meta in metas:  # psql meta-commands are not SQL, but adding one is not formatting
+            self._sha.update(("\n" + " ".join(meta.text.split())).encode())
+        return self._sha.hexdigest()
 
 
 def _parsed_pieces(text: str) -> Iterator[tuple[int, int, str]]:
@@ -252,10 +272,12 @@ def _open_at_end(tree: str) -> bool:
     return tail is None or tail[2] is None
 
 
-def _split_pglast(text: str) -> SplitResult:
+def _split_pglast(text: str, digest: _TreeDigest | None = None) -> SplitResult:
     out: list[Statement] = []
     for offset, end, tree in _parsed_pieces(text):
         out += _statements(text, offset, end, tree)
+        if digest is not None:
+            digest.add(tree)
     return SplitResult(statements=tuple(out), parsed=True)
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from sqlmig import plan
+from sqlmig import plan, sqltext
 from sqlmig.sqltext import canonical_checksum
 from tests.unit.helpers import applied, load, pair, write
 
@@ -117,3 +117,19 @@ def test_validate_reports_formatting_only_as_a_warning_not_an_error(tmp_path) ->
     assert warnings[0].render().startswith(
         "migrations/001_orders.sql: warning: formatting-only change since it was applied")
     assert "sqlmig repair --accept-formatting 1.1.0" in warnings[0].message
+
+
+@pytest.mark.parametrize("text", [
+    "CREATE TABLE a (id int);\n",
+    "-- Version: 1.0.0\n\\set ON_ERROR_STOP on\nCREATE TABLE a (id int DEFAULT 5);\n\\echo done\n",
+    "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\nSELECT f();\n",
+    "".join(f"INSERT INTO t VALUES ({i}, 'row {i}');\n" for i in range(40_000)),  # in pieces
+])
+def test_split_takes_the_canonical_checksum_from_its_own_parse(text: str) -> None:
+    # up parses each pending file once: the checksum it stores comes from split's parse.
+    assert sqltext.split(text).canonical == sqltext.canonical_checksum(text) is not None
+
+
+def test_split_leaves_the_canonical_checksum_of_crlf_text_to_canonical_checksum() -> None:
+    assert sqltext.split("CREATE TABLE a (id int);\r\n").canonical is None
+    assert sqltext.split("CREATE TABLE (;\n").canonical is None  # unparseable: no canonical form

@@ -24,7 +24,7 @@ def step(sql: str, *, transactional: bool = True) -> PlanStep:
 
 
 def found(sql: str, *, transactional: bool = True) -> list[tuple[int | None, str, str]]:
-    _, problems, _ = execute.prepare(step(sql, transactional=transactional))
+    _, problems, _, _ = execute.prepare(step(sql, transactional=transactional))
     return [(p.line, p.code, p.message) for p in problems]
 
 
@@ -36,7 +36,7 @@ def found(sql: str, *, transactional: bool = True) -> list[tuple[int | None, str
     "BEGIN; CREATE TABLE a (x int); CREATE TABLE b (y int); COMMIT",
 ])
 def test_whole_file_begin_commit_wrapper_is_stripped(sql: str) -> None:
-    stmts, problems, notes = execute.prepare(step(sql))
+    stmts, problems, notes, _ = execute.prepare(step(sql))
     assert [st.text for st in stmts] == ["CREATE TABLE a (x int)", "CREATE TABLE b (y int)"]
     assert (problems, notes) == ([], [])
 
@@ -111,7 +111,7 @@ def test_copy_from_stdin_is_refused_at_its_line() -> None:
 
 
 def test_unparseable_file_is_left_to_the_server_with_a_note() -> None:
-    stmts, problems, notes = execute.prepare(step("CREATE TABLE a (x int);\nCREAT TABLE b;\n"))
+    stmts, problems, notes, _ = execute.prepare(step("CREATE TABLE a (x int);\nCREAT TABLE b;\n"))
     assert [st.text for st in stmts] == ["CREATE TABLE a (x int);", "CREAT TABLE b;"]
     assert problems == []
     assert len(notes) == 1
@@ -137,7 +137,7 @@ def test_check_all_reports_every_bad_file_before_running_any(tmp_path: Path) -> 
         Problem(path="migrations/003_index.sql", line=2, code="needs-no-transaction",
                 message=NEEDS_NO_TX.format("CREATE INDEX CONCURRENTLY")),
     ]
-    prepared, notes = execute.check_all([steps[0], steps[3]])
+    prepared, notes, _ = execute.check_all([steps[0], steps[3]])
     assert [[st.text for st in stmts] for stmts in prepared.values()] == [
         ["CREATE TABLE a (x int)"], ["CREATE INDEX CONCURRENTLY j ON b (x)"]]
     assert notes == []
