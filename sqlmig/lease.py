@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
 import threading
 from collections.abc import Callable
@@ -48,6 +47,8 @@ POLL = 0.5  # seconds between looks at a live lease of another runner
 
 def new_holder() -> str:
     """This runner's id: host, pid and a random part (pids repeat across containers)."""
+    import secrets
+
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 

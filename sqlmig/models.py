@@ -66,6 +66,12 @@ def version_key(text: str) -> tuple[int, ...]:
     """Order version strings from the history, which may predate sqlmig and not be semver."""
     # Version.parse(text).key without building a Version (10,000 rows are sorted by it); a
     # semantic version over 50 characters, which that refuses, gives the same numbers below.
+    major, _, rest = text.partition(".")
+    minor, _, patch = rest.partition(".")
+    if (major.isdigit() and minor.isdigit() and patch.isdigit() and text.isascii()):
+        # 1.2.3 without a regex (0.4 of the time; versions are sorted 2-3 times per run); with
+        # leading zeros too, which both ways below read as the same numbers.
+        return (int(major), int(minor), int(patch))
     match = _SEMVER.match(text) or _SEMVER.match(text.strip())
     if match is not None:
         return tuple(map(int, match.groups()))

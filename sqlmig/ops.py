@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import getpass
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -623,6 +622,8 @@ def lint(config: Config, paths: Iterable[str | Path] = ()) -> LintReport:
 
 def _author() -> str:
     try:
+        import getpass
+
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"

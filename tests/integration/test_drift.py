@@ -214,6 +214,8 @@ def test_catalog_stamp_lets_status_skip_the_fingerprint_until_ddl(example_projec
     # Data and maintenance leave the catalogs' rows (and so the stamp) as they were...
     query(migrated, "INSERT INTO users (email) VALUES ('a@example.com')")
     query(migrated, "VACUUM ANALYZE users")
+    for _ in range(20):  # the stamp does not depend on how far transaction ids have moved on
+        query(migrated, "SELECT txid_current()")
     assert _stamp_unchanged(migrated)
     assert sqlmig.status(config(example_project, migrated)).problems == ()
     # ...any DDL does not, and the fingerprint then decides.
