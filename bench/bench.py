@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from sqlmig.embedded import EmbeddedServer, bin_dir  # noqa: E402
 
-SQLMIG = [sys.executable, "-m", "sqlmig.cli"]
+# The command migrate.sh runs: the console script of the editable install (see sqlmig_main).
+SQLMIG = [str(Path(sys.executable).parent / "sqlmig")]
 
 
 @dataclass
@@ -247,7 +248,10 @@ def report(samples: dict[str, Sample], small: int, large: int, data_mb: int) -> 
         rss = max(sample.rss_kb) / 1024
         ratio = ""
         if name in floors and floors[name] in samples:
-            ratio = f"{wall / statistics.median(samples[floors[name]].wall):.2f}x"
+            # The median of each round's ratio: a workload and its floor ran minutes apart at
+            # most, in the same round, so a noisy minute weighs on both.
+            pairs = zip(sample.wall, samples[floors[name]].wall, strict=True)
+            ratio = f"{statistics.median(a / b for a, b in pairs):.2f}x"
         print(f"| {name} | {wall:.3f} | {rss:.1f} | {ratio} |")
 
 

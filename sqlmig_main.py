@@ -1,0 +1,21 @@
+"""The `sqlmig` command's entry point (what .venv/bin/sqlmig and migrate.sh run).
+
+It lives outside the `sqlmig` package because importing anything in the package first runs the
+package's imports (psycopg among them): ~100,000 objects that live as long as the process, which
+the garbage collector would otherwise walk over and over while they are built (11 ms of a no-op
+`up`'s 0.20 s, measured). Here the collector is off until they exist, then they are frozen out of
+its way (gc.freeze); a library user importing `sqlmig` keeps their own collector settings.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def main() -> None:
+    gc.disable()
+    from sqlmig.cli import main as cli_main
+
+    gc.freeze()
+    gc.enable()
+    cli_main()
