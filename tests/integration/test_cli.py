@@ -680,12 +680,16 @@ def test_a_migration_made_by_new_applies_and_rolls_back(project: Project,
 # -- the session each migration runs in --------------------------------------------------------
 
 
+@pytest.mark.parametrize("plpgsql", ["installed", "dropped"])
 def test_each_migration_runs_with_the_databases_settings_and_sets_do_not_leak(
-        project: Project, database_url: str) -> None:
+        project: Project, database_url: str, plpgsql: str) -> None:
     # As with one `psql -1 -f` per file: the DBA's ALTER DATABASE … SET applies to every file
     # (also the first one, run right after taking the lock), and a SET in one file ends with it.
     # sqlmig's own lock_timeout for migrations (default 5s) would override the DBA's: `inherit`
-    # keeps the database's (see test_deploy.py for the default).
+    # keeps the database's (see test_deploy.py for the default). The session is reset by one DO
+    # block, or statement by statement where a DBA removed PL/pgSQL.
+    if plpgsql == "dropped":
+        query(database_url, "DROP EXTENSION plpgsql")
     dbname = query(database_url, "SELECT current_database()")[0][0]
     query(database_url, f"ALTER DATABASE \"{dbname}\" SET lock_timeout = '1234ms'")
     query(database_url, "CREATE SCHEMA elsewhere")
