@@ -24,23 +24,9 @@ from sqlmig.errors import (
     RepairFailed,
     SqlmigError,
 )
+from sqlmig.maintenance import backup, check, lint, new, repair, wait
 from sqlmig.models import RetryNotice
-from sqlmig.ops import (
-    backup,
-    baseline,
-    check,
-    down,
-    events,
-    history,
-    lint,
-    load_files,
-    new,
-    repair,
-    status,
-    up,
-    validate,
-    wait,
-)
+from sqlmig.ops import baseline, down, events, history, load_files, status, up, validate
 from sqlmig.render import render
 
 
