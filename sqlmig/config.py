@@ -449,12 +449,3 @@ def secrets_of(config: Config) -> list[str]:
     if os.environ.get("PGPASSWORD"):
         out.append(os.environ["PGPASSWORD"])
     return out
-
-
-def __getattr__(name: str) -> Any:
-    # `sqlmig config`'s records live in sqlmig.reports (built only when that command runs).
-    if name in ("Setting", "ConfigReport"):
-        from sqlmig import reports
-
-        return getattr(reports, name)
-    raise AttributeError(f"module 'sqlmig.config' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from psycopg import pq, sql
@@ -25,6 +25,9 @@ from sqlmig import snapshot
 from sqlmig.history import History
 from sqlmig.models import AppliedRecord, Problem, StepResult, version_key
 from sqlmig.plan import SETTLED
+
+if TYPE_CHECKING:
+    from sqlmig.schemadiff import Snapshot
 
 SUFFIX = "_snapshots"
 # The key of the row for "nothing applied"; never a semantic version.
@@ -40,7 +43,7 @@ def own_tables(history: History) -> list[str]:
     return [n.encode()[:_NAMEDATALEN].decode(errors="ignore") for n in names]
 
 
-def take(conn: psycopg.Connection, history: History) -> snapshot.Snapshot:
+def take(conn: psycopg.Connection, history: History) -> Snapshot:
     return snapshot.take(conn, history.schema, own_tables(history))
 
 
@@ -118,11 +121,13 @@ class SnapshotStore:
             return self.meta(conn, version) if stamp else None
         return Recorded(*row) if row else None
 
-    def load(self, conn: psycopg.Connection, version: str) -> snapshot.Snapshot:
+    def load(self, conn: psycopg.Connection, version: str) -> Snapshot:
+        from sqlmig.schemadiff import Snapshot
+
         row = conn.execute(sql.SQL("SELECT format, server_version, snapshot FROM {} "
                                    "WHERE version = %s").format(self.table), (version,)).fetchone()
         assert row is not None
-        return snapshot.Snapshot(format=row[0], server_version=row[1], objects=row[2])
+        return Snapshot(format=row[0], server_version=row[1], objects=row[2])
 
     def write(self, conn: psycopg.Connection, version: str, applied_key: str, action: str,
               history: History) -> None:
@@ -215,7 +220,9 @@ def check(conn: psycopg.Connection, history: History,
         if rec.unchanged or snapshot.fingerprint(conn, history.schema,
                                                  own_tables(history)) == rec.fingerprint:
             return [], []
-        differences = snapshot.diff(store.load(conn, version), take(conn, history))
+        from sqlmig.schemadiff import diff
+
+        differences = diff(store.load(conn, version), take(conn, history))
     except psycopg.OperationalError:
         raise
     except psycopg.Error as exc:

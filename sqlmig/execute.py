@@ -35,7 +35,7 @@ def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], lis
                                      str | None]:
     """Split a step's SQL and check it can run as the file asks. Returns statements, problems,
     notes, and the canonical checksum if the same parse gave it (see sqltext.split)."""
-    result = sqltext.split(step.sql)
+    result = sqltext.split(step.sql, canonical=step.direction == "up")
     stmts = list(result.statements)
     notes: list[str] = []
     if not result.parsed:

@@ -429,12 +429,3 @@ def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Probl
         text=text,
         rollback=rollback,
     )
-
-
-def find_root(start: Path) -> Path:
-    """The project root: the nearest directory holding migrations/ (else the start directory)."""
-    start = start.resolve()
-    for candidate in (start, *start.parents):
-        if (candidate / "migrations").is_dir():
-            return candidate
-    return start

@@ -311,17 +311,3 @@ def _iso(value: datetime) -> str:
         return text + "Z"
     minutes = abs(seconds) // 60
     return f"{text}{'-' if seconds < 0 else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-# Records of the commands other than up/down/status/validate live in sqlmig.reports and load on
-# first use: each dataclass costs ~0.5 ms to build at import, and a no-op `up` has 0.20 s in all.
-_REPORTS = frozenset({"BackupReport", "WaitAttempt", "WaitReport", "CheckResult", "InvalidIndex",
-                      "FormattingChange", "RepairReport", "NewFiles", "LintFinding", "LintReport"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _REPORTS:
-        from sqlmig import reports
-
-        return getattr(reports, name)
-    raise AttributeError(f"module 'sqlmig.models' has no attribute {name!r}")

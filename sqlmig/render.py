@@ -71,9 +71,9 @@ def render(config: Config, direction: Direction = "up", *, start: str | None = N
         the_plan = plan.plan_up(files, records, to)
     else:
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
-    prepared, notes, _ = check_all(list(the_plan.steps))
+    prepared, notes, canonical = check_all(list(the_plan.steps))
 
-    script = _Script(config, history, direction)
+    script = _Script(config, history, direction, canonical)
     script.header(the_plan.steps, records, from_database, notes, warnings)
     by_number = files.by_number()
     applied = list(records)
@@ -88,8 +88,7 @@ def render(config: Config, direction: Direction = "up", *, start: str | None = N
             applied = [r for r in applied if r.version != step.version]
             # Offline, the rollback comes from the file: the row must still have that rollback
             # (the engine would run the text stored in it).
-            checksum = None if from_database or mig is None else record_fields(
-                mig, status="applied")["rollback_checksum"]
+            checksum = None if from_database or mig is None else mig.rollback.checksum
             script.revert(step, prepared[i], before, checksum, first=i == 0)
     script.finish(plan.current_version(applied), len(the_plan.steps))
     return script.text()
@@ -131,9 +130,10 @@ def _assumed(files: MigrationSet, start: str | None, direction: Direction) -> li
 
 
 def _record(mig: Migration) -> AppliedRecord:
-    fields = record_fields(mig, status="applied")
-    return AppliedRecord(version=fields["version"], number=mig.number, name=mig.name,
-                         checksum=fields["checksum"], rollback_checksum=fields["rollback_checksum"],
+    # What the history row of `mig` holds for the guards (no parse: its canonical checksum is
+    # not needed here).
+    return AppliedRecord(version=str(mig.version), number=mig.number, name=mig.name,
+                         checksum=mig.checksum, rollback_checksum=mig.rollback.checksum,
                          status="applied")
 
 
@@ -141,10 +141,12 @@ def _record(mig: Migration) -> AppliedRecord:
 
 
 class _Script:
-    def __init__(self, config: Config, history: History, direction: Direction) -> None:
+    def __init__(self, config: Config, history: History, direction: Direction,
+                 canonical: Mapping[str, str | None]) -> None:
         self.config = config
         self.history = history
         self.direction = direction
+        self.canonical = canonical  # the files' canonical checksums, from check_all's parse
         self.key = lock.lock_key(config.qualified_table)
         self.lines: list[str] = []
 
@@ -361,13 +363,15 @@ class _Script:
         if step.transactional:
             self.add("BEGIN;")
             self.body(step, stmts)
-            self.bookkeeping(h.insert(record_fields(mig, status="applied"), mig.rollback.text))
+            self.bookkeeping(h.insert(record_fields(mig, status="applied", canonical=self.canonical),
+                                         mig.rollback.text))
             self.bookkeeping(event)
         else:
             self.add("-- no-transaction: a `started` row first, then each statement in "
                      "autocommit; if one fails",
                      "-- the row stays `started`: see `sqlmig status` and `sqlmig repair`.")
-            self.bookkeeping(h.insert(record_fields(mig, status="started"), mig.rollback.text))
+            self.bookkeeping(h.insert(record_fields(mig, status="started", canonical=self.canonical),
+                                         mig.rollback.text))
             self.body(step, stmts)
             self.add("BEGIN;")
             self.bookkeeping(h.finish(step.version, "applied", None))

@@ -1,6 +1,6 @@
 """Records returned by the commands other than up/down/status/validate: backup, wait, check,
-repair, new, lint and config. Frozen dataclasses like those of sqlmig.models (which forwards these
-names), kept apart so that the everyday commands do not pay for building them at import."""
+repair, new, lint and config. Frozen dataclasses like those of sqlmig.models, kept apart so
+that the everyday commands do not pay for building them at import."""
 
 from __future__ import annotations
 

@@ -367,17 +367,4 @@ def _aggregated(query: str) -> str:
             f" FROM ({query}\n) AS q(k, a)")
 
 
-# The records and the diff live in sqlmig.schemadiff, loaded only when a snapshot is read back
-# (drift found, verify): their dataclasses cost a no-op `up` or `status` ~2 ms at import.
-_DIFF = frozenset({"Change", "Difference", "Snapshot", "diff", "diff_lines", "display_name"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _DIFF:
-        from sqlmig import schemadiff
-
-        return getattr(schemadiff, name)
-    raise AttributeError(f"module 'sqlmig.snapshot' has no attribute {name!r}")
-
-
 __all__ = ["FINGERPRINT_OF", "FORMAT", "document", "fingerprint", "run", "stamp", "take"]

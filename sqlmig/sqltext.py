@@ -89,13 +89,15 @@ class LineIndex:
         return line + 1, offset - self._starts[line] + 1
 
 
-def split(text: str) -> SplitResult:
+def split(text: str, *, canonical: bool = False) -> SplitResult:
+    """`canonical`: also take the text's canonical checksum from the same parse (a pending
+    migration's, stored in its history row)."""
     metas = find_meta_commands(text)
     # psql meta-commands are not SQL: blank them (same length, so offsets stay true) and parse
     # the rest; prepare() decides which ones are harmless.
     body = _blank(text, metas) if metas else text
     # What canonical_checksum would parse is this very body when there is no CR to normalize.
-    digest = _TreeDigest() if "\r" not in text else None
+    digest = _TreeDigest() if canonical and "\r" not in text else None
     try:
         result = _split_pglast(body, digest)
         if digest is not None:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlmig import drift, lock, ops, snapshot
+from sqlmig import drift, lock, ops, schemadiff
 from sqlmig.config import Config, Secret, redact
 from sqlmig.connect import connect
 from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed, SqlmigError
@@ -38,7 +38,7 @@ class VerifyStep:
     outcome: Literal["proven", "irreversible", "failed", "not-checked"]
     note: str | None = None
     problems: tuple[str, ...] = ()
-    differences: tuple[snapshot.Difference, ...] = ()
+    differences: tuple[schemadiff.Difference, ...] = ()
     duration_ms: int = 0
 
 
@@ -99,8 +99,8 @@ def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = F
                         warnings=tuple(scratch.warnings))
 
 
-def _verify_one(cfg: Config, mig: Migration, before: snapshot.Snapshot,
-                timer: _Timer) -> tuple[VerifyStep, snapshot.Snapshot]:
+def _verify_one(cfg: Config, mig: Migration, before: schemadiff.Snapshot,
+                timer: _Timer) -> tuple[VerifyStep, schemadiff.Snapshot]:
     start = time.perf_counter()
 
     def finish(outcome: Literal["proven", "irreversible", "failed"], **fields: object) -> VerifyStep:
@@ -123,7 +123,7 @@ def _verify_one(cfg: Config, mig: Migration, before: snapshot.Snapshot,
         return finish("failed", problems=(f"{mig.rollback.path} fails on the scratch database",
                                           *exc.lines())), applied
     rolled_back = timer.take()
-    differences = snapshot.diff(before, rolled_back)
+    differences = schemadiff.diff(before, rolled_back)
     if differences:
         return finish("failed", differences=tuple(differences), problems=tuple(
             _rollback_line(mig, d, applied) for d in differences)), rolled_back
@@ -135,7 +135,7 @@ def _verify_one(cfg: Config, mig: Migration, before: snapshot.Snapshot,
             "something behind that the schema comparison does not see (data, a setting)",
             *exc.lines())), rolled_back
     again = timer.take()
-    differences = snapshot.diff(applied, again)
+    differences = schemadiff.diff(applied, again)
     if differences:
         return finish("failed", differences=tuple(differences), problems=tuple(
             f"{mig.path} applied again after {mig.rollback.path}: "
@@ -144,7 +144,7 @@ def _verify_one(cfg: Config, mig: Migration, before: snapshot.Snapshot,
     return finish("proven"), again
 
 
-def _rollback_line(mig: Migration, d: snapshot.Difference, applied: snapshot.Snapshot) -> str:
+def _rollback_line(mig: Migration, d: schemadiff.Difference, applied: schemadiff.Snapshot) -> str:
     path = mig.rollback.path
     if d.change == "added":
         return f"{path} leaves {d.label} behind"
@@ -181,7 +181,7 @@ class _Timer:
         self.total = 0.0
         self.count = 0
 
-    def take(self) -> snapshot.Snapshot:
+    def take(self) -> schemadiff.Snapshot:
         start = time.perf_counter()
         snap = drift.take(self.conn, self.history)
         self.total += time.perf_counter() - start

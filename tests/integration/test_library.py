@@ -10,13 +10,13 @@ from sqlmig.lock import lock_key
 from sqlmig.models import (
     AppliedRecord,
     EventRecord,
-    NewFiles,
     PlanStep,
     RunReport,
     StatusReport,
     StepResult,
     ValidationReport,
 )
+from sqlmig.reports import NewFiles
 from tests.conftest import Project, query, table_exists
 
 

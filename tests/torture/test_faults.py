@@ -123,13 +123,19 @@ def test_sigkill_while_waiting_for_the_lock_leaves_the_holder_alone_and_no_trace
 # -- pg_terminate_backend of the runner's session --------------------------------------------------
 
 
+def terminated_mid_second(project: Project, url: str, *,
+                          transactional: bool) -> subprocess.CompletedProcess[str]:
+    """`up` of three migrations whose session a DBA terminates during the slow second one."""
+    three_with_a_slow_second(project, transactional=transactional)
+    proc, pid = start_slow_run(project, url)
+    print(f"a DBA runs pg_terminate_backend({pid})")
+    query(url, "SELECT pg_terminate_backend(%s)", (pid,))
+    return finish("up (session terminated)", proc)
+
+
 def test_terminating_the_session_mid_transactional_migration_exits_5_and_the_next_run_completes(
         project: Project, database_url: str) -> None:
-    three_with_a_slow_second(project, transactional=True)
-    proc, pid = start_slow_run(project, database_url)
-    print(f"a DBA runs pg_terminate_backend({pid})")
-    query(database_url, "SELECT pg_terminate_backend(%s)", (pid,))
-    result = finish("up (session terminated)", proc)
+    result = terminated_mid_second(project, database_url, transactional=True)
 
     assert result.returncode == 5
     assert_no_traceback(result)
@@ -156,11 +162,7 @@ def test_terminating_the_session_mid_transactional_migration_exits_5_and_the_nex
 
 def test_terminating_the_session_mid_no_transaction_migration_leaves_it_started_until_repaired(
         project: Project, database_url: str) -> None:
-    three_with_a_slow_second(project, transactional=False)
-    proc, pid = start_slow_run(project, database_url)
-    print(f"a DBA runs pg_terminate_backend({pid})")
-    query(database_url, "SELECT pg_terminate_backend(%s)", (pid,))
-    result = finish("up (session terminated)", proc)
+    result = terminated_mid_second(project, database_url, transactional=False)
 
     assert result.returncode == 5
     assert_no_traceback(result)

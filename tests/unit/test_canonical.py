@@ -127,9 +127,10 @@ def test_validate_reports_formatting_only_as_a_warning_not_an_error(tmp_path) ->
 ])
 def test_split_takes_the_canonical_checksum_from_its_own_parse(text: str) -> None:
     # up parses each pending file once: the checksum it stores comes from split's parse.
-    assert sqltext.split(text).canonical == sqltext.canonical_checksum(text) is not None
+    assert sqltext.split(text, canonical=True).canonical == sqltext.canonical_checksum(text) is not None
 
 
 def test_split_leaves_the_canonical_checksum_of_crlf_text_to_canonical_checksum() -> None:
-    assert sqltext.split("CREATE TABLE a (id int);\r\n").canonical is None
-    assert sqltext.split("CREATE TABLE (;\n").canonical is None  # unparseable: no canonical form
+    assert sqltext.split("CREATE TABLE a (id int);\r\n", canonical=True).canonical is None
+    # unparseable: no canonical form
+    assert sqltext.split("CREATE TABLE (;\n", canonical=True).canonical is None

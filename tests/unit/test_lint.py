@@ -14,7 +14,7 @@ from sqlmig import cli, linter
 from sqlmig.config import Config
 from sqlmig.errors import FileProblems, InvalidInput
 from sqlmig.lint_rules import RULES
-from sqlmig.models import LintReport
+from sqlmig.reports import LintReport
 from tests.unit.helpers import pair, write
 
 REPO = Path(__file__).resolve().parents[2]
