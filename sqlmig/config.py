@@ -74,6 +74,7 @@ class Secret:
 Kind = Literal["path", "secret", "str", "identifier", "role", "float", "int", "choice",
                "duration", "timeout"]
 LockMode = Literal["session", "transaction"]
+OnOff = Literal["on", "off"]
 
 
 class _Spec(NamedTuple):
@@ -142,6 +143,11 @@ class Config:
     lock_mode: LockMode = field(default="session",
                                 metadata={"kind": "choice", "choices": typing.get_args(LockMode)})
     # -- end of settings: pooler-safe locking (issue 5) --
+    # -- settings: speed (issue 6) --
+    # on: a file whose stat is as when sqlmig last read it is not read again (sqlmig.filecache).
+    file_cache: OnOff = field(default="on",
+                              metadata={"kind": "choice", "choices": typing.get_args(OnOff)})
+    # -- end of settings: speed (issue 6) --
 
     # Where each setting came from, for `sqlmig config` and error messages (set by resolve();
     # dataclasses.replace() keeps them).

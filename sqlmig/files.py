@@ -9,12 +9,15 @@ import hashlib
 import itertools
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from sqlmig import sqltext
 from sqlmig.errors import FileProblems
-from sqlmig.models import Migration, MigrationSet, Problem, Rollback, Version
+from sqlmig.filecache import FileCache, Key
+from sqlmig.models import ZERO, Migration, MigrationSet, Problem, Rollback, Unread, Version
 
 # [0-9], not \d: a Unicode digit (e.g. Arabic-Indic '٣') is not a migration number.
 MIGRATION_NAME = re.compile(r"^(?P<number>[0-9]+)_(?P<slug>[a-z0-9_]+)\.sql\Z")
@@ -166,11 +169,13 @@ def _timeouts(header: Header, found: dict[str, str]) -> tuple[dict[str, float], 
     return values, problems
 
 
-def parse_rollback(path: str, text: str,
-                   text_checksum: str | None = None) -> tuple[Rollback | None, list[Problem]]:
-    """A rollback from its text: used for files on disk and for the text stored in the history.
-    `text_checksum`: its checksum when already known (taken from the file's bytes)."""
-    header = parse_header(text)
+def parse_rollback(path: str, text: str) -> tuple[Rollback, list[Problem]]:
+    """A rollback from its text (the one stored in the history)."""
+    return _rollback(path, parse_header(text), checksum(text), text)
+
+
+def _rollback(path: str, header: Header, text_checksum: str,
+              source: str | Unread) -> tuple[Rollback, list[Problem]]:
     found, bad = _directive(header, _ROLLBACK_DIRECTIVES)
     timeouts, bad_timeouts = _timeouts(header, found)
     bad += bad_timeouts
@@ -181,10 +186,10 @@ def parse_rollback(path: str, text: str,
                                 message="`-- sqlmig: irreversible` needs a reason after it"))
     rollback = Rollback(
         path=path,
-        checksum=text_checksum or checksum(text),
+        checksum=text_checksum,
         irreversible=found.get("irreversible") or None,
         transactional="no-transaction" not in found,
-        text=text,
+        source=source,
         **timeouts,
     )
     return rollback, problems
@@ -196,10 +201,12 @@ class _Candidate(NamedTuple):
     path: str
     name: str
     rel: str
+    kind: str  # "migrations" or "rollbacks"
+    key: Key | None  # its stat, when a file cache is in use
 
 
 def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
-          problems: list[Problem]) -> list[_Candidate]:
+          problems: list[Problem], cache: FileCache | None) -> list[_Candidate]:
     found: list[_Candidate] = []
     if not directory.is_dir():
         problems.append(Problem(path=relative(directory, root), code="missing-directory",
@@ -246,7 +253,8 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
                         "directory: sqlmig reads only files inside it; copy the file in instead",
             ))
             continue
-        found.append(_Candidate(number, match["slug"], entry.path, name, rel))
+        key = cache.key(entry) if cache is not None else None
+        found.append(_Candidate(number, match["slug"], entry.path, name, rel, kind, key))
     return found
 
 
@@ -274,12 +282,24 @@ def _printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def load(root: Path, migrations_dir: Path, rollbacks_dir: Path) -> MigrationSet:
-    """Read and validate every migration and rollback; raise FileProblems listing all errors."""
+def load(root: Path, migrations_dir: Path, rollbacks_dir: Path, *,
+         cache: Path | None = None) -> MigrationSet:
+    """Read and validate every migration and rollback; raise FileProblems listing all errors.
+
+    `cache`: a file cache (sqlmig.filecache) there; a file whose stat it knows is not read,
+    its text is read when first used (Migration.text)."""
+    if cache is None:
+        return _load(root, migrations_dir, rollbacks_dir, None)
+    with FileCache(cache) as file_cache:
+        return _load(root, migrations_dir, rollbacks_dir, file_cache)
+
+
+def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
+          cache: FileCache | None) -> MigrationSet:
     problems: list[Problem] = []
     warnings: list[Problem] = []
-    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems)
-    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems)
+    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems, cache)
+    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems, cache)
 
     by_number: dict[int, _Candidate] = {}
     for cand in forwards:
@@ -320,7 +340,7 @@ def load(root: Path, migrations_dir: Path, rollbacks_dir: Path) -> MigrationSet:
                         f"{cand.name.removesuffix('.sql')}_rollback.sql "
                         "(or mark it `-- sqlmig: irreversible <reason>`)",
             ))
-        migration = _load_one(cand, rb_cand, problems, warnings)
+        migration = _load_one(cand, rb_cand, problems, warnings, cache)
         if migration is not None:
             loaded.append(migration)
 
@@ -334,6 +354,26 @@ def load(root: Path, migrations_dir: Path, rollbacks_dir: Path) -> MigrationSet:
     if problems:
         raise FileProblems(problems)
     return MigrationSet(migrations=tuple(loaded), warnings=tuple(warnings))
+
+
+def read_unread(unread: Unread) -> str:
+    """The text of a file load() did not read, as long as it still has the checksum checked
+    then; else FileProblems (it was edited while sqlmig ran: nothing of it is used)."""
+    problems: list[Problem] = []
+    text, digest = _read(unread.path, unread.rel, problems)
+    if text is None or digest != unread.checksum:
+        raise FileProblems(problems or [Problem(
+            path=unread.rel, code="changed-during-run",
+            message="changed while sqlmig was running (its checksum is no longer the one "
+                    "checked at the start); run the command again",
+        )])
+    return text
+
+
+def read_texts(migrations: Iterable[Migration]) -> None:
+    """Read (Migration.text) what load() left unread of these migrations and their rollbacks."""
+    for migration in migrations:
+        _ = migration.text, migration.rollback.text
 
 
 def _read(path: str, rel: str, problems: list[Problem]) -> tuple[str | None, str | None]:
@@ -379,23 +419,70 @@ _FIRST_READ = 1 << 16
 
 
 def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Problem],
-              warnings: list[Problem]) -> Migration | None:
-    from sqlmig import sqltext
-
-    text, text_checksum = _read(cand.path, cand.rel, problems)
-    rb_text, rb_checksum = _read(rb_cand.path, rb_cand.rel, problems) if rb_cand else (None, None)
-    if text is None or text_checksum is None:
+              warnings: list[Problem], cache: FileCache | None) -> Migration | None:
+    fields = _migration_fields(cand, problems, warnings, cache)
+    rollback = _rollback_file(rb_cand, problems, warnings, cache) if rb_cand else None
+    if fields is None or rollback is None:
         return None
+    return Migration(number=cand.number, slug=cand.slug, path=cand.rel, rollback=rollback,
+                     **fields)
+
+
+# What the file cache keeps of a file, after its stat (sqlmig.filecache: bump its FORMAT when
+# this changes) is what its record takes from its text: for a migration [checksum, empty,
+# major, minor, patch, description, transactional, lock_timeout, statement_timeout], for a
+# rollback [checksum, empty, irreversible, transactional, lock_timeout, statement_timeout].
+# Only a file without problems is kept: one the cache knows is loaded as before without being
+# read (its text is read if a command uses it).
+def _facts(cand: _Candidate, problems: list[Problem], cache: FileCache | None,
+           derive: Callable[[str, str, str], tuple[list[Any], list[Problem]]],
+           ) -> tuple[list[Any], str | Unread] | None:
+    """The file's facts, as `derive` makes them of (path, text, checksum), and its source (the
+    text, or where to read it): from the cache if it knows the file, else by reading it. None
+    after adding its problems."""
+    if cache is not None and cand.key is not None:
+        facts = cache.lookup(cand.kind, cand.name, cand.key)
+        if facts is not None:
+            return facts, Unread(cand.path, cand.rel, facts[0])
+    text, digest = _read(cand.path, cand.rel, problems)
+    if text is None or digest is None:
+        return None
+    facts, mine = derive(cand.rel, text, digest)
+    if mine:
+        problems.extend(mine)
+        return None
+    if cache is not None and cand.key is not None:
+        cache.keep(cand.kind, cand.name, cand.key, facts)
+    return facts, text
+
+
+def _migration_fields(cand: _Candidate, problems: list[Problem], warnings: list[Problem],
+                      cache: FileCache | None) -> dict[str, Any] | None:
+    """The Migration fields its file gives (all but number, slug, path and rollback); None
+    after adding its problems to `problems`."""
+    found = _facts(cand, problems, cache, _migration_facts)
+    if found is None:
+        return None
+    (digest, empty, major, minor, patch, description, transactional, lock, statement), source = found
+    if empty:
+        warnings.append(Problem(path=cand.rel, code="empty", severity="warning",
+                                message="has no SQL statements; it will be recorded as a no-op"))
+    return {"version": Version(major=major, minor=minor, patch=patch),
+            "description": cand.slug.replace("_", " ") if description is None else description,
+            "transactional": transactional, "lock_timeout": lock, "statement_timeout": statement,
+            "checksum": digest, "source": source}
+
+
+def _migration_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[Problem]]:
     header = parse_header(text)
     found, bad = _directive(header, _MIGRATION_DIRECTIVES)
     timeouts, bad_timeouts = _timeouts(header, found)
-    if header.problems or bad or bad_timeouts:
-        problems.extend(Problem(path=cand.rel, line=ln, code="bad-header", message=msg)
-                        for ln, msg in header.problems + bad + bad_timeouts)
-    version: Version | None = None
+    problems = [Problem(path=rel, line=ln, code="bad-header", message=msg)
+                for ln, msg in header.problems + bad + bad_timeouts]
+    version = ZERO
     if "version" not in header.values:
         problems.append(Problem(
-            path=cand.rel, line=1, code="missing-version",
+            path=rel, line=1, code="missing-version",
             message="no `-- Version: MAJOR.MINOR.PATCH` header before the first statement",
         ))
     else:
@@ -403,29 +490,28 @@ def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Probl
         try:
             version = Version.parse(raw_version)
         except ValueError as exc:
-            problems.append(Problem(path=cand.rel, line=line, code="bad-version", message=str(exc)))
-    if sqltext.is_empty(text):
-        warnings.append(Problem(path=cand.rel, code="empty", severity="warning",
-                                message="has no SQL statements; it will be recorded as a no-op"))
-    rollback = None
-    if rb_cand is not None and rb_text is not None:
-        rollback, rb_problems = parse_rollback(rb_cand.rel, rb_text, rb_checksum)
-        if rb_problems:
-            problems.extend(rb_problems)
-        if rollback and rollback.irreversible is None and sqltext.is_empty(rb_text):
-            warnings.append(Problem(path=rb_cand.rel, code="empty", severity="warning",
-                                    message="has no SQL statements; rolling back is a no-op"))
-    if version is None or rollback is None:
+            problems.append(Problem(path=rel, line=line, code="bad-version", message=str(exc)))
+    description = header.values["description"][0] if "description" in header.values else None
+    return [digest, sqltext.is_empty(text), *version.key, description,
+            "no-transaction" not in found, timeouts.get("lock_timeout"),
+            timeouts.get("statement_timeout")], problems
+
+
+def _rollback_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[Problem]]:
+    rollback, problems = _rollback(rel, parse_header(text), digest, text)
+    return [digest, sqltext.is_empty(text), rollback.irreversible, rollback.transactional,
+            rollback.lock_timeout, rollback.statement_timeout], problems
+
+
+def _rollback_file(cand: _Candidate, problems: list[Problem], warnings: list[Problem],
+                   cache: FileCache | None) -> Rollback | None:
+    found = _facts(cand, problems, cache, _rollback_facts)
+    if found is None:
         return None
-    return Migration(
-        number=cand.number,
-        slug=cand.slug,
-        path=cand.rel,
-        version=version,
-        description=header.values.get("description", (cand.slug.replace("_", " "), 0))[0],
-        transactional="no-transaction" not in found,
-        **timeouts,
-        checksum=text_checksum,
-        text=text,
-        rollback=rollback,
-    )
+    (digest, empty, irreversible, transactional, lock, statement), source = found
+    if irreversible is None and empty:
+        warnings.append(Problem(path=cand.rel, code="empty", severity="warning",
+                                message="has no SQL statements; rolling back is a no-op"))
+    return Rollback(path=cand.rel, checksum=digest, irreversible=irreversible,
+                    transactional=transactional, lock_timeout=lock, statement_timeout=statement,
+                    source=source)

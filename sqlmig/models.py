@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from functools import total_ordering
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from sqlmig.reports import BackupReport
@@ -106,7 +106,33 @@ class Rollback:
     # None = not in the header (the settings apply).
     lock_timeout: float | None = None
     statement_timeout: float | None = None
-    text: str = field(repr=False)
+    # The text, or where to read it when first used: a file the file cache vouched for
+    # (sqlmig.filecache) is not read by a run that never needs its text.
+    source: str | Unread = field(repr=False, compare=False, metadata={"exclude": True})
+
+    @property
+    def text(self) -> str:
+        return _text(self)
+
+
+class Unread(NamedTuple):
+    """A file not read yet: `checksum` is what its text must still hash to when it is."""
+
+    path: str  # to open
+    rel: str  # to name in messages
+    checksum: str
+
+
+def _text(record: Migration | Rollback) -> str:
+    source = record.source
+    if isinstance(source, str):
+        return source
+    from sqlmig.files import read_unread
+
+    text = read_unread(source)
+    # Memoized in the frozen record: every later use must see the text this one checked.
+    object.__setattr__(record, "source", text)
+    return text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,8 +146,12 @@ class Migration:
     lock_timeout: float | None = None  # header values, as for Rollback
     statement_timeout: float | None = None
     checksum: str
-    text: str = field(repr=False)
+    source: str | Unread = field(repr=False, compare=False, metadata={"exclude": True})
     rollback: Rollback
+
+    @property
+    def text(self) -> str:
+        return _text(self)
 
     @property
     def name(self) -> str:

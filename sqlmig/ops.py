@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from sqlmig import drift, lock, plan, txlock
+from sqlmig import drift, filecache, lock, plan, txlock
 from sqlmig import files as files_mod
 from sqlmig.config import Config
 from sqlmig.connect import connect, describe, refused, session_statements
@@ -51,7 +51,11 @@ _REPAIR_HINT = "run `sqlmig status` to see why, then `sqlmig repair` (or --allow
 
 
 def load_files(config: Config) -> MigrationSet:
-    return files_mod.load(config.root, config.migrations_path, config.rollbacks_path)
+    cache = None
+    if config.file_cache == "on":
+        cache = filecache.location(config.root, config.migrations_path, config.rollbacks_path)
+    return files_mod.load(config.root, config.migrations_path, config.rollbacks_path,
+                          cache=cache)
 
 
 @contextlib.contextmanager
@@ -189,6 +193,10 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
                 records = _adopt(conn, history, files, records)
         warnings = _check(files, records, allow)
         the_plan = plan.plan_up(files, records, to)
+        by_number = files.by_number()
+        # Every text this run applies or stores, read now (files the file cache vouched for were
+        # not): one edited since the start stops the run before anything has changed.
+        files_mod.read_texts(by_number[step.number] for step in the_plan.steps)  # type: ignore[index]
         prepared, canonical = _prepare(the_plan, on_note)
         if dry_run:
             return RunReport(direction="up", dry_run=True, from_version=the_plan.current,
@@ -197,7 +205,6 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
         backup = _backup_first(config, conn, history, the_plan, on_backup)
         if on_plan:
             on_plan(the_plan)
-        by_number = files.by_number()
         guard.expect(records)
         guard.recheck = txlock.recheck_up(files, allow, to)
         executor = Executor(conn, history, config, on_retry,

@@ -229,7 +229,6 @@ def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping
                 f"cannot roll back {label} ({record.version}): no rollback file on disk and none "
                 "stored in the history")
         rollback, _ = parse_rollback(path, text)
-        assert rollback is not None
         if rollback.irreversible:
             raise Irreversible(
                 f"{path}: {label} ({record.version}) is irreversible: {rollback.irreversible}",
