@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -61,6 +62,7 @@ class FileCache:
         # kind -> file name -> [its stat (a Key), what sqlmig.files kept of it]
         self._known: dict[str, dict[str, list[Any]]] = _read(path)
         self._seen: dict[str, dict[str, list[Any]]] = {"migrations": {}, "rollbacks": {}}
+        self._stats: dict[str, dict[str, Key]] = {"migrations": {}, "rollbacks": {}}
         self._added = False
         self._probe: str | None = None
         self._cutoff_ns = 0  # files with timestamps from here on are not stored
@@ -84,25 +86,36 @@ class FileCache:
                  tb: TracebackType | None) -> None:
         self.save()
 
-    @staticmethod
-    def key(entry: os.DirEntry[str]) -> Key | None:
+    def stat(self, kind: str, directory: Path, names: Iterable[str]) -> None:
+        """Take the stat of these files of `directory` (before they are read, if they are)."""
+        stats = self._stats[kind]
         try:
-            st = entry.stat()
+            # Relative to the directory: a third less time than a stat by the whole path.
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            return None  # a dangling symlink: reading it reports the problem
-        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            return
+        try:
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=dir_fd)
+                except OSError:
+                    continue  # a dangling symlink: reading it reports the problem
+                stats[name] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        finally:
+            os.close(dir_fd)
 
-    def lookup(self, kind: str, name: str, key: Key) -> list[Any] | None:
-        """What was kept of the file, if its stat is still `key` (the caller checks the rest)."""
+    def lookup(self, kind: str, name: str) -> list[Any] | None:
+        """What was kept of the file, if its stat is still the one kept with it."""
         entry = self._known[kind].get(name)
-        if entry is None or entry[0] != key:
+        if entry is None or entry[0] != self._stats[kind].get(name):
             return None
         self._seen[kind][name] = entry
         return entry[1]
 
-    def keep(self, kind: str, name: str, key: Key, facts: list[Any]) -> None:
+    def keep(self, kind: str, name: str, facts: list[Any]) -> None:
         """A file just read; stored if it is old enough to be told apart from a later edit."""
-        if (self._probe is None or key[0] != self._device
+        key = self._stats[kind].get(name)
+        if (key is None or self._probe is None or key[0] != self._device
                 or max(key[3], key[4]) >= self._cutoff_ns):
             return
         self._seen[kind][name] = [key, facts]

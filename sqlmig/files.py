@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from sqlmig import sqltext
 from sqlmig.errors import FileProblems
-from sqlmig.filecache import FileCache, Key
+from sqlmig.filecache import FileCache
 from sqlmig.models import ZERO, Migration, MigrationSet, Problem, Rollback, Unread, Version
 
 # [0-9], not \d: a Unicode digit (e.g. Arabic-Indic '٣') is not a migration number.
@@ -202,11 +202,10 @@ class _Candidate(NamedTuple):
     name: str
     rel: str
     kind: str  # "migrations" or "rollbacks"
-    key: Key | None  # its stat, when a file cache is in use
 
 
 def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
-          problems: list[Problem], cache: FileCache | None) -> list[_Candidate]:
+          problems: list[Problem]) -> list[_Candidate]:
     found: list[_Candidate] = []
     if not directory.is_dir():
         problems.append(Problem(path=relative(directory, root), code="missing-directory",
@@ -253,8 +252,7 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
                         "directory: sqlmig reads only files inside it; copy the file in instead",
             ))
             continue
-        key = cache.key(entry) if cache is not None else None
-        found.append(_Candidate(number, match["slug"], entry.path, name, rel, kind, key))
+        found.append(_Candidate(number, match["slug"], entry.path, name, rel, kind))
     return found
 
 
@@ -298,8 +296,11 @@ def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
           cache: FileCache | None) -> MigrationSet:
     problems: list[Problem] = []
     warnings: list[Problem] = []
-    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems, cache)
-    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems, cache)
+    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems)
+    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems)
+    if cache is not None:
+        cache.stat("migrations", migrations_dir, (cand.name for cand in forwards))
+        cache.stat("rollbacks", rollbacks_dir, (cand.name for cand in backwards))
 
     by_number: dict[int, _Candidate] = {}
     for cand in forwards:
@@ -440,8 +441,8 @@ def _facts(cand: _Candidate, problems: list[Problem], cache: FileCache | None,
     """The file's facts, as `derive` makes them of (path, text, checksum), and its source (the
     text, or where to read it): from the cache if it knows the file, else by reading it. None
     after adding its problems."""
-    if cache is not None and cand.key is not None:
-        facts = cache.lookup(cand.kind, cand.name, cand.key)
+    if cache is not None:
+        facts = cache.lookup(cand.kind, cand.name)
         if facts is not None:
             return facts, Unread(cand.path, cand.rel, facts[0])
     text, digest = _read(cand.path, cand.rel, problems)
@@ -451,8 +452,8 @@ def _facts(cand: _Candidate, problems: list[Problem], cache: FileCache | None,
     if mine:
         problems.extend(mine)
         return None
-    if cache is not None and cand.key is not None:
-        cache.keep(cand.kind, cand.name, cand.key, facts)
+    if cache is not None:
+        cache.keep(cand.kind, cand.name, facts)
     return facts, text
 
 

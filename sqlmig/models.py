@@ -56,7 +56,7 @@ class Version:
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Version):
             return NotImplemented
-        return self.key < other.key
+        return (self.major, self.minor, self.patch) < (other.major, other.minor, other.patch)
 
 
 ZERO = Version(major=0, minor=0, patch=0)

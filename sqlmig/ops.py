@@ -128,6 +128,8 @@ def _with_lock_warnings(report: RunReport, guard: txlock.NoGuard) -> RunReport:
 def _adopt(conn: psycopg.Connection, history: History, files: MigrationSet,
            records: list[AppliedRecord]) -> list[AppliedRecord]:
     """Give rows written by a hand-written script their number and checksums, matched by version."""
+    if all(record.number is not None for record in records):
+        return records  # sqlmig's own rows, as nearly always
     by_version = {str(m.version): m for m in files.migrations}
     adopted = False
     for record in records:

@@ -33,13 +33,16 @@ class Matched:
 
 def match(files: MigrationSet, records: Iterable[AppliedRecord]) -> Matched:
     by_number = files.by_number()
-    by_version = {str(m.version): m for m in files.migrations}
+    by_version: dict[str, Migration] | None = None  # built when needed: rarely, 10,000 str()s
     applied: list[tuple[AppliedRecord, Migration | None]] = []
     taken: set[int] = set()
     for record in records:
-        # Rows from a hand-written table have only a version until sqlmig adopts them.
-        mig = by_number.get(record.number) if record.number is not None else by_version.get(
-            record.version)
+        if record.number is not None:
+            mig = by_number.get(record.number)
+        else:  # a row from a hand-written table has only a version until sqlmig adopts it
+            if by_version is None:
+                by_version = {str(m.version): m for m in files.migrations}
+            mig = by_version.get(record.version)
         if mig is not None:
             taken.add(mig.number)
         applied.append((record, mig))
