@@ -10,31 +10,27 @@ import itertools
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlmig import sqltext
 from sqlmig.errors import FileProblems
 from sqlmig.filecache import FileCache
+from sqlmig.headers import (
+    MIGRATION_DIRECTIVES,
+    ROLLBACK_DIRECTIVES,
+    Header,
+    directives,
+    parse_header,
+    parse_timeouts,
+)
 from sqlmig.models import ZERO, Migration, MigrationSet, Problem, Rollback, Unread, Version
 
 # [0-9], not \d: a Unicode digit (e.g. Arabic-Indic '٣') is not a migration number.
 MIGRATION_NAME = re.compile(r"^(?P<number>[0-9]+)_(?P<slug>[a-z0-9_]+)\.sql\Z")
 ROLLBACK_NAME = re.compile(r"^(?P<number>[0-9]+)_(?P<slug>[a-z0-9_]+)_rollback\.sql\Z")
-# The newlines PostgreSQL's lexer ends a `--` comment at (str.splitlines also splits at \f, \v…).
-_NEWLINE = re.compile(r"\r\n|\r|\n")
-_HEADER_LINE = re.compile(r"^--\s*(?P<key>[A-Za-z][A-Za-z0-9_-]*)\s*:\s*(?P<value>.*?)\s*$")
-_KNOWN_KEYS = {"version", "description", "migration", "author", "date", "sqlmig", "ticket"}
 BOM = "\ufeff"
 _BOM_BYTES = BOM.encode()
-
-
-@dataclass
-class Header:
-    values: dict[str, tuple[str, int]] = field(default_factory=dict)  # key -> (value, line)
-    directives: list[tuple[str, int]] = field(default_factory=list)  # `-- sqlmig: …` lines
-    problems: list[tuple[int, str]] = field(default_factory=list)
 
 
 def normalize(text: str) -> str:
@@ -63,112 +59,6 @@ def decode(raw: bytes) -> tuple[str | None, str | None, int | None]:
     return text.removeprefix(BOM), None, None
 
 
-# The header: blank and `--` comment lines at the top (blank as str.strip sees it). One regex
-# finds where it ends, so a 50 MB data migration is not split into lines to read three.
-_HEADER_BLOCK = re.compile(r"(?:[^\S\r\n]*(?:--[^\r\n]*)?(?:\r\n|\r|\n))*")
-
-
-def parse_header(text: str) -> Header:
-    header = Header()
-    if not (text.startswith("--") or text[:1].isspace()):
-        return header  # the first line is SQL (most rollbacks): no header to look for
-    # Line by line with str.find while the lines end in LF alone (twice as fast as the regexes
-    # below, for 10,000 files); a CR anywhere in the header sends it the general way.
-    pos, lineno, n = 0, 0, len(text)
-    while pos <= n:
-        end = text.find("\n", pos)
-        if end < 0:
-            end = n
-        line = text[pos:end]
-        if "\r" in line:
-            return _parse_header_cr(text)
-        lineno += 1
-        stripped = line.strip()
-        if stripped:
-            if not stripped.startswith("--"):
-                break
-            match = _HEADER_LINE.match(stripped)
-            if match is not None:
-                _add(header, match, lineno)
-        pos = end + 1
-    return header
-
-
-def _parse_header_cr(text: str) -> Header:
-    """parse_header for line ends of any kind (CRLF, CR, LF)."""
-    header = Header()
-    block = _HEADER_BLOCK.match(text)
-    assert block is not None  # it matches the empty string
-    # With the line after it, which may be a last comment line without a line end.
-    after = _NEWLINE.search(text, block.end())
-    head = text[:after.start() if after else len(text)]
-    for lineno, line in enumerate(_NEWLINE.split(head), start=1):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if not stripped.startswith("--"):
-            break
-        match = _HEADER_LINE.match(stripped)
-        if match is not None:
-            _add(header, match, lineno)
-    return header
-
-
-def _add(header: Header, match: re.Match[str], lineno: int) -> None:
-    key = match["key"].lower()
-    if key == "sqlmig":
-        header.directives.append((match["value"], lineno))
-    elif key in _KNOWN_KEYS:
-        if key in header.values:
-            header.problems.append((lineno, f"header `{match['key']}:` given twice"))
-        header.values[key] = (match["value"], lineno)
-
-
-def _directive(header: Header,
-               allowed: frozenset[str]) -> tuple[dict[str, str], list[tuple[int, str]]]:
-    found: dict[str, str] = {}
-    problems: list[tuple[int, str]] = []
-    if not header.directives:
-        return found, problems
-    for value, lineno in header.directives:
-        word, _, rest = value.partition(" ")
-        word = word.lower()
-        if word in allowed:
-            found[word] = rest.strip()
-        else:
-            problems.append(
-                (lineno, f"unknown directive `-- sqlmig: {value}` (known: {', '.join(sorted(allowed))})")
-            )
-    return found, problems
-
-
-# `-- sqlmig: lock-timeout 5s` / `-- sqlmig: statement-timeout 10min`: this file's bounds,
-# instead of the --migration-lock-timeout / --statement-timeout settings (see sqlmig.timeouts).
-_TIMEOUTS = {"lock-timeout": "lock_timeout", "statement-timeout": "statement_timeout"}
-# `allow` is for `sqlmig lint` (an excuse for the statement below it), read by linter.py.
-_MIGRATION_DIRECTIVES = frozenset({"allow", "no-transaction", *_TIMEOUTS})
-_ROLLBACK_DIRECTIVES = frozenset({"allow", "irreversible", "no-transaction", *_TIMEOUTS})
-
-
-def _timeouts(header: Header, found: dict[str, str]) -> tuple[dict[str, float], list[tuple[int, str]]]:
-    values: dict[str, float] = {}
-    problems: list[tuple[int, str]] = []
-    if not found:
-        return values, problems
-    from sqlmig.timeouts import parse_duration
-
-    for word, field_name in _TIMEOUTS.items():
-        if word not in found:
-            continue
-        line = next((ln for value, ln in header.directives
-                     if value.partition(" ")[0].lower() == word), 1)
-        try:
-            values[field_name] = parse_duration(found[word], bare=None)
-        except ValueError as exc:
-            problems.append((line, f"`-- sqlmig: {word}`: {exc}"))
-    return values, problems
-
-
 def parse_rollback(path: str, text: str) -> tuple[Rollback, list[Problem]]:
     """A rollback from its text (the one stored in the history)."""
     return _rollback(path, parse_header(text), checksum(text), text)
@@ -176,8 +66,8 @@ def parse_rollback(path: str, text: str) -> tuple[Rollback, list[Problem]]:
 
 def _rollback(path: str, header: Header, text_checksum: str,
               source: str | Unread) -> tuple[Rollback, list[Problem]]:
-    found, bad = _directive(header, _ROLLBACK_DIRECTIVES)
-    timeouts, bad_timeouts = _timeouts(header, found)
+    found, bad = directives(header, ROLLBACK_DIRECTIVES)
+    timeouts, bad_timeouts = parse_timeouts(header, found)
     bad += bad_timeouts
     problems = [Problem(path=path, line=ln, code="bad-header", message=msg)
                 for ln, msg in bad] if bad else []
@@ -476,8 +366,8 @@ def _migration_fields(cand: _Candidate, problems: list[Problem], warnings: list[
 
 def _migration_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[Problem]]:
     header = parse_header(text)
-    found, bad = _directive(header, _MIGRATION_DIRECTIVES)
-    timeouts, bad_timeouts = _timeouts(header, found)
+    found, bad = directives(header, MIGRATION_DIRECTIVES)
+    timeouts, bad_timeouts = parse_timeouts(header, found)
     problems = [Problem(path=rel, line=ln, code="bad-header", message=msg)
                 for ln, msg in header.problems + bad + bad_timeouts]
     version = ZERO

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlmig import files as files_mod
-from sqlmig import sqltext
+from sqlmig import headers, sqltext
 from sqlmig.config import Config
 from sqlmig.errors import InvalidInput
 from sqlmig.lint_checks import FileState, Hit, SetState, check
@@ -110,7 +110,7 @@ def _units(config: Config, paths: list[Path]) -> list[_Unit]:
         text, error, line = files_mod.decode(raw)
         if text is None:
             raise InvalidInput(f"{rel}:{line}: {error}")
-        directives = files_mod.parse_header(text).directives
+        directives = headers.parse_header(text).directives
         transactional = not any(v.split()[:1] == ["no-transaction"] for v, _ in directives)
         units.append(_Unit(path=rel, text=text, transactional=transactional, report=True,
                            lock_timeout=_header_lock_timeout(directives)))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from sqlmig import files, sqltext
+from sqlmig import files, headers, sqltext
 
 # Fragments that put `;` and line ends where a naive cut would go wrong: in `--` comments, block
 # comments, literals, dollar-quoted and BEGIN ATOMIC bodies, parentheses (CREATE RULE).
@@ -102,22 +102,22 @@ def test_the_checksum_read_from_the_bytes_is_the_checksum_of_the_text(
         assert checksum == hashlib.sha256(raw).hexdigest()
 
 
-def _split_header(text: str) -> files.Header:
+def _split_header(text: str) -> headers.Header:
     """parse_header as it was: every line of the file, until the first one of SQL."""
-    header = files.Header()
-    for lineno, line in enumerate(files._NEWLINE.split(text), start=1):
+    header = headers.Header()
+    for lineno, line in enumerate(headers._NEWLINE.split(text), start=1):
         stripped = line.strip()
         if not stripped:
             continue
         if not stripped.startswith("--"):
             break
-        match = files._HEADER_LINE.match(stripped)
+        match = headers._HEADER_LINE.match(stripped)
         if match is None:
             continue
         name = match["key"].lower()
         if name == "sqlmig":
             header.directives.append((match["value"], lineno))
-        elif name in files._KNOWN_KEYS:
+        elif name in headers._KNOWN_KEYS:
             if name in header.values:
                 header.problems.append((lineno, f"header `{match['key']}:` given twice"))
             header.values[name] = (match["value"], lineno)
@@ -131,4 +131,4 @@ def _split_header(text: str) -> files.Header:
     "\r\n", "\n", "\r"]), max_size=12))
 def test_the_header_is_read_as_when_every_line_was_split(parts: list[str]) -> None:
     text = "".join(parts)
-    assert files.parse_header(text) == _split_header(text)
+    assert headers.parse_header(text) == _split_header(text)
