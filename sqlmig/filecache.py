@@ -42,6 +42,9 @@ _MAGIC = b"sqlmig file cache"
 RACY_NS = 2_000_000_000
 # Temporary files older than this were left by a killed run.
 _STALE_S = 3600
+# A cache not written for this long is of directories that no run has changed since (a deploy
+# that moved to a new release directory gets a new one): removed, or rebuilt if still in use.
+_UNUSED_S = 30 * 86400
 
 Key = list[int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns: as stored in the JSON
 
@@ -136,7 +139,7 @@ class FileCache:
             with open(probe, "wb") as fh:
                 fh.write(b"%s %d %s\n%s" % (_MAGIC, FORMAT, digest, body))
             os.replace(probe, self.path)
-            _sweep(self.path.parent)
+            _sweep(self.path)
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
@@ -165,12 +168,16 @@ def _mkstemp(path: Path) -> tuple[int, str]:
     return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), name
 
 
-def _sweep(directory: Path) -> None:
-    """Remove what killed runs left: temporary files over an hour old."""
+def _sweep(current: Path) -> None:
+    """Remove what killed runs left (temporary files over an hour old) and the caches of other
+    directories not written for 30 days."""
     now = time.time()
-    with contextlib.suppress(OSError), os.scandir(directory) as it:
+    with contextlib.suppress(OSError), os.scandir(current.parent) as it:
         for entry in it:
-            if entry.name.endswith(".tmp") and now - entry.stat().st_mtime > _STALE_S:
+            age = now - entry.stat().st_mtime
+            if (entry.name.endswith(".tmp") and age > _STALE_S) or (
+                    entry.name.startswith("files-") and entry.name != current.name
+                    and age > _UNUSED_S):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
 

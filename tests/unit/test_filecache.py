@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,24 @@ def test_no_temporary_file_is_left_behind(tmp_path: Path, settled: None) -> None
 
     assert sorted(p.name for p in cache_file(tmp_path).parent.iterdir()) == \
         [cache_file(tmp_path).name]
+
+
+def test_writing_the_cache_removes_what_killed_runs_and_old_releases_left(
+        tmp_path: Path, settled: None) -> None:
+    write(tmp_path, PROJECT)
+    directory = cache_file(tmp_path).parent
+    directory.mkdir(parents=True)
+    left = {"files-aaaa.json": 31, "files-bbbb.json": 29, ".files-x-1-2.tmp": 1 / 12,
+            ".files-x-3-4.tmp": 1 / 48}  # name: days since written
+    for name, days in left.items():
+        (directory / name).write_text("{}")
+        old = time.time() - days * 86400
+        os.utime(directory / name, (old, old))
+
+    cached_load(tmp_path)
+
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [cache_file(tmp_path).name, "files-bbbb.json", ".files-x-3-4.tmp"])
 
 
 _LINE = st.sampled_from([
