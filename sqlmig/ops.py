@@ -159,8 +159,9 @@ def _prepare(the_plan: Plan, on_note: OnNote | None) -> tuple[dict[int, list], d
     return prepared, canonical
 
 
-def _check(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[str]) -> list:
-    errors, warnings = plan.validate(files, records, allow)
+def _check(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[str],
+           matched: plan.Matched) -> list:
+    errors, warnings = plan.validate(files, records, allow, matched=matched)
     if errors:
         raise HistoryInconsistent(errors, hint=_REPAIR_HINT)
     return warnings
@@ -193,8 +194,9 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
             records = history.read(conn)
             if not dry_run:
                 records = _adopt(conn, history, files, records)
-        warnings = _check(files, records, allow)
-        the_plan = plan.plan_up(files, records, to)
+        matched = plan.match(files, records)  # once, for the checks and the plan
+        warnings = _check(files, records, allow, matched)
+        the_plan = plan.plan_up(files, records, to, matched=matched)
         by_number = files.by_number()
         # Every text this run applies or stores, read now (files the file cache vouched for were
         # not): one edited since the start stops the run before anything has changed.
@@ -349,7 +351,8 @@ def status(config: Config) -> StatusReport:
     with _session(config, locked=False) as (conn, history):
         records = history.read(conn)
         drifted, drift_warnings = drift.check(conn, history, records)
-    errors, warnings = plan.validate(files, records)
+    matched = plan.match(files, records)
+    errors, warnings = plan.validate(files, records, matched=matched)
     errors += drifted
     warnings += drift_warnings
     return StatusReport(
@@ -357,7 +360,7 @@ def status(config: Config) -> StatusReport:
         history_table=config.qualified_table,
         current_version=plan.current_version(records),
         applied=tuple(records),
-        pending=tuple(plan.pending(files, records)),
+        pending=tuple(plan.pending(files, records, matched=matched)),
         problems=tuple(errors),
         warnings=(*files.warnings, *warnings),
     )

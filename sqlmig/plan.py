@@ -62,13 +62,14 @@ def current_version(records: Iterable[AppliedRecord]) -> str | None:
     return max(settled, key=version_key) if settled else None
 
 
-def validate(files: MigrationSet, records: list[AppliedRecord],
-             allow: Iterable[str] = ()) -> tuple[list[Problem], list[Problem]]:
-    """Return (errors, warnings). `allow` turns the named kinds of drift into warnings."""
+def validate(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[str] = (), *,
+             matched: Matched | None = None) -> tuple[list[Problem], list[Problem]]:
+    """Return (errors, warnings). `allow` turns the named kinds of drift into warnings.
+    `matched`: match(files, records), when the caller has it already."""
     allowed = set(allow)
     errors: list[Problem] = []
     warnings: list[Problem] = []
-    matched = match(files, records)
+    matched = matched or match(files, records)
 
     def report(kind: str, problem: Problem) -> None:
         if kind in allowed:
@@ -148,11 +149,12 @@ def formatting_only(record: AppliedRecord, mig: Migration) -> bool:
     return canonical_checksum(mig.text) == record.canonical_checksum
 
 
-def pending(files: MigrationSet, records: list[AppliedRecord]) -> list[PendingMigration]:
+def pending(files: MigrationSet, records: list[AppliedRecord], *,
+            matched: Matched | None = None) -> list[PendingMigration]:
     return [
         PendingMigration(number=m.number, version=str(m.version), name=m.name, path=m.path,
                          transactional=m.transactional)
-        for m in match(files, records).pending
+        for m in (matched or match(files, records)).pending
     ]
 
 
@@ -167,8 +169,9 @@ def parse_target(text: str) -> tuple[str, int | Version]:
         raise InvalidInput(f"--to {text!r}: expected a version like 1.2.0 or a number like 3") from exc
 
 
-def plan_up(files: MigrationSet, records: list[AppliedRecord], to: str | None = None) -> Plan:
-    todo = match(files, records).pending
+def plan_up(files: MigrationSet, records: list[AppliedRecord], to: str | None = None, *,
+            matched: Matched | None = None) -> Plan:
+    todo = (matched or match(files, records)).pending
     target = None
     if to is not None:
         kind, value = parse_target(to)

@@ -25,6 +25,7 @@ class BackupReport:
     server_version: str
     note: str | None = None  # why this pg_dump (e.g. the one on PATH is older than the server)
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WaitAttempt:
     """One failed try of `sqlmig wait`: attempt number, the error, the pause before the next."""
@@ -33,12 +34,14 @@ class WaitAttempt:
     error: str
     next_in: float
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WaitReport:
     attempts: int
     waited_ms: int
     server_version: str
     database: str
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckResult:
@@ -49,6 +52,7 @@ class CheckResult:
     meaning: str  # what it expands to: `>=1.2.0, <2.0.0`
     current_version: str | None
     message: str
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InvalidIndex:
@@ -68,6 +72,7 @@ class InvalidIndex:
     def drop_sql(self) -> str:
         return f"DROP INDEX CONCURRENTLY {self.qualified};"
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FormattingChange:
     """An applied file whose bytes changed but whose parsed statements did not."""
@@ -78,6 +83,7 @@ class FormattingChange:
     stored_checksum: str
     checksum: str
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RepairReport:
     done: tuple[str, ...] = ()  # what this call changed, one line each (also in the event log)
@@ -86,12 +92,14 @@ class RepairReport:
     formatting_only: tuple[FormattingChange, ...] = ()
     notes: tuple[str, ...] = ()
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewFiles:
     migration: str
     rollback: str
     number: int
     version: str
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LintFinding:
@@ -109,6 +117,7 @@ class LintFinding:
     @property
     def where(self) -> str:
         return f"{self.path}:{self.line}:{self.column}"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LintReport:

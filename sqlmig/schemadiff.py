@@ -37,6 +37,7 @@ def _canonical(value: Any) -> str:
 
 # -- the pure diff ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     attribute: str
