@@ -94,6 +94,17 @@ class Bench:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return self.server_url.replace("/postgres?", f"/{name}?")
 
+    def on_fresh_db(self, fn: Callable[[str], tuple[float, int]]) -> tuple[float, int]:
+        """fn on a new database, dropped after (untimed): left behind, each one's 1,000 new
+        tables would keep autovacuum busy on the two shared cores while later samples run."""
+        url = self.fresh_db()
+        try:
+            return fn(url)
+        finally:
+            name = url.split("?", 1)[0].rsplit("/", 1)[1]
+            with psycopg.connect(self.server_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
     def project(self, count: int, name: str) -> Path:
         root = self.work / name
         if root.exists():
@@ -134,9 +145,10 @@ class Bench:
             "DELETE FROM events;\n")
         return root
 
-    def sqlmig(self, root: Path, url: str, *args: str) -> tuple[float, int]:
-        env = {**os.environ, "SQLMIG_DATABASE_URL": url}
-        return run([*SQLMIG, *args], cwd=root, env=env)
+    def sqlmig(self, root: Path, url: str, *args: str,
+               env: dict[str, str] | None = None) -> tuple[float, int]:
+        return run([*SQLMIG, *args], cwd=root,
+                   env={**os.environ, **(env or {}), "SQLMIG_DATABASE_URL": url})
 
     def floor(self, root: Path, url: str) -> tuple[float, int]:
         """One psql session: per file BEGIN; body; INSERT a version row; COMMIT."""
@@ -199,15 +211,18 @@ def main() -> None:
         for r in range(rounds):
             print(f"round {r + 1}/{rounds}", file=sys.stderr)
             measure(samples, f"floor: psql session, apply {small}",
-                    lambda: bench.floor(p_small, bench.fresh_db()))
+                    lambda: bench.on_fresh_db(lambda url: bench.floor(p_small, url)))
             measure(samples, f"sqlmig up, apply {small}",
-                    lambda: bench.sqlmig(p_small, bench.fresh_db(), "up"))
+                    lambda: bench.on_fresh_db(lambda url: bench.sqlmig(p_small, url, "up")))
             measure(samples, f"floor: psql session, apply {large}",
-                    lambda: bench.floor(p_large, bench.fresh_db()))
+                    lambda: bench.on_fresh_db(lambda url: bench.floor(p_large, url)))
             measure(samples, f"sqlmig up, apply {large}",
-                    lambda: bench.sqlmig(p_large, bench.fresh_db(), "up"))
+                    lambda: bench.on_fresh_db(lambda url: bench.sqlmig(p_large, url, "up")))
+            measure(samples, f"sqlmig up, apply {large}, group_commit off",
+                    lambda: bench.on_fresh_db(lambda url: bench.sqlmig(
+                        p_large, url, "up", env={"SQLMIG_GROUP_COMMIT": "off"})))
             measure(samples, f"hand-written psql -1 -f per file, {small}",
-                    lambda: bench.hand_written(p_small, bench.fresh_db()))
+                    lambda: bench.on_fresh_db(lambda url: bench.hand_written(p_small, url)))
             measure(samples, f"sqlmig up, no-op, {large} applied",
                     lambda: bench.sqlmig(p_large, applied_large, "up"))
             measure(samples, f"sqlmig status, {large} applied",
@@ -224,9 +239,9 @@ def main() -> None:
 
             measure(samples, f"sqlmig down, last {small} of {large}", down_and_back)
             measure(samples, f"floor: psql session, {data_mb} MB data file",
-                    lambda: bench.floor(p_data, bench.fresh_db()))
+                    lambda: bench.on_fresh_db(lambda url: bench.floor(p_data, url)))
             measure(samples, f"sqlmig up, {data_mb} MB data file",
-                    lambda: bench.sqlmig(p_data, bench.fresh_db(), "up"))
+                    lambda: bench.on_fresh_db(lambda url: bench.sqlmig(p_data, url, "up")))
         report(samples, small, large, data_mb)
     finally:
         server.stop()
@@ -237,6 +252,7 @@ def report(samples: dict[str, Sample], small: int, large: int, data_mb: int) -> 
     floors = {
         f"sqlmig up, apply {small}": f"floor: psql session, apply {small}",
         f"sqlmig up, apply {large}": f"floor: psql session, apply {large}",
+        f"sqlmig up, apply {large}, group_commit off": f"floor: psql session, apply {large}",
         f"hand-written psql -1 -f per file, {small}": f"floor: psql session, apply {small}",
         f"sqlmig up, {data_mb} MB data file": f"floor: psql session, {data_mb} MB data file",
     }

@@ -147,6 +147,10 @@ class Config:
     # on: a file whose stat is as when sqlmig last read it is not read again (sqlmig.filecache).
     file_cache: OnOff = field(default="on",
                               metadata={"kind": "choice", "choices": typing.get_args(OnOff)})
+    # on: in a group of migrations sent back to back, only the last commit waits for its WAL
+    # flush, which makes the group's earlier commits durable too (sqlmig.execute, _batch).
+    group_commit: OnOff = field(default="on",
+                                metadata={"kind": "choice", "choices": typing.get_args(OnOff)})
     # -- end of settings: speed (issue 6) --
 
     # Where each setting came from, for `sqlmig config` and error messages (set by resolve();

@@ -29,6 +29,13 @@ _SYNC_EVERY = 4 << 20
 # _batch): results, and so progress lines, come once per batch.
 _BATCH_STEPS = 50
 _BATCH_CHARS = 1 << 20
+# Group commit (the `group_commit` setting): every step of a batch but the last commits without
+# waiting for its WAL flush; the last one's COMMIT, at the session's own synchronous_commit,
+# flushes (and, with synchronous replication, waits for) the WAL of all before it, since WAL is
+# one sequence. No result of a batch is taken before that COMMIT returns, so no step is reported
+# applied before it is durable; a server crash mid-batch can only undo whole steps that were never
+# reported, each with its history row. 1,000 small migrations: ~0.3 s of 1.2 s on this machine.
+_NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
 
 
 def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], list[str],
@@ -290,13 +297,17 @@ class Executor:
         go back to _ahead."""
         sent: list[_Sent] = []
         failure: psycopg.Error | None = None
+        grouped = self.config is not None and self.config.group_commit == "on"
         try:
             with self.conn.pipeline():
-                for step, mig, stmts in items:
+                for n, (step, mig, stmts) in enumerate(items):
                     one = _Sent(self.conn, step, stmts,
                                 [*timeouts.set_statements(step, self.config), *stmts])
                     sent.append(one)
                     one.begin.execute("BEGIN")
+                    if grouped and n + 1 < len(items):
+                        one.setup.append(self.conn.cursor())
+                        one.setup[0].execute(_NO_FLUSH_WAIT)
                     for st in one.body:
                         cur = self.conn.cursor()
                         one.cursors.append(cur)
@@ -319,7 +330,13 @@ class Executor:
             self._rollback()
             failed = next((i for i, c in enumerate(one.cursors) if not _ok(c)), None)
             error = self._failure(one.step, one.body, failed, failure, rolled_back=True)
-            self._log_failure(one.step, error)
+            if grouped and n and isinstance(error, ConnectError):
+                # Report none of the steps before it as applied: see _unconfirmed.
+                for done in sent[:n]:
+                    del self._outcomes[done.step.version]
+                error = _unconfirmed(error, [done.step.name for done in sent[:n]])
+                one, n = sent[0], 0
+            self._log_failure(one.step, error)  # its synchronous commit flushes those before
             self._outcomes[one.step.version] = error
             self._ahead[:0] = items[n + 1:]
             return
@@ -457,6 +474,17 @@ class Executor:
         )
 
 
+def _unconfirmed(error: ConnectError, names: list[str]) -> ConnectError:
+    """A lost connection mid-group (see _NO_FLUSH_WAIT): the steps before it committed, but
+    no commit has yet waited for their flush, so a server that crashed may have lost them."""
+    listed = names[0] if len(names) == 1 else f"{len(names)} migrations ({names[0]} … {names[-1]})"
+    were = "was" if len(names) == 1 else "were"
+    return ConnectError(error.message, hint=(
+        f"{error.hint}; {listed}, sent before it in the same group, had committed but {were} "
+        "not yet confirmed on disk: `sqlmig status` shows what is applied (all of them, unless "
+        "the server crashed)"))
+
+
 class _Sent:
     """A step of a batch, with the cursors of what was sent for it."""
 
@@ -466,12 +494,13 @@ class _Sent:
         self.stmts = stmts  # the file's statements
         self.body = body  # what runs: the step's SET LOCAL timeouts, then the file's statements
         self.begin = conn.cursor()
+        self.setup: list[psycopg.Cursor] = []  # what runs between BEGIN and the body
         self.cursors: list[psycopg.Cursor] = []
         self.row = conn.cursor()  # the history row, RETURNING its execution_ms
         self.commit = conn.cursor()
 
     def done(self) -> bool:
-        return all(_ok(c) for c in (self.begin, *self.cursors, self.row, self.commit))
+        return all(_ok(c) for c in (self.begin, *self.setup, *self.cursors, self.row, self.commit))
 
 
 def _ok(cursor: psycopg.Cursor) -> bool:
