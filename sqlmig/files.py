@@ -95,7 +95,10 @@ class _Candidate(NamedTuple):
 
 
 def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
-          problems: list[Problem]) -> list[_Candidate]:
+          problems: list[Problem], refused: set[tuple[int, str]]) -> list[_Candidate]:
+    """The well-named files; `refused` gets the (number, slug) of well-named ones that are
+    reported for what they are (a link out, not a regular file), so that their pair is not
+    reported as an orphan or as missing on top."""
     found: list[_Candidate] = []
     if not directory.is_dir():
         problems.append(Problem(path=relative(directory, root), code="missing-directory",
@@ -134,16 +137,31 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
             problems.append(Problem(path=rel, code="bad-name",
                                     message="the number must be a positive integer"))
             continue
-        if entry.is_symlink() and not _inside(Path(entry.path), directory):
-            # A checkout must not make sqlmig read (and store, and print) a file elsewhere.
-            problems.append(Problem(
-                path=rel, code="outside-directory",
-                message=f"a symlink to {_printable(os.readlink(entry))}, outside the {kind} "
-                        "directory: sqlmig reads only files inside it; copy the file in instead",
-            ))
+        refusal = _refusal(entry, directory, kind)
+        if refusal is not None:
+            problems.append(Problem(path=rel, code=refusal[0], message=refusal[1]))
+            refused.add((number, match["slug"]))
             continue
         found.append(_Candidate(number, match["slug"], entry.path, name, rel, kind))
     return found
+
+
+def _refusal(entry: os.DirEntry[str], directory: Path, kind: str) -> tuple[str, str] | None:
+    """(code, message) when a well-named entry is not a file sqlmig may read."""
+    if entry.is_symlink() and not _inside(Path(entry.path), directory):
+        # A checkout must not make sqlmig read (and store, and print) a file elsewhere.
+        return ("outside-directory",
+                f"a symlink to {_printable(os.readlink(entry))}, outside the {kind} directory: "
+                "sqlmig reads only files inside it; copy the file in instead")
+    try:
+        regular = entry.is_file()  # the type from the directory: no stat unless a symlink
+    except OSError as exc:  # a symlink loop
+        return "unreadable", f"cannot read: {exc.strerror}"
+    if not regular:
+        # Reading a FIFO would wait for a writer forever; a directory cannot be read.
+        return ("not-a-file", "not a regular file (a directory, FIFO, socket, device or broken "
+                              "symlink): sqlmig reads only regular files")
+    return None
 
 
 def _inside(link: Path, directory: Path) -> bool:
@@ -186,8 +204,9 @@ def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
           cache: FileCache | None) -> MigrationSet:
     problems: list[Problem] = []
     warnings: list[Problem] = []
-    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems)
-    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems)
+    refused: set[tuple[int, str]] = set()
+    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems, refused)
+    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems, refused)
     if cache is not None:
         cache.stat("migrations", migrations_dir, (cand.name for cand in forwards))
         cache.stat("rollbacks", rollbacks_dir, (cand.name for cand in backwards))
@@ -202,7 +221,8 @@ def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
         else:
             by_number[cand.number] = cand
     rollbacks: dict[tuple[int, str], _Candidate] = {}
-    forward_names = {(cand.number, cand.slug) for cand in forwards}
+    # A refused migration's rollback is no orphan either (see _scan).
+    forward_names = {(cand.number, cand.slug) for cand in forwards} | refused
     for cand in backwards:
         if (cand.number, cand.slug) in rollbacks:
             # 001_a_rollback.sql and 1_a_rollback.sql: only one of them could ever run.
@@ -224,7 +244,7 @@ def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
     for number in sorted(by_number):
         cand = by_number[number]
         rb_cand = rollbacks.get((number, cand.slug))
-        if rb_cand is None:
+        if rb_cand is None and (number, cand.slug) not in refused:
             problems.append(Problem(
                 path=cand.rel, code="missing-rollback",
                 message=f"no rollback: create {relative(rollbacks_dir, root)}/"
@@ -292,7 +312,8 @@ def _read(path: str, rel: str, problems: list[Problem]) -> tuple[str | None, str
 def _read_bytes(path: str) -> bytes:
     """The whole file: for one under 64 KiB (most migrations) three system calls, open, read,
     close; no fstat, which cost 20 % more per file (Path.read_bytes costs 3x more)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # O_NONBLOCK: a FIFO put there after the scan (see _scan) reads as empty, not forever.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         data = os.read(fd, _FIRST_READ)
         if len(data) < _FIRST_READ:

@@ -200,6 +200,28 @@ def test_a_dangling_or_looping_symlink_is_a_file_problem_not_a_crash(inner: Proj
         assert f"sqlmig: migrations/{name}.sql" in result.stderr
 
 
+def test_a_fifo_or_a_directory_named_like_a_migration_is_a_file_problem_not_a_hang(
+        inner: Project) -> None:
+    inner.add(1, "first", "CREATE TABLE first_table (id int);\n", "DROP TABLE first_table;\n")
+    os.mkfifo(inner.migrations / "002_pipe.sql")  # reading it would wait for a writer forever
+    (inner.rollbacks / "002_pipe_rollback.sql").write_text("SELECT 1;\n")
+    (inner.migrations / "003_dir.sql").mkdir()
+    (inner.rollbacks / "003_dir_rollback.sql").write_text("SELECT 1;\n")
+    os.mkfifo(inner.migrations / "pipe")
+    (inner.migrations / "004_link.sql").symlink_to("pipe")
+    (inner.rollbacks / "004_link_rollback.sql").write_text("SELECT 1;\n")
+
+    for command in ("up", "status", "lint"):
+        result = run(inner, command, url="postgresql://u:pw@127.0.0.1:1/db", timeout=30)
+        assert result.returncode == 2
+        assert_no_traceback(result)
+        for name in ("002_pipe", "003_dir", "004_link"):
+            assert (f"sqlmig: migrations/{name}.sql: error: not a regular file (a directory, "
+                    "FIFO, socket, device or broken symlink)") in result.stderr
+        # Each is reported once: its rollback is no orphan.
+        assert "sqlmig: 3 problems in the migration files; nothing was run" in result.stderr
+
+
 # -- psql meta-commands that read files or run programs ------------------------------------------
 
 MARKER = "sqlmig-torture-meta-ran"
