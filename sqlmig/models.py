@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
-from functools import total_ordering
+from functools import cache, total_ordering
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -62,6 +62,7 @@ class Version:
 ZERO = Version(major=0, minor=0, patch=0)
 
 
+@cache  # a run orders the same history versions more than once (drift key, current version)
 def version_key(text: str) -> tuple[int, ...]:
     """Order version strings from the history, which may predate sqlmig and not be semver."""
     # Version.parse(text).key without building a Version (10,000 rows are sorted by it); a
