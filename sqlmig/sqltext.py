@@ -324,7 +324,12 @@ class _Chars:
 
 
 # Node kinds whose fields say how a statement must run; any other kind needs no look inside.
-_LOOKED_INTO = {"TransactionStmt", "VacuumStmt", "IndexStmt", "DropStmt", "ReindexStmt"}
+_LOOKED_INTO = {"TransactionStmt", "VacuumStmt", "IndexStmt", "DropStmt", "ReindexStmt",
+                "AlterTableStmt", "ClusterStmt", "DiscardStmt", "AlterDatabaseStmt"}
+
+
+_CONCURRENT = {"IndexStmt": "CREATE INDEX CONCURRENTLY", "DropStmt": "DROP INDEX CONCURRENTLY",
+               "AlterTableStmt": "DETACH PARTITION CONCURRENTLY"}
 
 
 def _classify(kind: str, tree: str, start: int, end: int) -> tuple[str | None, str | None]:
@@ -333,12 +338,19 @@ def _classify(kind: str, tree: str, start: int, end: int) -> tuple[str | None, s
         return None, _NEVER_IN_TRANSACTION[kind]
     if kind not in _LOOKED_INTO:
         return None, None
-    if kind in ("IndexStmt", "DropStmt"):
-        # No node inside these has a `concurrent` field of its own (the JSON leaves out false
-        # ones), and a constant cannot hold an unescaped `"`: no need to load the tree.
+    if kind in _CONCURRENT:
+        # No node inside these has a `concurrent` field of its own (in ALTER TABLE only a
+        # DETACH PARTITION's has one; the JSON leaves out false ones), and a constant cannot
+        # hold an unescaped `"`: no need to load the tree.
         if tree.find('"concurrent":true', start, end) < 0:
             return None, None
-        return None, f"{'CREATE' if kind == 'IndexStmt' else 'DROP'} INDEX CONCURRENTLY"
+        return None, _CONCURRENT[kind]
+    if kind == "ClusterStmt":
+        # CLUSTER of every clustered table (no table named) runs outside a transaction block.
+        named = tree.find('"relation":', start, end) >= 0
+        return None, None if named else "CLUSTER without a table"
+    if kind == "DiscardStmt":
+        return None, "DISCARD ALL" if tree.find('"DISCARD_ALL"', start, end) >= 0 else None
     import json
 
     # The JSON leaves out false, 0 and empty fields.
@@ -348,6 +360,10 @@ def _classify(kind: str, tree: str, start: int, end: int) -> tuple[str | None, s
     # VACUUM cannot run in a transaction block; ANALYZE (the same node) can.
     if kind == "VacuumStmt":
         return None, "VACUUM" if node.get("is_vacuumcmd") else None
+    if kind == "AlterDatabaseStmt":  # WITH CONNECTION LIMIT and the like can
+        moves = any(option.get("DefElem", {}).get("defname") == "tablespace"
+                    for option in node.get("options", ()))
+        return None, "ALTER DATABASE SET TABLESPACE" if moves else None
     for param in node.get("params", ()):  # ReindexStmt
         if param.get("DefElem", {}).get("defname") == "concurrently":
             return None, "REINDEX CONCURRENTLY"

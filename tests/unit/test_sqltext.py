@@ -226,6 +226,13 @@ def test_transaction_control_is_classified(sql: str, control: str | None) -> Non
     ("ALTER SYSTEM RESET ALL", "ALTER SYSTEM"),
     ("CREATE TABLESPACE ts LOCATION '/x'", "CREATE TABLESPACE"),
     ("DROP TABLESPACE ts", "DROP TABLESPACE"),
+    ("ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY", "DETACH PARTITION CONCURRENTLY"),
+    ("ALTER TABLE IF EXISTS app.p DETACH PARTITION app.p1 CONCURRENTLY",
+     "DETACH PARTITION CONCURRENTLY"),
+    ("CLUSTER", "CLUSTER without a table"),
+    ("CLUSTER VERBOSE", "CLUSTER without a table"),
+    ("DISCARD ALL", "DISCARD ALL"),
+    ("ALTER DATABASE app SET TABLESPACE fast", "ALTER DATABASE SET TABLESPACE"),
 ])
 def test_statements_that_cannot_run_in_a_transaction_need_autocommit(
         sql: str, reason: str) -> None:
@@ -241,6 +248,14 @@ def test_statements_that_cannot_run_in_a_transaction_need_autocommit(
     "ANALYZE t",          # unlike VACUUM, ANALYZE runs inside a transaction block
     "ANALYZE",
     "ALTER DATABASE app SET work_mem = '64MB'",
+    "ALTER DATABASE app WITH CONNECTION LIMIT 5",
+    "ALTER TABLE p DETACH PARTITION p1",
+    "ALTER TABLE p DETACH PARTITION p1 FINALIZE",
+    "ALTER TABLE p ADD CONSTRAINT c CHECK (a <> '\"concurrent\":true')",
+    "CLUSTER t USING t_pkey",
+    "CLUSTER t",
+    "DISCARD PLANS",
+    "DISCARD TEMP",
     "CREATE TABLE concurrently (x int)",
     "SELECT 'VACUUM; CREATE INDEX CONCURRENTLY i ON t (a)'",
 ])
