@@ -68,6 +68,16 @@ class Secret:
     def __repr__(self) -> str:
         return "Secret('**********')"
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """For a library user's pydantic (sqlmig does not import it): a Secret or a string
+        validates to a Secret, which serializes masked, as str() shows it."""
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            lambda value: value if isinstance(value, Secret) else Secret(str(value)),
+            serialization=core_schema.plain_serializer_function_ser_schema(str))
+
 
 # How a field's value is checked and converted (_coerce): "identifier" and "role" are strings
 # with a rule; "duration" is seconds (sqlmig.timeouts), "timeout" also None for "inherit".

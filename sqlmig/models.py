@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from sqlmig.reports import BackupReport
+else:
+    # Loaded on first use (sqlmig.reports); a name here at run time lets pydantic's TypeAdapter
+    # take RunReport as it is (its backup field then validates as any value).
+    BackupReport = Any
 
 # ASCII digits only (\d also takes '١٢'); \Z, not $, which would accept a trailing newline.
 _SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\Z")

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import psycopg
 import pytest
 
 import sqlmig
+from sqlmig.config import Secret
 from sqlmig.lock import lock_key
 from sqlmig.models import (
     AppliedRecord,
     EventRecord,
+    Migration,
+    Plan,
     PlanStep,
     RunReport,
     StatusReport,
     StepResult,
     ValidationReport,
+    to_json,
 )
 from sqlmig.reports import NewFiles
 from tests.conftest import Project, query, table_exists
@@ -243,3 +249,42 @@ def test_a_custom_history_table_and_schema(project: Project, database_url: str) 
     assert sqlmig.status(cfg).current_version == "1.0.0"
     # A second project with the default table in the same database is independent.
     assert sqlmig.status(config(project, database_url)).current_version is None
+
+
+def test_records_and_config_validate_and_serialize_with_pydantic_as_they_are(
+        project: Project, database_url: str) -> None:
+    """DESIGN.md's library gives pydantic-ready records: sqlmig does not import pydantic (issue
+    6: ~60 ms of every command), but pydantic v2 takes its dataclasses as they are."""
+    pydantic = pytest.importorskip("pydantic")
+    three_tables(project)
+    cfg = config(project, database_url)
+    plans: list[Plan] = []
+    run = sqlmig.up(cfg, on_plan=plans.append)
+    records: list[object] = [run, *plans, *run.steps, sqlmig.status(cfg),
+                             *sqlmig.history(cfg), *sqlmig.load_files(cfg).migrations]
+
+    for record in records:
+        adapter = pydantic.TypeAdapter(type(record))
+        dumped = adapter.dump_python(record, mode="json")
+        assert dumped == to_json(record), type(record).__name__  # what --json prints
+        if isinstance(record, Migration):  # its text is not in its JSON
+            dumped = {**dumped, "source": record.text,
+                      "rollback": {**dumped["rollback"], "source": record.rollback.text}}
+        assert adapter.validate_python(dumped) == record, type(record).__name__
+        assert adapter.json_schema()["type"] == "object"
+    rows = pydantic.TypeAdapter(list[AppliedRecord]).dump_python(sqlmig.history(cfg), mode="json")
+    assert sorted((row["version"], row["number"], row["status"]) for row in rows) == [
+        ("1.0.0", 1, "applied"), ("1.1.0", 2, "applied"), ("1.2.0", 3, "applied")]
+
+    # A configuration dumps with its secrets masked, and validates from plain strings.
+    secret = dataclasses.replace(
+        sqlmig.resolve(root=project.root, environ={},
+                       database_url="postgresql://app_user:s3cret-pw@db.example/app"),
+        password=Secret("p4ss-w0rd"))
+    adapter = pydantic.TypeAdapter(sqlmig.Config)
+    dumped = adapter.dump_python(secret, mode="json")
+    assert dumped["password"] == "**********"
+    assert "p4ss-w0rd" not in adapter.dump_json(secret).decode()
+    assert "s3cret-pw" not in adapter.dump_json(secret).decode()
+    back = adapter.validate_python({**adapter.dump_python(secret), "password": "other"})
+    assert back.password is not None and back.password.get_secret_value() == "other"
