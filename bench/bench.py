@@ -222,7 +222,15 @@ def generated(count: int) -> Iterator[tuple[int, str, str, str]]:
                f"DROP TABLE t_{i};\n")
 
 
-def measure(samples: dict[str, Sample], name: str, fn: Callable[[], tuple[float, int]]) -> None:
+def measure(samples: dict[str, Sample], name: str, fn: Callable[[], tuple[float, int]], *,
+            warm: bool = False) -> None:
+    """`warm`: run it once untimed first (for a command that changes nothing), so that every
+    tool is timed with its files and modules in the page cache, which this machine drops after
+    20-40 s: without it a command run right after another tool's long apply pays for reading
+    Python and psycopg again (+70-80 ms), and one run right after a tool that shares them
+    (yoyo after sqlmig) does not."""
+    if warm:
+        fn()
     wall, rss = fn()
     sample = samples.setdefault(name, Sample())
     sample.wall.append(wall)
@@ -280,20 +288,20 @@ def main() -> None:
             measure(samples, f"hand-written psql -1 -f per file, {small}",
                     lambda: bench.on_fresh_db(lambda url: bench.hand_written(p_small, url)))
             measure(samples, f"sqlmig up, no-op, {large} applied",
-                    lambda: bench.sqlmig(p_large, applied_large, "up"))
+                    lambda: bench.sqlmig(p_large, applied_large, "up"), warm=True)
             measure(samples, f"sqlmig status, {large} applied",
-                    lambda: bench.sqlmig(p_large, applied_large, "status"))
+                    lambda: bench.sqlmig(p_large, applied_large, "status"), warm=True)
             for tool in peers:
                 measure(samples, f"{tool} no-op apply, {large} applied",
                         lambda tool=tool: bench.peer(tool, peer_large[tool], peer_applied[tool],
-                                                     "apply"))
+                                                     "apply"), warm=True)
                 measure(samples, f"{tool} status, {large} applied",
                         lambda tool=tool: bench.peer(tool, peer_large[tool], peer_applied[tool],
-                                                     "status"))
+                                                     "status"), warm=True)
             measure(samples, f"sqlmig up, no-op, {huge} applied",
-                    lambda: bench.sqlmig(p_huge, applied_huge, "up"))
+                    lambda: bench.sqlmig(p_huge, applied_huge, "up"), warm=True)
             measure(samples, f"sqlmig status, {huge} applied",
-                    lambda: bench.sqlmig(p_huge, applied_huge, "status"))
+                    lambda: bench.sqlmig(p_huge, applied_huge, "status"), warm=True)
 
             def down_and_back() -> tuple[float, int]:
                 result = bench.sqlmig(p_large, applied_large, "down", "--steps", str(small))
