@@ -348,18 +348,19 @@ def report(samples: dict[str, Sample], small: int, large: int, data_mb: int,
 
 def compare_with_peers(samples: dict[str, Sample], large: int, peers: list[str]) -> None:
     """sqlmig's time over each peer's, per workload: the median of each round's ratio."""
-    pairs = {f"apply {large}": (f"sqlmig up, apply {large}", "{} apply " + str(large)),
+    # label: (sqlmig's workload, the peer's workload without the peer's name in front)
+    pairs = {f"apply {large}": (f"sqlmig up, apply {large}", f"apply {large}"),
              f"no-op up, {large} applied": (f"sqlmig up, no-op, {large} applied",
-                                            "{} no-op apply, " + f"{large} applied"),
+                                            f"no-op apply, {large} applied"),
              f"status, {large} applied": (f"sqlmig status, {large} applied",
-                                          "{} status, " + f"{large} applied")}
+                                          f"status, {large} applied")}
     print()
     print(f"| sqlmig over | {' | '.join(peers)} |")
     print(f"|---|{'---:|' * len(peers)}")
     for label, (ours, theirs) in pairs.items():
         cells = []
         for tool in peers:
-            rounds = zip(samples[ours].wall, samples[theirs.format(tool)].wall, strict=True)
+            rounds = zip(samples[ours].wall, samples[f"{tool} {theirs}"].wall, strict=True)
             cells.append(f"{statistics.median(a / b for a, b in rounds):.2f}x")
         print(f"| {label} | {' | '.join(cells)} |")
 

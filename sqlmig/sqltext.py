@@ -323,13 +323,12 @@ class _Chars:
         return self._char
 
 
-# Node kinds whose fields say how a statement must run; any other kind needs no look inside.
-_LOOKED_INTO = {"TransactionStmt", "VacuumStmt", "IndexStmt", "DropStmt", "ReindexStmt",
-                "AlterTableStmt", "ClusterStmt", "DiscardStmt", "AlterDatabaseStmt"}
-
-
+# Kinds that cannot run in a transaction when their tree holds `"concurrent":true`.
 _CONCURRENT = {"IndexStmt": "CREATE INDEX CONCURRENTLY", "DropStmt": "DROP INDEX CONCURRENTLY",
                "AlterTableStmt": "DETACH PARTITION CONCURRENTLY"}
+# Node kinds whose fields say how a statement must run; any other kind needs no look inside.
+_LOOKED_INTO = {"TransactionStmt", "VacuumStmt", "ReindexStmt", "ClusterStmt", "DiscardStmt",
+                "AlterDatabaseStmt", *_CONCURRENT}
 
 
 def _classify(kind: str, tree: str, start: int, end: int) -> tuple[str | None, str | None]:
