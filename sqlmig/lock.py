@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -27,11 +28,16 @@ def lock_key(qualified_table: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def _halves(key: int) -> tuple[sql.Literal, sql.Literal]:
+    # pg_locks splits a bigint advisory key into two unsigned 32-bit halves.
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return sql.Literal(unsigned >> 32), sql.Literal(unsigned & 0xFFFFFFFF)
+
+
 def holder_sql(key: int) -> sql.Composed:
     """An SQL expression naming the session that holds `key`: run by the engine on timeout and
     embedded in the rendered psql script, so both say the same thing."""
-    # pg_locks splits a bigint advisory key into two unsigned 32-bit halves.
-    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    hi, lo = _halves(key)
     return sql.SQL(
         """coalesce((SELECT format('held by pid %s (application_name %L, client %s, '
                                    'connected since %s, %s: %L)', a.pid, a.application_name,
@@ -44,7 +50,16 @@ def holder_sql(key: int) -> sql.Composed:
                         AND l.database = (SELECT oid FROM pg_database
                                            WHERE datname = current_database())
                       LIMIT 1), 'held by a session that has since released it')"""
-    ).format(hi=sql.Literal(unsigned >> 32), lo=sql.Literal(unsigned & 0xFFFFFFFF))
+    ).format(hi=hi, lo=lo)
+
+
+def mine_sql(key: int) -> sql.Composed:
+    """An SQL condition: this session holds `key` (for the rendered script's polling)."""
+    hi, lo = _halves(key)
+    return sql.SQL(
+        "EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+        "AND granted AND objsubid = 1 AND classid = {hi}::oid AND objid = {lo}::oid)"
+    ).format(hi=hi, lo=lo)
 
 
 def holder(conn: psycopg.Connection, key: int) -> str:
@@ -52,33 +67,46 @@ def holder(conn: psycopg.Connection, key: int) -> str:
     return row[0] if row else "held by a session that has since released it"
 
 
+# Waiting polls pg_try_advisory_lock with a pause between tries, first short then up to
+# POLL_MAX. A blocking pg_advisory_lock would wait inside a statement, holding its snapshot, and
+# CREATE INDEX CONCURRENTLY of the runner that holds the lock waits for every older snapshot to
+# go: each waits for the other ("deadlock detected", and with many waiters the build itself can
+# be the victim, leaving an INVALID index). Between tries this session holds no snapshot and no
+# transaction. The price is fairness: waiters are not served in arrival order.
+POLL_FIRST = 0.02
+POLL_MAX = 0.25
+
+
+def poll_delays(timeout: float) -> Iterator[float]:
+    """The pauses between tries within `timeout` seconds: doubling from POLL_FIRST to
+    POLL_MAX; their sum is `timeout` (the last one is cut short)."""
+    left, delay = timeout, POLL_FIRST
+    while left > 1e-9:
+        pause = min(delay, left)
+        yield pause
+        left -= pause
+        delay = min(delay * 2, POLL_MAX)
+
+
 def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> int:
     """Wait at most `timeout` seconds for the lock; LockTimeout names the holder. Returns the
     server session (backend pid) that took it, for release() to compare."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    delays = poll_delays(timeout)
     try:
-        if timeout <= 0:
+        while True:
             got = conn.execute("SELECT pg_try_advisory_lock(%s), pg_backend_pid()",
                                (key,)).fetchone()
             if got and got[0]:
                 return int(got[1])
-        else:
-            # lock_timeout bounds the wait inside the server, so waiters queue fairly
-            # instead of polling, and a kill of this process drops the wait with the session.
-            wait_ms = max(1, round(timeout * 1000))  # 0ms would mean "wait forever"
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{wait_ms}ms",))
-            try:
-                got = conn.execute("SELECT pg_advisory_lock(%s), pg_backend_pid()",
-                                   (key,)).fetchone()
-                assert got is not None
-                return int(got[1])
-            except psycopg.errors.LockNotAvailable:
-                pass
-            finally:
-                if not conn.closed:
-                    # Back to the session's own value (ALTER ROLE/DATABASE … SET lock_timeout,
-                    # PGOPTIONS), not 0: the migrations run with what the DBA configured.
-                    conn.execute("RESET lock_timeout")
+            pause = next(delays, None)
+            if pause is None:
+                break
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
         who = holder(conn, key)
+    except psycopg.errors.DeadlockDetected as exc:  # not expected while polling; said as it is
+        raise LockTimeout(f"deadlock detected while waiting for the migration lock on {what}: "
+                          f"{str(exc).strip()}", hint="run the command again") from exc
     except psycopg.OperationalError as exc:
         raise ConnectError(f"lost the connection while waiting for the lock: {exc}") from exc
     raise LockTimeout(

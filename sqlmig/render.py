@@ -226,28 +226,37 @@ class _Script:
         timeout = self.config.lock_timeout
         message = (f"sqlmig: could not take the migration lock on {self.config.qualified_table} "
                    f"within {timeout:g} s: ")
-        holder = lock.holder_sql(self.key)
         fail = sql.SQL(
-            "RAISE EXCEPTION USING MESSAGE = {} || {},\n"
+            "BEGIN RAISE EXCEPTION USING MESSAGE = {} || {},\n"
             "      HINT = 'wait for that run to finish, or end that session; nothing was changed';"
-        ).format(sql.Literal(message), holder)
+            "\nEND").format(sql.Literal(message), lock.holder_sql(self.key))
         key = sql.Literal(self.key)
-        if timeout <= 0:
-            body = sql.SQL("BEGIN\n  IF NOT pg_try_advisory_lock({}) THEN\n    {}\n  END IF;\nEND"
-                           ).format(key, fail)
-        else:
-            body = sql.SQL("BEGIN\n  PERFORM pg_advisory_lock({});\n"
-                           "EXCEPTION WHEN lock_not_available THEN\n  {}\nEND").format(key, fail)
+        mine = lock.mine_sql(self.key)
         self.add("",
                  f"-- The engine's migration lock: lock_key({self.config.qualified_table!r}), held "
                  "until the end;",
                  f"-- waiting at most {timeout:g} s (--lock-timeout) for another run to finish.")
-        if timeout > 0:
-            wait_ms = max(1, round(timeout * 1000))  # 0ms would mean "wait forever"
-            self.add(f"SET lock_timeout = {sql.Literal(f'{wait_ms}ms').as_string(None)};")
-        self.add(_do(body.as_string(None)))
-        if timeout > 0:
-            self.add("RESET lock_timeout;")
+        pauses = list(lock.poll_delays(timeout))
+        if pauses:
+            # As the engine waits (sqlmig.lock): tries with pauses, each try its own short
+            # statement, so the wait holds no snapshot that another runner's CREATE INDEX
+            # CONCURRENTLY would wait for (a pause holds one for at most its length). \gexec
+            # runs each generated statement in turn; once the lock is taken the rest do nothing.
+            try_sql = sql.SQL(
+                "SELECT format('DO $try$ BEGIN IF NOT %s THEN IF NOT pg_try_advisory_lock(%s) THEN "
+                "PERFORM pg_sleep(%s); END IF; END IF; END $try$', {mine}, {key}, "
+                "least({first} * 2 ^ least(i - 1, 10), {most}))"
+                "\n  FROM generate_series(1, {tries}) AS i \\gexec"
+            ).format(mine=sql.Literal(mine.as_string(None)), key=key,
+                     first=sql.Literal(lock.POLL_FIRST), most=sql.Literal(lock.POLL_MAX),
+                     tries=sql.Literal(len(pauses)))
+            self.add(try_sql.as_string(None))
+        self.add(f"SELECT CASE WHEN {mine.as_string(None)} THEN true "
+                 f"ELSE pg_try_advisory_lock({self.key}) END AS sqlmig_locked \\gset",
+                 "\\if :sqlmig_locked",
+                 "\\else",
+                 _do(fail.as_string(None)),
+                 "\\endif")
 
     def tables(self) -> None:
         h = self.history

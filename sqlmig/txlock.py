@@ -231,23 +231,29 @@ class TransactionLock(NoGuard):
         return int(row[0]), str(row[1])
 
     def _lock(self, deadline: float, *, fingerprint: bool) -> tuple[Any, Any]:
-        """One round trip: BEGIN, the lock (bounded), the session's settings as SET LOCAL, and
-        the reads a decision needs. Raises LockTimeout naming the holder."""
+        """BEGIN, the lock, the session's settings as SET LOCAL, and the reads a decision needs,
+        in one round trip per try. The lock is tried, never waited for inside the server: a
+        waiting statement would hold a snapshot that a CREATE INDEX CONCURRENTLY of another
+        runner waits for (see lock.acquire). Raises LockTimeout naming the holder."""
+        delays = lock.poll_delays(max(0.0, deadline - time.monotonic()))
+        while True:
+            lease_cur, state_cur, got = self._try_lock(fingerprint=fingerprint)
+            row = got.fetchone()
+            if row and row[0]:
+                return lease_cur, state_cur
+            self._rollback()
+            pause = next(delays, None)
+            if pause is None:
+                self._timed_out()
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+    def _try_lock(self, *, fingerprint: bool) -> tuple[Any, Any, Any]:
         conn = self.conn
-        remaining = deadline - time.monotonic()
-        lease_cur = state_cur = got = None
+        lease_cur = state_cur = None
         try:
             with conn.pipeline():
                 conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                if self.timeout <= 0:
-                    got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.key,))
-                else:
-                    # lock_timeout bounds the wait inside the server (0 would mean forever), and
-                    # goes back to the role's/database's value for the migration itself.
-                    wait_ms = max(1, round(remaining * 1000))
-                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{wait_ms}ms",))
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.key,))
-                    conn.execute("SET LOCAL lock_timeout TO DEFAULT")
+                got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.key,))
                 if conn.info.server_version >= 140000:
                     # A runner that dies mid-statement must not leave its migration running.
                     conn.execute("SELECT set_config('client_connection_check_interval', '1s', "
@@ -261,9 +267,6 @@ class TransactionLock(NoGuard):
                     lease_cur = conn.execute(self.lease_table.read())
                 if fingerprint:
                     state_cur = conn.execute(self.history.fingerprint_query())
-        except psycopg.errors.LockNotAvailable:
-            self._rollback()
-            self._timed_out()
         except psycopg.errors.InsufficientPrivilege as exc:
             self._rollback()
             raise InvalidInput(f"cannot lock {self.what}: {str(exc).strip()}",
@@ -274,12 +277,7 @@ class TransactionLock(NoGuard):
         except psycopg.Error as exc:
             self._rollback()
             raise InvalidInput(f"cannot lock {self.what}: {str(exc).strip()}") from exc
-        if got is not None:
-            row = got.fetchone()
-            if not (row and row[0]):
-                self._rollback()
-                self._timed_out()
-        return lease_cur, state_cur
+        return lease_cur, state_cur, got
 
     def _timed_out(self) -> None:
         holder = lock.holder(self.conn, self.key)

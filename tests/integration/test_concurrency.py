@@ -328,8 +328,8 @@ def test_held_lock_times_out_naming_the_holder_then_succeeds_once_released(
 
         proc = start(project, "--lock-timeout", "10", "up", url=database_url)
         print(f"started `sqlmig --lock-timeout 10 up` as pid {proc.pid}")
-        wait_for("sqlmig waits on the advisory lock",
-                 lambda: any(b[2] == "Lock" and b[3] == "advisory"
+        wait_for("sqlmig polls the advisory lock",
+                 lambda: any("pg_try_advisory_lock" in b[4]
                              for b in sqlmig_backends(database_url)), timeout=20)
         time.sleep(1)
         holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
