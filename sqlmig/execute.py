@@ -25,6 +25,11 @@ _ALLOWED_IN_TRANSACTION = {"SAVEPOINT", "RELEASE", "ROLLBACK_TO"}
 _COPY_FROM_STDIN = re.compile(r"COPY\b[^;]*?\bFROM\s+STDIN\b", re.IGNORECASE)
 # Characters of SQL sent in a transaction's pipeline before its results are taken.
 _SYNC_EVERY = 4 << 20
+# A statement longer than this is never sent in pipeline mode: psycopg (3.3, C implementation)
+# can hang for good in a pipeline's sync after one long query (seen from ~0.9 MB on, 1 try in
+# 30 at 1 MB, every time at 5 MB; never in 300 tries of 64 KB to 0.5 MB). Sent on its own, its
+# round trip costs nothing beside its size.
+_PIPELINE_MAX = 64 << 10
 # At most this many steps, and about this much SQL, run back to back in one batch (Executor.
 # _batch): results, and so progress lines, come once per batch.
 _BATCH_STEPS = 50
@@ -277,7 +282,8 @@ class Executor:
             # A large file runs on its own, sent in parts (see _in_transaction).
             while (n < len(ahead) and n < _BATCH_STEPS
                    and size + len(ahead[n][0].sql) <= _BATCH_CHARS
-                   and self.guard is None and ahead[n][0].transactional):
+                   and self.guard is None and ahead[n][0].transactional
+                   and all(st.size <= _PIPELINE_MAX for st in ahead[n][2])):
                 size += len(ahead[n][0].sql)
                 n += 1
             if n > 1:
@@ -343,47 +349,43 @@ class Executor:
 
     def _in_transaction(self, step: PlanStep, stmts: list[sqltext.Statement],
                         bookkeeping: list[tuple[Any, dict]]) -> None:
-        """Body, history row and COMMIT in one pipeline: one round trip per migration."""
+        """Body, history row and COMMIT in one pipeline: one round trip per migration. A large
+        body goes in parts (see _parts), still in the one transaction."""
         guard = self.guard
         if guard is not None:
             guard.begin(step)  # BEGIN, the lock, the history re-read; raises Skipped if done
-        cursors: list[psycopg.Cursor] = []
-        synced = 0  # statements before cursors[0], whose results are in
+        parts = _parts(stmts)
+        sent: list[tuple[int, psycopg.Cursor | None]] = []  # of the current part, by index
         try:
-            with self.conn.pipeline() as pipeline:
-                if guard is None:
-                    self.conn.execute("BEGIN")
-                pending = 0
-                for st in stmts:
-                    text = st.text
-                    cur = self.conn.cursor()
-                    cursors.append(cur)
-                    cur.execute(text, prepare=False)  # type: ignore[arg-type]
-                    pending += len(text)
-                    if pending > _SYNC_EVERY:
-                        # A large body (a data migration): take the results so far, in the same
-                        # transaction, so the cursors and what they sent are not all kept until
-                        # the end: a 50 MB file would be held twice more.
-                        pipeline.sync()
-                        synced += len(cursors)
-                        cursors.clear()
-                        pending = 0
-                for query, params in bookkeeping:
-                    self.conn.execute(query, params, prepare=False)
-                if guard is not None:
-                    # Behind a transaction pooler, the file's own SET/SET ROLE would outlive it
-                    # on a pooled server connection: undone before COMMIT instead of after.
-                    self.conn.execute("RESET ALL")
-                    self.conn.execute("RESET ROLE")
-                self.conn.execute("COMMIT")
-                if guard is None:
-                    # Each file starts from a clean session, as with one `psql -1 -f` per file: a
-                    # plain SET in one migration must not leak into the next.
-                    reset_session(self.conn)
+            for n, (alone, lo, hi) in enumerate(parts):
+                sent = []
+                if alone:
+                    sent.append((lo, None))
+                    self.conn.execute(stmts[lo].text, prepare=False)  # type: ignore[arg-type]
+                    continue
+                with self.conn.pipeline():
+                    if n == 0 and guard is None:
+                        self.conn.execute("BEGIN")
+                    for i in range(lo, hi):
+                        cur = self.conn.cursor()
+                        sent.append((i, cur))
+                        cur.execute(stmts[i].text, prepare=False)  # type: ignore[arg-type]
+                    if n + 1 < len(parts):
+                        continue
+                    for query, params in bookkeeping:
+                        self.conn.execute(query, params, prepare=False)
+                    if guard is not None:
+                        # Behind a transaction pooler, the file's own SET/SET ROLE would outlive
+                        # it on a pooled server connection: undone before COMMIT, not after.
+                        self.conn.execute("RESET ALL")
+                        self.conn.execute("RESET ROLE")
+                    self.conn.execute("COMMIT")
+                    if guard is None:
+                        # Each file starts from a clean session, as with one `psql -1 -f` per
+                        # file: a plain SET in one migration must not leak into the next.
+                        reset_session(self.conn)
         except psycopg.Error as exc:
-            failed = next((synced + i for i, c in enumerate(cursors)
-                           if c.pgresult is None or c.pgresult.status == pq.ExecStatus.FATAL_ERROR),
-                          None)
+            failed = next((i for i, c in sent if c is None or not _ok(c)), None)
             self._rollback()
             error = self._failure(step, stmts, failed, exc, rolled_back=True)
             self._log_failure(step, error)
@@ -472,6 +474,27 @@ class Executor:
             server_message=diag.message_primary or str(exc).strip(),
             detail=detail, server_hint=diag.message_hint, rolled_back=rolled_back,
         )
+
+
+def _parts(stmts: list[sqltext.Statement]) -> list[tuple[bool, int, int]]:
+    """How a transaction's statements are sent: (alone, first, end) ranges. Runs of short
+    statements go in pipelines, a new one after every _SYNC_EVERY characters so that what was
+    sent is not all kept until the end (a 50 MB data file would be held twice more); a statement
+    over _PIPELINE_MAX goes alone, outside pipeline mode. The first and last parts are always
+    pipelines (maybe empty): the first sends BEGIN, the last the history row and COMMIT."""
+    parts: list[tuple[bool, int, int]] = []
+    lo = pending = 0
+    for i, st in enumerate(stmts):
+        if st.size > _PIPELINE_MAX:
+            parts += [(False, lo, i), (True, i, i + 1)]
+            lo, pending = i + 1, 0
+            continue
+        pending += st.size
+        if pending > _SYNC_EVERY:
+            parts.append((False, lo, i + 1))
+            lo, pending = i + 1, 0
+    parts.append((False, lo, len(stmts)))
+    return parts
 
 
 def _unconfirmed(error: ConnectError, names: list[str]) -> ConnectError:

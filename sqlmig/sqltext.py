@@ -62,6 +62,11 @@ class Statement:
     def text(self) -> str:
         return self._body[self._span[0]:self._span[1]]
 
+    @property
+    def size(self) -> int:
+        """len(text), without slicing it out."""
+        return self._span[1] - self._span[0]
+
 
 @dataclass(frozen=True)
 class SplitResult:
