@@ -167,7 +167,12 @@ class History:
     def create_table(self) -> list[sql.Composed]:
         """The schema and a bare history table; every other column comes from add_columns."""
         return [
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)),
+            # Only when it is missing: CREATE SCHEMA IF NOT EXISTS checks CREATE on the database
+            # first, which a least-privilege owner role (CREATE on its schema only) lacks.
+            sql.SQL("DO $sqlmig$ BEGIN IF to_regnamespace({name}) IS NULL THEN "
+                    "EXECUTE format('CREATE SCHEMA %I', {schema}); END IF; END $sqlmig$").format(
+                name=sql.Literal(sql.Identifier(self.schema).as_string(None)),
+                schema=sql.Literal(self.schema)),
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (version varchar(50) PRIMARY KEY)").format(
                 self.table),
         ]
