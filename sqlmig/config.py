@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from sqlmig import configfile
 from sqlmig.configfile import find_root
 from sqlmig.errors import ConfigInvalid
+from sqlmig.redaction import dsn_secrets, redact
 
 if TYPE_CHECKING:
     from sqlmig.reports import ConfigReport
@@ -385,8 +386,7 @@ def resolve(
     notes = list(file.notes) if file is not None else []
     if sources["database_url"][0] == "file" and config.database_url is not None and file is not None:
         url = config.database_url.get_secret_value()
-        match = _URL_PASSWORD.search(url)
-        if (match and match["pw"]) or _KV_PASSWORD.search(url):
+        if dsn_secrets(url):
             notes.append(f"{file.label}: warning: database_url holds a password: keep passwords "
                          "out of files under version control (password_file, or DATABASE_URL in "
                          "the environment)")
@@ -441,31 +441,12 @@ def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
     return f" (did you mean {match[0]}?)" if match else ""
 
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@\s]*)@",
-                           re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove passwords from anything about to be shown: URLs, key=value DSNs, known secrets."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    text = _KV_PASSWORD.sub(r"\1***", text)
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
-
-
 def secrets_of(config: Config) -> list[str]:
     out: list[str] = []
     if config.password is not None:
         out.append(config.password.get_secret_value())
     if config.database_url is not None:
-        match = _URL_PASSWORD.search(config.database_url.get_secret_value())
-        if match and match["pw"]:
-            from urllib.parse import unquote
-
-            out.extend({match["pw"], unquote(match["pw"])})
+        out.extend(dsn_secrets(config.database_url.get_secret_value()))
     if os.environ.get("PGPASSWORD"):
         out.append(os.environ["PGPASSWORD"])
     return out

@@ -1,0 +1,79 @@
+"""Passwords out of everything sqlmig shows: the secrets a connection string holds, and redact().
+
+A connection string is read the way libpq reads it (psycopg's conninfo_to_dict), so the password
+found is the one libpq would send. A string libpq cannot read, or reads otherwise than its author
+meant (an unencoded `@`, `#` or `/` in a URL's password), is still somebody's password: the last
+resort hides everything between the scheme (`postgresql:`) and the last `@` of the string, or,
+without a scheme, everything before the last `@`. What is hidden is "***"; a key=value string
+keeps its separators (`password=*** host=…`).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+# A URL's user:password@ in running text: the password runs to the last `@` of the
+# whitespace-free token, so `app:p@ss#Hunter2@host` hides `p@ss#Hunter2`, not only `p`.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*:/*)(?P<user>[^:@/\s]*):(?P<pw>\S*)@",
+                           re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
+_KV_TO_NEXT_KEY = re.compile(r"password\s*=\s*(.*?)(?=\s+[A-Za-z_]+\s*=|\s*$)",
+                             re.IGNORECASE | re.DOTALL)
+_SCHEME = re.compile(r"\s*[a-z][a-z0-9+.-]*:/*", re.IGNORECASE)
+# Shorter ones are replaced only where the rules above find them: "***" for every `a` of a
+# message would hide the message, not the password.
+_MIN_SECRET = 4
+_DELIMITERS = "@#/?:&="
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """Every string of `dsn` that is or may be its password, as written and decoded."""
+    from psycopg import conninfo
+
+    found: set[str] = set()
+    try:
+        password, parsed = conninfo.conninfo_to_dict(dsn).get("password"), True
+    except Exception:  # not readable by libpq: the last resort below decides
+        password, parsed = None, False
+    if password:
+        found.add(str(password))
+    scheme = _SCHEME.match(dsn)
+    if scheme is not None or not parsed:
+        # A URL (readable or not: libpq may have read a password with an `@` otherwise), or a
+        # string libpq cannot read at all.
+        start = scheme.end() if scheme is not None else 0
+        at = dsn.rfind("@", start)
+        if at > start:
+            userinfo = dsn[start:at]
+            _, colon, secret = userinfo.partition(":")
+            for whole in (secret, unquote(secret)) if colon else (userinfo, unquote(userinfo)):
+                found.update(_pieces(whole))
+    if scheme is None:
+        for match in _KV_PASSWORD.finditer(dsn):
+            value = match[2]
+            found.update((value, value.strip("'")))
+        if not parsed:
+            # An unquoted value with a space: the password runs to the next `key=`.
+            for match in _KV_TO_NEXT_KEY.finditer(dsn):
+                found.update((match[1], *match[1].split()))
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def _pieces(secret: str) -> list[str]:
+    """The secret, and the parts libpq may have cut it into at a URL delimiter and then quote
+    on their own (`p@ss#Hunter2`: host `ss#Hunter2@…` in a "could not resolve" message)."""
+    cuts = [i for i, c in enumerate(secret) if c in _DELIMITERS]
+    return [secret, *(secret[i + 1:] for i in cuts), *(secret[:i] for i in cuts)]
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove passwords from anything about to be shown: URLs, key=value DSNs, known secrets."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        if len(secret) >= _MIN_SECRET:
+            text = text.replace(secret, "***")
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _KV_PASSWORD.sub(r"\1***", text)
+
+
+__all__ = ["dsn_secrets", "redact"]
