@@ -235,6 +235,11 @@ class History:
             "       (SELECT rollback_checksum FROM {t} WHERE version = {v}) AS rollback_checksum"
         ).format(t=self.table, v=sql.Literal(version), n=sql.Literal(number))
 
+    def events_exist(self, conn: psycopg.Connection) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                           (self.events.as_string(conn),)).fetchone()
+        return bool(row and row[0])
+
     def _columns(self, conn: psycopg.Connection) -> tuple[dict[str, str] | None, bool]:
         """The history table's columns (None: no table), and whether the events table exists:
         one round trip, where a CREATE TABLE IF NOT EXISTS of it each run would be another."""

@@ -4,16 +4,20 @@ breath of up/down/status (files → connect → lock → history → plan → ex
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
 
 from sqlmig import files as files_mod
 from sqlmig import plan
 from sqlmig.config import Config
-from sqlmig.errors import FileProblems, InvalidInput
+from sqlmig.errors import FileProblems, InvalidInput, SqlmigError
+from sqlmig.history import History
 from sqlmig.models import MigrationSet, Version
 from sqlmig.ops import OnWait, _guarded, _parse_version, _session, load_files
 
@@ -45,7 +49,25 @@ def backup(config: Config, directory: Path | str | None = None) -> BackupReport:
     target = Path(directory) if directory is not None else (config.backup_dir
                                                             or config.root / "backups")
     with _session(config, locked=False) as (conn, history):
-        return dump.backup(config, conn, target, plan.current_version(history.read(conn)))
+        current = plan.current_version(history.read(conn))
+        try:
+            report = dump.backup(config, conn, target, current)
+        except SqlmigError as exc:
+            _log_backup(conn, history, "failed", current, detail=exc.message)
+            raise
+        _log_backup(conn, history, "ok", current, detail=report.path,
+                    duration_ms=report.duration_ms)
+        return report
+
+
+def _log_backup(conn: psycopg.Connection, history: History, outcome: str, version: str | None,
+                **fields: Any) -> None:
+    """The event of a standalone backup, as `up --backup` logs its own; where sqlmig has no
+    event log yet (a backup before the first migration) there is nothing to log it in."""
+    if not history.events_exist(conn):
+        return
+    with contextlib.suppress(psycopg.Error):  # a read-only role may dump but not log
+        conn.execute(*history.event("backup", outcome, version=version, **fields))
 
 
 def check(config: Config, require: str) -> CheckResult:

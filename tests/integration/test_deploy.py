@@ -19,6 +19,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import sqlmig
+from sqlmig import embedded
 from sqlmig.dump import candidates, choose
 from tests.conftest import SQLMIG, Project, query, table_exists
 
@@ -322,14 +323,14 @@ def test_backup_to_a_directory_that_cannot_be_written_stops_the_run_before_anyth
 
 
 FAKE_PG_DUMP = """#!/bin/sh
-# Records how sqlmig runs pg_dump; fails when asked to.
+# Records how sqlmig runs pg_dump, then runs the real one; fails when asked to.
 case "$1" in --version) echo "pg_dump (PostgreSQL) 99.1"; exit 0;; esac
 printf '%s\\n' "$@" > "$FAKE_DIR/argv"
 printf '%s' "$PGPASSWORD" > "$FAKE_DIR/pgpassword"
 if [ -n "$FAKE_FAIL" ]; then
   echo "pg_dump: error: query failed: permission denied for table t" >&2; exit 1
 fi
-for a in "$@"; do case "$a" in --file=*) echo dump > "${a#--file=}";; esac; done
+exec "$REAL_BIN/pg_dump" "$@"
 """
 
 
@@ -340,7 +341,10 @@ def fake_pg_dump(tmp_path: Path) -> dict[str, str]:
     script = bin_dir / "pg_dump"
     script.write_text(FAKE_PG_DUMP)
     script.chmod(0o755)
-    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DIR": str(tmp_path)}
+    # sqlmig checks the archive with the pg_restore beside the pg_dump it ran.
+    (bin_dir / "pg_restore").symlink_to(embedded.bin_dir() / "pg_restore")
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DIR": str(tmp_path),
+            "REAL_BIN": str(embedded.bin_dir())}
 
 
 def test_backup_passes_the_password_in_pgpassword_never_on_the_command_line(
