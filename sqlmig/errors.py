@@ -73,6 +73,15 @@ class ConnectError(SqlmigError):
     exit_code = ExitCode.CANNOT_CONNECT
 
 
+class ConnectionLost(ConnectError):
+    """The connection went away while a run was changing the database. `reason`: what the
+    driver said; the run reads the history again before it reports (see ops.after_loss)."""
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
 class LockTimeout(SqlmigError):
     exit_code = ExitCode.LOCK_TIMEOUT
 

@@ -13,7 +13,7 @@ from psycopg import pq, sql
 
 from sqlmig import sqltext, timeouts
 from sqlmig.connect import reset_session
-from sqlmig.errors import ConnectError, FileProblems, MigrationFailed
+from sqlmig.errors import ConnectError, ConnectionLost, FileProblems, MigrationFailed
 from sqlmig.history import History
 from sqlmig.models import Migration, PlanStep, Problem, RetryNotice, StepResult
 
@@ -454,8 +454,9 @@ class Executor:
                      if rolled_back else
                      "this no-transaction step stays in state `started`: check the database, "
                      "then `sqlmig repair`")
-            return ConnectError(f"{step.path}: connection lost while running {step.name}: "
-                                f"{str(exc).strip()}", hint=state)
+            return ConnectionLost(f"{step.path}: connection lost while running {step.name}: "
+                                  f"{str(exc).strip()}", reason=" ".join(str(exc).split()),
+                                  hint=state)
         diag = exc.diag
         line = column = None
         if failed is not None and failed < len(stmts):
@@ -502,7 +503,7 @@ def _unconfirmed(error: ConnectError, names: list[str]) -> ConnectError:
     no commit has yet waited for their flush, so a server that crashed may have lost them."""
     listed = names[0] if len(names) == 1 else f"{len(names)} migrations ({names[0]} … {names[-1]})"
     were = "was" if len(names) == 1 else "were"
-    return ConnectError(error.message, hint=(
+    return ConnectionLost(error.message, reason=getattr(error, "reason", error.message), hint=(
         f"{error.hint}; {listed}, sent before it in the same group, had committed but {were} "
         "not yet confirmed on disk: `sqlmig status` shows what is applied (all of them, unless "
         "the server crashed)"))

@@ -14,6 +14,7 @@ from sqlmig import files as files_mod
 from sqlmig.config import Config
 from sqlmig.connect import connect, describe, refused, session_statements
 from sqlmig.errors import (
+    ConnectionLost,
     HistoryInconsistent,
     InvalidInput,
     MigrationFailed,
@@ -237,6 +238,8 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
                 if done and exc.rolled_back:
                     _record(conn, history, guard, "up", applied=drift.applied_after(records, done))
                 raise
+            except ConnectionLost as exc:
+                raise _after_loss(config, history, the_plan, exc) from exc
             guard.applied(step.version, mig.checksum)
             done.append(result)
             final = result.version
@@ -246,11 +249,17 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
         # a missing snapshot, so that it never makes out-of-band changes look recorded.
         snap_warning = _record(conn, history, guard, "up", if_missing=not done,
                                applied=drift.applied_after(records, done))
+        # A no-transaction step "applied" over an INVALID index (CREATE INDEX CONCURRENTLY IF
+        # NOT EXISTS after an interrupted build) must not pass unseen.
+        ran = {r.version for r in done}
+        invalid = ([replace(p, severity="warning") for p in _invalid_indexes(conn)[0]]
+                   if any(not s.transactional for s in the_plan.steps if s.version in ran)
+                   else [])
         report = RunReport(direction="up", from_version=the_plan.current, to_version=final,
                            steps=tuple(done), plan=the_plan, backup=backup,
                            skipped=tuple(skipped),
                            warnings=(*_run_warnings(files), *warnings,
-                                     *([snap_warning] if snap_warning else [])))
+                                     *([snap_warning] if snap_warning else []), *invalid))
     return _with_lock_warnings(report, guard)
 
 
@@ -302,6 +311,8 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
                     _record(conn, history, guard, "down",
                             applied=drift.applied_after(records, done))
                 raise
+            except ConnectionLost as exc:
+                raise _after_loss(config, history, the_plan, exc) from exc
             guard.reverted(step.version)
             done.append(result)
             if on_done:
@@ -313,6 +324,45 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
                            backup=backup, skipped=tuple(skipped),
                            warnings=(*warnings, *([snap_warning] if snap_warning else [])))
     return _with_lock_warnings(report, guard)
+
+
+def _after_loss(config: Config, history: History, the_plan: Plan,
+                exc: ConnectionLost) -> ConnectionLost:
+    """What a lost connection left, from the history read again on a new connection: steps sent
+    back to back may have committed without their results reaching this run, so the step the
+    lost connection was on says nothing about which did."""
+    try:
+        fresh = connect(config)
+        try:
+            records = history.read(fresh)
+        finally:
+            fresh.close()
+    except (SqlmigError, psycopg.Error) as err:
+        reason = err.message if isinstance(err, SqlmigError) else str(err).strip()
+        return ConnectionLost(exc.message, reason=exc.reason, hint=(
+            f"{exc.hint}; the history could not be read again to tell which migrations "
+            f"committed ({reason}): `sqlmig status` shows what is applied"))
+    state = {r.version: r.status for r in records}
+    up = the_plan.direction == "up"
+    done = [s for s in the_plan.steps
+            if (state.get(s.version) == "applied" if up else s.version not in state)]
+    left = [s for s in the_plan.steps if s not in done]
+    verb = "applied" if up else "rolled back"
+    said = (f"{len(done)} {verb} by this run, the last {done[-1].name}" if done
+            else f"none {verb} by this run")
+    hint = f"run `sqlmig {the_plan.direction}` again for the rest"
+    if left:
+        said += f"; not {verb}: {left[0].name}"
+        if len(left) > 1:
+            said += f" and {len(left) - 1} after it"
+        stuck = state.get(left[0].version)
+        if stuck in ("started", "failed", "rolling_back"):
+            said += f" (its row is `{stuck}`)"
+            hint = (f"{left[0].name} ran outside a transaction and may be partly done: check "
+                    "the database, then `sqlmig repair`")
+    return ConnectionLost(
+        f"connection lost during `{the_plan.direction}`: {exc.reason}; read again on a new "
+        f"connection, the history shows {said}", reason=exc.reason, hint=hint)
 
 
 def _check_backup_dir(config: Config, dry_run: bool) -> None:
@@ -351,10 +401,11 @@ def status(config: Config) -> StatusReport:
     with _session(config, locked=False) as (conn, history):
         records = history.read(conn)
         drifted, drift_warnings = drift.check(conn, history, records)
+        broken, building = _invalid_indexes(conn)
     matched = plan.match(files, records)
     errors, warnings = plan.validate(files, records, matched=matched)
-    errors += drifted
-    warnings += drift_warnings
+    errors += drifted + broken
+    warnings += drift_warnings + building
     return StatusReport(
         database=describe(config),
         history_table=config.qualified_table,
@@ -372,11 +423,35 @@ def validate(config: Config, allow: Iterable[str] = ()) -> ValidationReport:
     with _session(config, locked=False) as (conn, history):
         records = history.read(conn)
         drifted, drift_warnings = drift.check(conn, history, records)
+        broken, building = _invalid_indexes(conn)
     errors, warnings = plan.validate(files, records, allow)
-    errors += drifted
-    warnings += drift_warnings
+    errors += drifted + broken
+    warnings += drift_warnings + building
     return ValidationReport(ok=not errors, problems=tuple(errors),
                             warnings=(*files.warnings, *warnings))
+
+
+def _invalid_indexes(conn: psycopg.Connection) -> tuple[list[Problem], list[Problem]]:
+    """INVALID indexes, as problems (left by a failed or interrupted CONCURRENTLY build: the
+    index is not used and a UNIQUE one enforces nothing, while a rerun's IF NOT EXISTS would
+    take it as done), and as warnings those a concurrent build is still making. Every schema
+    but the system ones: which migration made an index is not recorded, and an invalid index
+    is never what anybody meant."""
+    from sqlmig import repairs
+
+    broken, building = [], []
+    for index in repairs.invalid_indexes(conn):
+        if index.building_pid is not None:
+            building.append(Problem(code="index-building", severity="warning",
+                                    message=f"index {index.qualified} on {index.table} is being "
+                                            f"built (backend {index.building_pid})"))
+        else:
+            broken.append(Problem(
+                code="invalid-index",
+                message=f"invalid index {index.qualified} on {index.table}: a CONCURRENTLY "
+                        "build failed or was interrupted; drop it (`sqlmig repair "
+                        f"--drop-invalid-index {index.qualified}`) and build it again"))
+    return broken, building
 
 
 def history(config: Config, limit: int | None = None) -> list[AppliedRecord]:
