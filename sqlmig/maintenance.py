@@ -130,11 +130,12 @@ def repair(config: Config, *, mark_applied: str | None = None, remove: str | Non
                     done = repairs.accept_formatting(conn, history, files, records,
                                                      list(accept_formatting or ()))
                 else:
-                    if mark_applied is not None:
-                        notes += [f"warning: invalid index {i.qualified} on {i.table} is still "
-                                  "there: if the step built it, it is not complete; drop it "
-                                  f"(`sqlmig repair --drop-invalid-index {i.qualified}`) and let "
-                                  "`up` build it" for i in repairs.invalid_indexes(conn)]
+                    # Either way the index stays invalid: marked applied, the step is taken for
+                    # done; removed, its rerun's CREATE INDEX … IF NOT EXISTS skips the index.
+                    notes += [f"warning: invalid index {i.qualified} on {i.table} is still "
+                              "there: if the step built it, it is not complete; drop it "
+                              f"(`sqlmig repair --drop-invalid-index {i.qualified}`) and let "
+                              "`up` build it" for i in repairs.invalid_indexes(conn)]
                     version = mark_applied if mark_applied is not None else remove
                     assert version is not None
                     done = [repairs.resolve_row(conn, history, records, version,
