@@ -160,7 +160,49 @@ def _read(path: Path) -> dict[str, dict[str, list[Any]]]:
         data = json.loads(body)
     except ValueError:
         return empty
-    return data if type(data) is dict and data.keys() == empty.keys() else empty
+    if type(data) is not dict or data.keys() != empty.keys():
+        return empty
+    # A cache with a right checksum can still hold anything (written by another build, or by
+    # hand): every entry not of the exact shape sqlmig.files keeps is dropped, not believed.
+    return {kind: {name: entry for name, entry in entries.items() if _valid(kind, entry)}
+            if type(entries) is dict else {} for kind, entries in data.items()}
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _is_seconds(value: Any) -> bool:
+    return value is None or (type(value) in (int, float) and value >= 0)
+
+
+def _is_text(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+# What sqlmig.files keeps of a file (see its _facts), field by field.
+_SHAPES = {
+    "migrations": (str, bool, _is_int, _is_int, _is_int, _is_text, bool, _is_seconds,
+                   _is_seconds),
+    "rollbacks": (str, bool, _is_text, bool, _is_seconds, _is_seconds),
+}
+_HEX = frozenset("0123456789abcdef")
+
+
+def _valid(kind: str, entry: Any) -> bool:
+    if type(entry) is not list or len(entry) != 2:
+        return False
+    key, facts = entry
+    shape = _SHAPES[kind]
+    if (type(key) is not list or len(key) != 5 or not all(_is_int(k) for k in key)
+            or type(facts) is not list or len(facts) != len(shape)):
+        return False
+    for value, want in zip(facts, shape, strict=True):
+        if not (type(value) is want if isinstance(want, type) else want(value)):
+            return False
+    if kind == "migrations" and min(facts[2:5]) < 0:
+        return False  # a version part
+    return len(facts[0]) == 64 and _HEX.issuperset(facts[0])
 
 
 def _mkstemp(path: Path) -> tuple[int, str]:

@@ -5,6 +5,7 @@ Every problem is collected, so a developer fixes them in one pass instead of one
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -267,9 +268,10 @@ def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
     return MigrationSet(migrations=tuple(loaded), warnings=tuple(warnings))
 
 
-def read_unread(unread: Unread) -> str:
+def read_unread(unread: Unread, record: Migration | Rollback) -> str:
     """The text of a file load() did not read, as long as it still has the checksum checked
-    then; else FileProblems (it was edited while sqlmig ran: nothing of it is used)."""
+    then; else FileProblems (it was edited while sqlmig ran: nothing of it is used). For a
+    migration, what the cache said of it is confirmed against the text (see _confirm)."""
     problems: list[Problem] = []
     text, digest = _read(unread.path, unread.rel, problems)
     if text is None or digest != unread.checksum:
@@ -278,6 +280,8 @@ def read_unread(unread: Unread) -> str:
             message="changed while sqlmig was running (its checksum is no longer the one "
                     "checked at the start); run the command again",
         )])
+    if isinstance(record, Migration):
+        _confirm(record, text, unread)
     return text
 
 
@@ -285,6 +289,28 @@ def read_texts(migrations: Iterable[Migration]) -> None:
     """Read (Migration.text) what load() left unread of these migrations and their rollbacks."""
     for migration in migrations:
         _ = migration.text, migration.rollback.text
+
+
+def _confirm(migration: Migration, text: str, unread: Unread) -> None:
+    """What the file cache said of a migration, against its text: version, transaction mode,
+    timeouts and description go into the history, so they are never taken on trust. When one
+    differs the cache is removed and FileProblems stops the command before it changes anything
+    (the text is read before the run starts: see ops.up)."""
+    facts, _ = _migration_facts(migration.path, text, migration.checksum)
+    _, _, major, minor, patch, description, transactional, lock, statement = facts
+    slug = description if description is not None else migration.slug.replace("_", " ")
+    told = (migration.version.key, migration.transactional, migration.lock_timeout,
+            migration.statement_timeout, migration.description)
+    if told == ((major, minor, patch), transactional, lock, statement, slug):
+        return
+    if unread.cache is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(unread.cache)
+    raise FileProblems([Problem(
+        path=migration.path, code="file-cache-wrong",
+        message="the file cache (.sqlmig/cache) said otherwise of this file than its text does "
+                "(version, transaction mode, timeouts or description); the cache was removed "
+                "and nothing was run: run the command again")])
 
 
 def _read(path: str, rel: str, problems: list[Problem]) -> tuple[str | None, str | None]:
@@ -355,7 +381,7 @@ def _facts(cand: _Candidate, problems: list[Problem], cache: FileCache | None,
     if cache is not None:
         facts = cache.lookup(cand.kind, cand.name)
         if facts is not None:
-            return facts, Unread(cand.path, cand.rel, facts[0])
+            return facts, Unread(cand.path, cand.rel, facts[0], str(cache.path))
     text, digest = _read(cand.path, cand.rel, problems)
     if text is None or digest is None:
         return None

@@ -126,6 +126,7 @@ class Unread(NamedTuple):
     path: str  # to open
     rel: str  # to name in messages
     checksum: str
+    cache: str | None = None  # the file cache that vouched for it (removed if it was wrong)
 
 
 def _text(record: Migration | Rollback) -> str:
@@ -134,7 +135,7 @@ def _text(record: Migration | Rollback) -> str:
         return source
     from sqlmig.files import read_unread
 
-    text = read_unread(source)
+    text = read_unread(source, record)
     # Memoized in the frozen record: every later use must see the text this one checked.
     object.__setattr__(record, "source", text)
     return text
