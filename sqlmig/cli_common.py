@@ -50,7 +50,8 @@ class _State:
             )
             for note in () if o.get("quiet_notes") else self._config._notes:
                 err(f"sqlmig: {note}", "yellow", level="warning", event="config")
-            if self._config.uses_embedded and not o.get("quiet_embedded"):
+            if (self._config.uses_embedded and not o.get("quiet_embedded")
+                    and self._config.migrations_path.is_dir()):  # else it is not started
                 from sqlmig.connect import describe
 
                 err(f"sqlmig: no database configured (--database-url, SQLMIG_DATABASE_URL, "

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlmig.reports import ConfigReport
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_TABLE_MAX = 63 - len("_snapshots")
 # libpg environment variables that mean "a database is configured".
 _LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
@@ -80,9 +81,9 @@ class Secret:
             serialization=core_schema.plain_serializer_function_ser_schema(str))
 
 
-# How a field's value is checked and converted (_coerce): "identifier" and "role" are strings
+# How a field's value is checked and converted (_coerce): "identifier", "table" and "role" are strings
 # with a rule; "duration" is seconds (sqlmig.timeouts), "timeout" also None for "inherit".
-Kind = Literal["path", "secret", "str", "identifier", "role", "float", "int", "choice",
+Kind = Literal["path", "secret", "str", "identifier", "table", "role", "float", "int", "choice",
                "duration", "timeout"]
 LockMode = Literal["session", "transaction"]
 OnOff = Literal["on", "off"]
@@ -126,7 +127,7 @@ class Config:
     password: Secret | None = field(default=None, metadata={"kind": "secret"})
     password_file: Path | None = field(default=None, metadata={"kind": "path"})
     schema_name: str = field(default="public", metadata={"key": "schema", "kind": "identifier"})
-    table: str = field(default="schema_version", metadata={"kind": "identifier"})
+    table: str = field(default="schema_version", metadata={"kind": "table"})
     # At most PostgreSQL's own bound for lock_timeout (INT_MAX ms, about 24.8 days): no inf.
     lock_timeout: float = field(default=300.0,
                                 metadata={"kind": "float", "ge": 0, "le": 2_147_483})
@@ -246,8 +247,14 @@ def _coerce(spec: _Spec, value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise ValueError("Input should be a valid string")
-    if kind == "identifier" and not _IDENTIFIER.match(value):
+    if kind in ("identifier", "table") and not _IDENTIFIER.match(value):
         raise ValueError(f"{value!r} is not a plain SQL identifier")
+    if kind == "table" and len(value) > _TABLE_MAX:
+        # PostgreSQL cuts names at 63 bytes: a longer one's `_events`, `_lease` and `_snapshots`
+        # tables would be cut to the same name, or to the history table's own.
+        raise ValueError(f"{value!r} is {len(value)} characters: at most {_TABLE_MAX}, so that "
+                         f"the tables named after it (`{value[:8]}…_snapshots`) fit PostgreSQL's "
+                         "63-byte names")
     if kind == "role" and not 0 < len(value.encode()) <= 63:
         raise ValueError(f"{value!r} is not a role name (1 to 63 bytes)")
     return Secret(value) if kind == "secret" else value
@@ -329,6 +336,10 @@ def resolve(
         root_path = Path.cwd().resolve()
         sources["root"] = ("default", "working directory")
 
+    if root is not None and not root_path.is_dir():
+        # Never created: a typo in a deploy script must not grow an empty project and a server.
+        raise ConfigInvalid([f"{'--root' if given_as == 'flag' else 'root'}: {root_path} is not "
+                             "a directory (sqlmig does not create the project root)"])
     file = configfile.read(root_path)
     problems: list[str] = []
     in_file: dict[str, str] = {}  # field -> its key as written in the file
@@ -367,6 +378,12 @@ def resolve(
             sources[name] = ("file", file.label)
         else:
             sources[name] = ("default", None)
+    if values.get("database_url") == "":
+        # An empty variable is unset (above); an empty value written down is a mistake that
+        # would otherwise connect through PG* or the embedded server without a word.
+        problems.append(f"{where('database_url')}: empty: give a connection URL, or remove it "
+                        "to use DATABASE_URL, PG* or the embedded server")
+        del values["database_url"]
     config: Config | None = None
     try:
         config = Config(root=root_path, **values)

@@ -15,6 +15,14 @@ def target_url(config: Config) -> str:
         return config.database_url.get_secret_value()
     if not config.uses_embedded:
         return ""  # libpq reads PGHOST, PGDATABASE, PGSERVICE… itself
+    if not config.migrations_path.is_dir():
+        # Not a project: a server and a .sqlmig/ here would be litter, and its empty database
+        # would answer every command as if all were well.
+        raise InvalidInput(
+            f"no database configured and {config.migrations_path} does not exist: not a sqlmig "
+            "project, so the embedded server was not started",
+            hint="run sqlmig in the project (the directory holding migrations/), give --root, "
+                 "or configure the database (--database-url, DATABASE_URL, PG*)")
     from sqlmig.embedded import EmbeddedServer
 
     return EmbeddedServer(config.root).start()

@@ -95,15 +95,21 @@ class _Candidate(NamedTuple):
     kind: str  # "migrations" or "rollbacks"
 
 
+_NUMBER_MAX = 2**63 - 1
+
+
 def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
-          problems: list[Problem], refused: set[tuple[int, str]]) -> list[_Candidate]:
+          problems: list[Problem], refused: set[tuple[int, str]],
+          warnings: list[Problem]) -> list[_Candidate]:
     """The well-named files; `refused` gets the (number, slug) of well-named ones that are
     reported for what they are (a link out, not a regular file), so that their pair is not
     reported as an orphan or as missing on top."""
     found: list[_Candidate] = []
     if not directory.is_dir():
-        problems.append(Problem(path=relative(directory, root), code="missing-directory",
-                                message=f"{kind} directory does not exist"))
+        problems.append(Problem(
+            path=relative(directory, root), code="missing-directory",
+            message=f"{kind} directory {directory} does not exist: run sqlmig in the project "
+                    f"(the directory holding {kind}/), or give --root or {kind}_dir"))
         return found
     base = relative(directory, root)  # resolved once: per-file resolve() cost 0.3 s per 1,000
     # os.scandir and plain names: Path objects, their sorting and a stat per file for
@@ -114,9 +120,16 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
     for name in sorted(entries):  # names, not entries by a key: 3 vs 12 ms for 20,000
         entry = entries[name]
         # Non-SQL files (README.md, .gitkeep) are allowed; a misnamed .sql file is never skipped.
-        if name[:1] == "." or not name.lower().endswith(".sql"):
+        if not name.lower().endswith(".sql"):
             continue
-        rel = f"{base}/{name}" if name.isascii() else _printable(f"{base}/{name}")
+        rel = f"{base}/{name}" if name.isprintable() else _printable(f"{base}/{name}")
+        if name[:1] == ".":
+            # Hidden: an editor's or a tool's copy, or a migration someone meant to switch off;
+            # not run, but never without a word.
+            warnings.append(Problem(path=rel, code="hidden-file", severity="warning",
+                                    message="hidden file (its name starts with `.`): not read; "
+                                            "if it is a migration, rename it without the dot"))
+            continue
         match = pattern.match(name)
         if (match is not None and forwards and name.endswith("_rollback.sql")
                 and ROLLBACK_NAME.match(name)):
@@ -137,6 +150,11 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
         if number <= 0:
             problems.append(Problem(path=rel, code="bad-name",
                                     message="the number must be a positive integer"))
+            continue
+        if number > _NUMBER_MAX:
+            problems.append(Problem(path=rel, code="bad-name",
+                                    message=f"the number is too large: at most {_NUMBER_MAX} (the "
+                                            "history keeps it as a bigint)"))
             continue
         refusal = _refusal(entry, directory, kind)
         if refusal is not None:
@@ -183,10 +201,13 @@ def relative(path: Path, root: Path) -> str:
 
 def _printable(name: str) -> str:
     # A name that is not valid UTF-8 arrives with surrogate escapes, which cannot be printed or
-    # put in JSON: show its bad bytes as \xNN instead.
-    if name.isascii():
+    # put in JSON: show its bad bytes as \xNN instead; control characters (an escape sequence
+    # would drive the terminal) as \xNN or \uNNNN too.
+    if name.isprintable():
         return name
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100
+                   else f"\\u{ord(c):04x}" for c in text)
 
 
 def load(root: Path, migrations_dir: Path, rollbacks_dir: Path, *,
@@ -206,8 +227,10 @@ def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
     problems: list[Problem] = []
     warnings: list[Problem] = []
     refused: set[tuple[int, str]] = set()
-    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems, refused)
-    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems, refused)
+    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems, refused,
+                     warnings)
+    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems, refused,
+                      warnings)
     if cache is not None:
         cache.stat("migrations", migrations_dir, (cand.name for cand in forwards))
         cache.stat("rollbacks", rollbacks_dir, (cand.name for cand in backwards))

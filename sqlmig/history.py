@@ -59,7 +59,8 @@ _EVENT_FIELDS = tuple(f.name for f in fields(EventRecord))
 class History:
     """Statements for one history table `schema.table` and its `schema.table_events` log."""
 
-    def __init__(self, schema: str, table: str, *, step_clock: bool = False) -> None:
+    def __init__(self, schema: str, table: str, *, step_clock: bool = False,
+                 client_of_session: bool = False) -> None:
         self.schema = schema
         self.table_name = table
         self.table = sql.Identifier(schema, table)
@@ -71,6 +72,10 @@ class History:
         self.since = sql.SQL(
             "coalesce(to_timestamp(nullif(current_setting('sqlmig.step_started', true), '')"
             "::float8), now())" if step_clock else "now()")
+        # Who ran it, for the event log: this machine's name, or for the rendered psql script
+        # (run elsewhere, later) the address of the session that runs it.
+        self.client = (sql.SQL("coalesce(host(inet_client_addr()), 'local socket')")
+                       if client_of_session else sql.SQL("%(host)s"))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -135,8 +140,9 @@ class History:
         changes: list[str] = []
         existing, has_events = self._columns(conn)
         if existing is None:
-            for statement in self.create_table():
-                conn.execute(statement)
+            if not self._schema_exists(conn):
+                conn.execute(self.create_schema())
+            conn.execute(self.create_table())
             existing = {"version": "character varying"}
             changes.append(f"created {self.qualified}")
         elif "version" not in existing:
@@ -164,18 +170,24 @@ class History:
     # ones a live table needs, and the rendered psql script (sqlmig.render) runs them all,
     # idempotently, under the same lock.
 
-    def create_table(self) -> list[sql.Composed]:
-        """The schema and a bare history table; every other column comes from add_columns."""
-        return [
-            # Only when it is missing: CREATE SCHEMA IF NOT EXISTS checks CREATE on the database
-            # first, which a least-privilege owner role (CREATE on its schema only) lacks.
-            sql.SQL("DO $sqlmig$ BEGIN IF to_regnamespace({name}) IS NULL THEN "
-                    "EXECUTE format('CREATE SCHEMA %I', {schema}); END IF; END $sqlmig$").format(
-                name=sql.Literal(sql.Identifier(self.schema).as_string(None)),
-                schema=sql.Literal(self.schema)),
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} (version varchar(50) PRIMARY KEY)").format(
-                self.table),
-        ]
+    def create_schema(self) -> sql.Composed:
+        """Run only when the schema is missing (see ensure, and the rendered script's \\if):
+        CREATE SCHEMA IF NOT EXISTS checks CREATE on the database first, which a
+        least-privilege owner role (CREATE on its own schema only) does not have."""
+        return sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema))
+
+    def schema_missing_query(self) -> sql.Composed:
+        return sql.SQL("SELECT to_regnamespace({}) IS NULL").format(
+            sql.Literal(sql.Identifier(self.schema).as_string(None)))
+
+    def create_table(self) -> sql.Composed:
+        """A bare history table; every other column comes from add_columns."""
+        return sql.SQL("CREATE TABLE IF NOT EXISTS {} (version varchar(50) PRIMARY KEY)").format(
+            self.table)
+
+    def _schema_exists(self, conn: psycopg.Connection) -> bool:
+        row = conn.execute(self.schema_missing_query()).fetchone()
+        return not (row and row[0])
 
     def add_columns(self, existing: Container[str] = ()) -> list[sql.Composed]:
         """ADD COLUMN IF NOT EXISTS for every column not in `existing`."""
@@ -340,8 +352,8 @@ class History:
                             (extract(epoch FROM clock_timestamp() - {since}) * 1000)::integer),
                    CASE WHEN session_user = current_user THEN current_user::text
                         ELSE session_user || ' as ' || current_user END,
-                   %(host)s, %(sqlmig_version)s, %(detail)s)"""
-        ).format(self.events, since=self.since)
+                   {client}, %(sqlmig_version)s, %(detail)s)"""
+        ).format(self.events, since=self.since, client=self.client)
         return query, {"action": action, "version": version, "name": name, "outcome": outcome,
                        "duration_ms": duration_ms, "host": _HOST, "sqlmig_version": __version__,
                        "detail": detail}

@@ -32,6 +32,10 @@ if TYPE_CHECKING:  # loaded by the commands that make them (see sqlmig.reports)
     )
 
 
+# A longer slug is refused (Alembic cuts its slugs at 40 characters; we say so instead).
+_SLUG_MAX = 100
+
+
 def wait(config: Config, timeout: float = 60.0, on_attempt: OnWait | None = None) -> WaitReport:
     """Wait until the database accepts connections: at most `timeout` seconds, trying again
     after a pause that doubles (0.25 s up to 4 s); `on_attempt` hears of each failed try.
@@ -191,6 +195,11 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
     slug = re.sub(r"[^a-z0-9]+", "_", description.lower()).strip("_")
     if not slug:
         raise InvalidInput(f"cannot make a file name from {description!r}: use letters or digits")
+    if len(slug) > _SLUG_MAX:
+        raise InvalidInput(
+            f"the description makes a file name slug of {len(slug)} characters: at most "
+            f"{_SLUG_MAX} (file names are at most 255 bytes, and a name is for finding the file)",
+            hint="give a short description; say more in the file's `-- Description:` line")
     files = load_files(config)
     last = files.migrations[-1] if files.migrations else None
     if version is not None:
@@ -211,7 +220,20 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
     for path in (mig_path, rb_path):
         if path.exists():
             raise InvalidInput(f"{path} already exists")
-    config.rollbacks_path.mkdir(parents=True, exist_ok=True)
+    try:
+        config.rollbacks_path.mkdir(parents=True, exist_ok=True)
+        _write_new(mig_path, rb_path, stem, new_version, description)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {exc.filename or mig_path}: {exc.strerror or exc}"
+                           ) from exc
+    root = config.root
+    return NewFiles(migration=files_mod.relative(mig_path, root),
+                    rollback=files_mod.relative(rb_path, root), number=number,
+                    version=str(new_version))
+
+
+def _write_new(mig_path: Path, rb_path: Path, stem: str, new_version: Version,
+               description: str) -> None:
     today = dt.date.today().isoformat()
     mig_path.write_text(
         f"-- Migration: {stem}\n-- Version: {new_version}\n-- Description: {description}\n"
@@ -225,10 +247,6 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
         f"-- Undo exactly what migrations/{stem}.sql does, newest change first.\n"
         "-- If it cannot be undone, make the first line: -- sqlmig: irreversible <reason>\n"
     )
-    root = config.root
-    return NewFiles(migration=files_mod.relative(mig_path, root),
-                    rollback=files_mod.relative(rb_path, root), number=number,
-                    version=str(new_version))
 
 
 def lint(config: Config, paths: Iterable[str | Path] = ()) -> LintReport:

@@ -53,7 +53,9 @@ _REPAIR_HINT = "run `sqlmig status` to see why, then `sqlmig repair` (or --allow
 
 def load_files(config: Config) -> MigrationSet:
     cache = None
-    if config.file_cache == "on":
+    # No cache (and so no .sqlmig/) where there is no migrations directory: the files' problem
+    # is reported and nothing is created.
+    if config.file_cache == "on" and config.migrations_path.is_dir():
         cache = filecache.location(config.root, config.migrations_path, config.rollbacks_path)
     return files_mod.load(config.root, config.migrations_path, config.rollbacks_path,
                           cache=cache)
@@ -437,20 +439,20 @@ def _invalid_indexes(conn: psycopg.Connection) -> tuple[list[Problem], list[Prob
     take it as done), and as warnings those a concurrent build is still making. Every schema
     but the system ones: which migration made an index is not recorded, and an invalid index
     is never what anybody meant."""
-    from sqlmig import repairs
+    from sqlmig import indexes
 
     broken, building = [], []
-    for index in repairs.invalid_indexes(conn):
-        if index.building_pid is not None:
+    for _, _, qualified, table, _, pid in indexes.invalid(conn, definitions=False):
+        if pid is not None:
             building.append(Problem(code="index-building", severity="warning",
-                                    message=f"index {index.qualified} on {index.table} is being "
-                                            f"built (backend {index.building_pid})"))
+                                    message=f"index {qualified} on {table} is being built "
+                                            f"(backend {pid})"))
         else:
             broken.append(Problem(
                 code="invalid-index",
-                message=f"invalid index {index.qualified} on {index.table}: a CONCURRENTLY "
-                        "build failed or was interrupted; drop it (`sqlmig repair "
-                        f"--drop-invalid-index {index.qualified}`) and build it again"))
+                message=f"invalid index {qualified} on {table}: a CONCURRENTLY build failed or "
+                        "was interrupted; drop it (`sqlmig repair --drop-invalid-index "
+                        f"{qualified}`) and build it again"))
     return broken, building
 
 

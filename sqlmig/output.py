@@ -63,7 +63,7 @@ class Output:
         """A line of the command's result, on stdout (unchanged by --log-format)."""
         with self._lock:
             self._erase()
-            self._write(self.stdout, self.style(line, *styles) + "\n")
+            self._write(self.stdout, self.style(line.translate(_ESCAPED), *styles) + "\n")
 
     def err(self, text: str, *styles: str, level: Level | None = None, event: str = "message",
             **fields: Any) -> None:
@@ -75,7 +75,8 @@ class Output:
             return
         with self._lock:
             self._erase()
-            self._write(self.stderr, self.style(text, *styles, err=True) + "\n")
+            self._write(self.stderr, self.style(text.translate(_ESCAPED), *styles, err=True)
+                        + "\n")
 
     def event(self, level: Level, event: str, message: str, **fields: Any) -> None:
         """One JSON object on one line of stderr: timestamp, level, event, message, fields."""
@@ -211,6 +212,12 @@ class _EventHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = "error" if record.levelno >= logging.ERROR else "warning"
         self.output.event(level, "log", record.getMessage(), logger=record.name)
+
+
+# Control characters in a file name or a server's message would drive the terminal (an escape
+# sequence can rewrite what was printed before): shown as \xNN. Tab and line feed stay.
+_ESCAPED = str.maketrans({c: f"\\x{c:02x}" for c in (*range(0, 9), *range(11, 32), 127,
+                                                      *range(0x80, 0xA0))})
 
 
 def _isatty(stream: Any) -> bool:

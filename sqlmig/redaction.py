@@ -24,7 +24,7 @@ _SCHEME = re.compile(r"\s*[a-z][a-z0-9+.-]*:/*", re.IGNORECASE)
 # Shorter ones are replaced only where the rules above find them: "***" for every `a` of a
 # message would hide the message, not the password.
 _MIN_SECRET = 4
-_DELIMITERS = "@#/?:&="
+_DELIMITERS = "@#/?:&= \t\"'"
 
 
 def dsn_secrets(dsn: str) -> list[str]:
@@ -45,10 +45,11 @@ def dsn_secrets(dsn: str) -> list[str]:
         start = scheme.end() if scheme is not None else 0
         at = dsn.rfind("@", start)
         if at > start:
-            userinfo = dsn[start:at]
-            _, colon, secret = userinfo.partition(":")
-            for whole in (secret, unquote(secret)) if colon else (userinfo, unquote(userinfo)):
-                found.update(_pieces(whole))
+            # user:password; a user alone is no secret (and hiding it would hide it everywhere).
+            _, colon, secret = dsn[start:at].partition(":")
+            if colon:
+                for whole in (secret, unquote(secret)):
+                    found.update(_pieces(whole))
     if scheme is None:
         for match in _KV_PASSWORD.finditer(dsn):
             value = match[2]

@@ -55,7 +55,7 @@ def render(config: Config, direction: Direction = "up", *, start: str | None = N
     if direction == "up" and steps is not None:
         raise InvalidInput("--steps is for `render down`; use --to with `render up`")
     files = files_mod.load(config.root, config.migrations_path, config.rollbacks_path)
-    history = History(config.schema_name, config.table)
+    history = History(config.schema_name, config.table, client_of_session=True)
     stored: Mapping[str, str | None] = {}
     warnings: list[str] = []
     if from_database:
@@ -269,8 +269,12 @@ class _Script:
                  "-- another version is left untouched.",
                  "BEGIN;",
                  "SET LOCAL client_min_messages = warning;")
-        for statement in h.create_table():
-            self.statement(statement.as_string(None))
+        self.add(_terminated(h.schema_missing_query().as_string(None),
+                             meta="AS sqlmig_no_schema \\gset"),
+                 "\\if :sqlmig_no_schema")
+        self.statement(h.create_schema().as_string(None))
+        self.add("\\endif")
+        self.statement(h.create_table().as_string(None))
         self.add(_terminated(h.shape_query().as_string(None), meta="\\gset sqlmig_"),
                  "\\if :sqlmig_has_version",
                  "\\else",

@@ -14,44 +14,17 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
-from sqlmig import plan
+from sqlmig import indexes, plan
 from sqlmig.errors import ConnectError, HistoryInconsistent, InvalidInput, RepairFailed
 from sqlmig.history import History
 from sqlmig.models import AppliedRecord, MigrationSet, Problem
 from sqlmig.reports import FormattingChange, InvalidIndex
 
-# Partitioned indexes (relkind 'I') are left out: one made with CREATE INDEX ON ONLY stays
-# invalid until every partition's index is attached, by design, and cannot be dropped
-# CONCURRENTLY anyway. System schemas (pg_catalog, pg_toast, temp schemas) are not ours.
-_INVALID_INDEXES = sql.SQL("""
-SELECT n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
-       format('%I.%I', tn.nspname, t.relname), {definition},
-       (SELECT p.pid FROM pg_stat_progress_create_index p
-         WHERE p.index_relid = i.indexrelid LIMIT 1)
-  FROM pg_index i
-  JOIN pg_class c ON c.oid = i.indexrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_class t ON t.oid = i.indrelid
-  JOIN pg_namespace tn ON tn.oid = t.relnamespace
- WHERE NOT i.indisvalid AND c.relkind = 'i'
-   AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
- ORDER BY n.nspname, c.relname
-""")
-
 
 def invalid_indexes(conn: psycopg.Connection) -> list[InvalidIndex]:
-    # pg_get_indexdef locks the index: a session holding ACCESS EXCLUSIVE on the table (a long
-    # ALTER TABLE) would block the listing, so wait a second and then list without definitions.
-    try:
-        with conn.transaction():
-            conn.execute("SET LOCAL lock_timeout = '1s'")
-            rows = conn.execute(_INVALID_INDEXES.format(
-                definition=sql.SQL("pg_get_indexdef(i.indexrelid)"))).fetchall()
-    except psycopg.errors.LockNotAvailable:
-        rows = conn.execute(_INVALID_INDEXES.format(definition=sql.NULL)).fetchall()
     return [InvalidIndex(schema_name=schema, name=name, qualified=qualified, table=table,
                          definition=definition, building_pid=pid)
-            for schema, name, qualified, table, definition, pid in rows]
+            for schema, name, qualified, table, definition, pid in indexes.invalid(conn)]
 
 
 def unfinished(records: Sequence[AppliedRecord]) -> list[AppliedRecord]:

@@ -450,8 +450,13 @@ def test_wait_is_immediate_with_the_embedded_server(server_dsn: str) -> None:
     home = Path(conninfo_to_dict(server_dsn)["host"]).parent.parent
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "SQLMIG_DATABASE_URL") and not k.startswith("PG")}
-    result = subprocess.run([*SQLMIG, "--root", str(home), "wait", "--timeout", "0"], env=env,
-                            text=True, capture_output=True, timeout=60, cwd=home)
+    # A project: where there is no migrations/, sqlmig starts no embedded server.
+    (home / "migrations").mkdir(exist_ok=True)
+    try:
+        result = subprocess.run([*SQLMIG, "--root", str(home), "wait", "--timeout", "0"],
+                                env=env, text=True, capture_output=True, timeout=60, cwd=home)
+    finally:
+        (home / "migrations").rmdir()
     show("wait (embedded)", result)
     assert result.returncode == 0
     assert "after 1 attempt" in result.stdout

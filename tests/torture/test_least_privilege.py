@@ -109,3 +109,17 @@ def test_a_missing_history_schema_without_create_on_the_database_is_a_clear_erro
     assert "Traceback" not in result.stderr
     assert "nowhere" in result.stderr and "permission denied" in result.stderr
     assert not table_exists(database_url, "nowhere.schema_version")
+
+
+def test_the_rendered_script_run_by_the_deploy_role_works_with_the_same_grants(
+        project: Project, database_url: str, roles: Roles) -> None:
+    from tests.integration.test_render import psql, render
+
+    two_migrations(project)
+    script = render(project, "up", options=("--role", roles.owner))
+
+    result = psql(roles.url, script)
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT count(*), min(applied_by) FROM schema_version") == [
+        (2, roles.owner)]

@@ -120,3 +120,14 @@ def test_the_reported_malformed_urls_print_no_password(project: Project, url: st
     if "password=" in url:
         assert "password=***" in shown, "key=value keeps its separator"
 
+
+
+@pytest.mark.parametrize("dsn_text", [
+    "postgresql://postgres@/app?host=/run/postgresql&port=5432",
+    "postgres://app@db.internal:5432/app",
+    "host=db.internal port=5432 dbname=app user=postgres",
+    "postgresql:///app",
+])
+def test_a_connection_string_without_a_password_is_shown_as_it_is(dsn_text: str) -> None:
+    assert dsn_secrets(dsn_text) == []
+    assert redact(f"database: {dsn_text}", *dsn_secrets(dsn_text)) == f"database: {dsn_text}"

@@ -88,7 +88,9 @@ def test_non_sql_files_are_ignored_in_both_directories(tmp_path: Path, ignored: 
 def test_missing_migrations_directory_is_reported(tmp_path: Path) -> None:
     (tmp_path / "rollbacks").mkdir()
     assert problems(tmp_path) == [
-        ("migrations", None, "missing-directory", "migrations directory does not exist"),
+        ("migrations", None, "missing-directory",
+         f"migrations directory {tmp_path / 'migrations'} does not exist: run sqlmig in the "
+         "project (the directory holding migrations/), or give --root or migrations_dir"),
     ]
 
 
