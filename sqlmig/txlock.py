@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg import pq, sql
@@ -279,7 +279,7 @@ class TransactionLock(NoGuard):
             raise InvalidInput(f"cannot lock {self.what}: {str(exc).strip()}") from exc
         return lease_cur, state_cur, got
 
-    def _timed_out(self) -> None:
+    def _timed_out(self) -> NoReturn:
         holder = lock.holder(self.conn, self.key)
         raise LockTimeout(
             f"could not take the migration lock on {self.what} within {self.timeout:g} s: "
