@@ -29,8 +29,8 @@ def peak_rss_mb(argv: list[str], cwd: Path, env: dict[str, str], timeout: float
     while proc.poll() is None:
         try:
             status = Path(f"/proc/{proc.pid}/status").read_text()
-            hwm = max(hwm, *(int(line.split()[1]) for line in status.splitlines()
-                             if line.startswith("VmHWM:")))
+            hwm = max([hwm, *(int(line.split()[1]) for line in status.splitlines()
+                              if line.startswith("VmHWM:"))])
         except (OSError, ValueError):
             pass
         if time.monotonic() - began > timeout:
