@@ -174,7 +174,7 @@ def _read(path: Path) -> dict[str, dict[str, list[Any]]]:
 # ~19 ms measured while the test suite ran beside it).
 _NUMBER = (int, float, type(None))
 _TEXT = (str, type(None))
-_SHAPES = {
+_SHAPES: dict[str, set[tuple[type, ...]]] = {
     "migrations": {(str, bool, int, int, int, text, bool, lock, statement)
                    for text in _TEXT for lock in _NUMBER for statement in _NUMBER},
     "rollbacks": {(str, bool, text, bool, lock, statement)

@@ -96,6 +96,13 @@ def _guarded(config: Config, *, locked: bool) -> Iterator[tuple[psycopg.Connecti
                            guard.warnings):
                 history.ensure(conn)
                 yield conn, history, guard
+    except psycopg.errors.DeadlockDetected as exc:
+        # An OperationalError too, but the connection is fine: say what it was.
+        from sqlmig.errors import LockTimeout
+
+        raise LockTimeout(f"deadlock detected on {describe(config)}: {str(exc).strip()}",
+                          hint="the server rolled back the statement it chose as the victim; "
+                               "run the command again") from exc
     except psycopg.OperationalError as exc:
         from sqlmig.errors import ConnectError
 
