@@ -10,21 +10,26 @@ keeps its separators (`password=*** host=…`).
 
 from __future__ import annotations
 
+import itertools
 import re
 from urllib.parse import unquote
 
 # A URL's user:password@ in running text: the password runs to the last `@` of the
 # whitespace-free token, so `app:p@ss#Hunter2@host` hides `p@ss#Hunter2`, not only `p`.
+# Whitespace is ASCII's, as for libpq (a no-break space is part of a value): re.ASCII.
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*:/*)(?P<user>[^:@/\s]*):(?P<pw>\S*)@",
-                           re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
+                           re.IGNORECASE | re.ASCII)
+# An unquoted key=value value runs to whitespace, where `\ ` is an escaped space (libpq).
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.?)+)",
+                          re.IGNORECASE | re.ASCII)
 _KV_TO_NEXT_KEY = re.compile(r"password\s*=\s*(.*?)(?=\s+[A-Za-z_]+\s*=|\s*$)",
-                             re.IGNORECASE | re.DOTALL)
-_SCHEME = re.compile(r"\s*[a-z][a-z0-9+.-]*:/*", re.IGNORECASE)
+                             re.IGNORECASE | re.DOTALL | re.ASCII)
+_SCHEME = re.compile(r"\s*[a-z][a-z0-9+.-]*:/*", re.IGNORECASE | re.ASCII)
 # Shorter ones are replaced only where the rules above find them: "***" for every `a` of a
 # message would hide the message, not the password.
 _MIN_SECRET = 4
 _DELIMITERS = "@#/?:&= \t\"'"
+_MAX_CUTS = 18
 
 
 def dsn_secrets(dsn: str) -> list[str]:
@@ -57,15 +62,21 @@ def dsn_secrets(dsn: str) -> list[str]:
         if not parsed:
             # An unquoted value with a space: the password runs to the next `key=`.
             for match in _KV_TO_NEXT_KEY.finditer(dsn):
-                found.update((match[1], *match[1].split()))
+                found.update(_pieces(match[1]))
     return sorted((s for s in found if s), key=len, reverse=True)
 
 
 def _pieces(secret: str) -> list[str]:
-    """The secret, and the parts libpq may have cut it into at a URL delimiter and then quote
-    on their own (`p@ss#Hunter2`: host `ss#Hunter2@…` in a "could not resolve" message)."""
-    cuts = [i for i, c in enumerate(secret) if c in _DELIMITERS]
-    return [secret, *(secret[i + 1:] for i in cuts), *(secret[:i] for i in cuts)]
+    """The secret, and the parts libpq may have cut it into at a URL delimiter or a space and
+    then quote on their own (`p@ss#Hunter2`: host `ss#Hunter2@…`; `a?/b=c`: parameter `/b`):
+    every run between two cuts (between neighbouring cuts only, when there are many)."""
+    cuts = [-1, *(i for i, c in enumerate(secret) if c in _DELIMITERS), len(secret)]
+    if len(cuts) > _MAX_CUTS:
+        pairs = list(itertools.pairwise(cuts))
+        pairs += [(-1, b) for b in cuts[1:]] + [(a, len(secret)) for a in cuts[:-1]]
+    else:
+        pairs = [(a, b) for n, a in enumerate(cuts) for b in cuts[n + 1:]]
+    return [secret[a + 1:b] for a, b in pairs]
 
 
 def redact(text: str, *secrets: str | None) -> str:
