@@ -19,9 +19,15 @@ from tests.conftest import Project, query
 from tests.torture.helpers import run
 
 
-def terminate_sqlmig_after(url: str, seconds: float, done: threading.Event) -> None:
-    time.sleep(seconds)
+def terminate_sqlmig_mid_run(url: str, done: threading.Event) -> None:
+    """Terminate sqlmig's session once some migrations have committed (the issue saw ~1 s into
+    the run), whatever the speed of the machine."""
     with psycopg.connect(url, autocommit=True) as conn:
+        while not done.is_set():
+            if conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0] \
+                    and conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] >= 20:
+                break
+            time.sleep(0.01)
         while not done.is_set():
             rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                 "WHERE application_name = 'sqlmig' AND datname = "
@@ -37,7 +43,7 @@ def test_a_session_terminated_mid_batch_reports_what_the_history_shows(
         project.add(n, f"step_{n}", f"CREATE TABLE step_{n} (id int);\nSELECT pg_sleep(0.01);\n",
                     f"DROP TABLE step_{n};\n")
     done = threading.Event()
-    killer = threading.Thread(target=terminate_sqlmig_after, args=(database_url, 1.0, done))
+    killer = threading.Thread(target=terminate_sqlmig_mid_run, args=(database_url, done))
     killer.start()
     try:
         result = run(project, "up", url=database_url, timeout=120)
