@@ -39,8 +39,9 @@ def new(state: _State, description: str, bump: str | None, version: str | None) 
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_obj
 def lint(state: _State, files: tuple[str, ...], fmt: str | None, as_json: bool) -> None:
-    """Check migrations (all, or FILES) for locking, rewriting or breaking statements; exit 1 on
-    an error-level finding. No database is used."""
+    """Check migrations and rollbacks (all, or FILES) for locking, rewriting or breaking
+    statements and for what `up`/`down` would refuse; exit 1 on an error-level finding, 2 when
+    a file would be refused. No database is used."""
     from sqlmig import linter
 
     if as_json and fmt not in (None, "json"):
@@ -52,6 +53,8 @@ def lint(state: _State, files: tuple[str, ...], fmt: str | None, as_json: bool) 
     else:
         for line in (linter.format_github if fmt == "github" else linter.format_human)(report):
             out(line)
+    if report.refused_count:
+        sys.exit(ExitCode.INVALID_INPUT)
     if not report.ok:
         sys.exit(ExitCode.CHECK_FAILED)
 

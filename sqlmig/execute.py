@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import pq, sql
 
-from sqlmig import sqltext, timeouts
+from sqlmig import filechecks, sqltext, timeouts
 from sqlmig.connect import reset_session
 from sqlmig.errors import ConnectError, ConnectionLost, FileProblems, MigrationFailed
 from sqlmig.history import History
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
     from sqlmig.config import Config
     from sqlmig.txlock import TransactionLock
 
-_ALLOWED_IN_TRANSACTION = {"SAVEPOINT", "RELEASE", "ROLLBACK_TO"}
-_COPY_FROM_STDIN = re.compile(r"COPY\b[^;]*?\bFROM\s+STDIN\b", re.IGNORECASE)
 # Characters of SQL sent in a transaction's pipeline before its results are taken.
 _SYNC_EVERY = 4 << 20
 # A statement longer than this is never sent in pipeline mode: psycopg (3.3, C implementation)
@@ -45,67 +42,13 @@ _NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
 
 def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], list[str],
                                      str | None]:
-    """Split a step's SQL and check it can run as the file asks. Returns statements, problems,
-    notes, and the canonical checksum if the same parse gave it (see sqltext.split)."""
-    result = sqltext.split(step.sql, canonical=step.direction == "up")
-    stmts = list(result.statements)
-    notes: list[str] = []
-    if not result.parsed:
-        notes.append(f"{step.path}: pglast could not parse the file ({result.parse_error}); "
-                     "split it with the fallback lexer and left the SQL to the server")
-    problems: list[Problem] = []
-    index = sqltext.LineIndex(step.sql)
-    for meta in result.meta_commands:
-        verdict = _meta_verdict(meta)
-        if verdict is not None:
-            problems.append(Problem(path=step.path, line=index.position(meta.start)[0],
-                                    code="psql-meta-command", message=verdict))
-    # The hand-written style wraps the whole file in BEGIN; … COMMIT; the engine adds its own.
-    if (len(stmts) >= 2 and stmts[0].transaction_control in ("BEGIN", "START")
-            and stmts[-1].transaction_control == "COMMIT"):
-        stmts = stmts[1:-1]
-    for st in stmts:
-        line, _ = index.position(st.start)
-        if st.transaction_control and (
-            not step.transactional or st.transaction_control not in _ALLOWED_IN_TRANSACTION
-        ):
-            problems.append(Problem(
-                path=step.path, line=line, code="transaction-control",
-                message=f"{st.transaction_control} inside a migration: sqlmig runs each file in its "
-                        "own transaction; remove it (a whole-file BEGIN; … COMMIT; wrapper is fine)",
-            ))
-        elif _COPY_FROM_STDIN.match(st.text):
-            problems.append(Problem(
-                path=step.path, line=line, code="copy-from-stdin",
-                message="COPY … FROM stdin with inline data is psql syntax, not SQL; load the "
-                        "data with INSERT … VALUES, or COPY from a server-side file",
-            ))
-        elif st.needs_autocommit and step.transactional:
-            problems.append(Problem(
-                path=step.path, line=line, code="needs-no-transaction",
-                message=f"{st.needs_autocommit} cannot run inside a transaction; put it in its own "
-                        "file marked `-- sqlmig: no-transaction`",
-            ))
-    return stmts, problems, notes, result.canonical
-
-
-_HARMLESS_META = {"\\echo", "\\qecho", "\\warn", "\\timing", "\\pset", "\\encoding"}
-_ON = {"on", "1", "true", "yes", ""}
-
-
-def _meta_verdict(meta: sqltext.MetaCommand) -> str | None:
-    """None when a psql meta-command is harmless to skip; else why it cannot be run."""
-    words = meta.text.split()
-    if meta.name in _HARMLESS_META or meta.name == "\\.":
-        return None  # `\.` ends COPY data, and COPY … FROM stdin is refused on its own line
-    if meta.name == "\\set" and len(words) >= 2 and words[1] == "ON_ERROR_STOP":
-        if (words[2] if len(words) > 2 else "").lower() in _ON:
-            return None  # sqlmig always stops at the first error
-        return ("`\\set ON_ERROR_STOP off` asks psql to continue after errors; sqlmig always "
-                "stops at the first error and rolls the migration back: remove the line")
-    return (f"psql meta-command `{meta.text[:60]}` is not SQL and sqlmig does not run psql: "
-            "only `\\set ON_ERROR_STOP on` and `\\echo` are accepted (and skipped); inline an "
-            "included file's SQL, or make it its own migration")
+    """Split a step's SQL and check it can run as the file asks (filechecks: the same checks
+    files.load made). Returns statements, problems, notes, and the canonical checksum if the
+    same parse gave it (see sqltext.split)."""
+    checked = filechecks.check(step.path, step.sql, transactional=step.transactional,
+                               rollback=step.direction == "down", canonical=step.direction == "up")
+    return (list(checked.statements), list(checked.problems), list(checked.notes),
+            checked.canonical)
 
 
 def check_all(steps: list[PlanStep]) -> tuple[dict[int, list[sqltext.Statement]], list[str],

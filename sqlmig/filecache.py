@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any
 
 # Bump it whenever what sqlmig.files keeps of a file changes: an older cache is then ignored.
-FORMAT = 1
+FORMAT = 2  # 2: a file is kept only if its statements pass filechecks too
 _MAGIC = b"sqlmig file cache"
 # Files changed this recently before the run began are not stored: above any file system's
 # timestamp granularity (FAT: 2 s; ext4, xfs, btrfs: the kernel's coarse clock, a few ms).

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlmig import sqltext
+from sqlmig import filechecks, sqltext
 from sqlmig.errors import FileProblems
 from sqlmig.filecache import FileCache
 from sqlmig.headers import (
@@ -217,13 +217,25 @@ def load(root: Path, migrations_dir: Path, rollbacks_dir: Path, *,
     `cache`: a file cache (sqlmig.filecache) there; a file whose stat it knows is not read,
     its text is read when first used (Migration.text)."""
     if cache is None:
-        return _load(root, migrations_dir, rollbacks_dir, None)
-    with FileCache(cache) as file_cache:
-        return _load(root, migrations_dir, rollbacks_dir, file_cache)
+        files, problems = _load(root, migrations_dir, rollbacks_dir, None)
+    else:
+        with FileCache(cache) as file_cache:
+            files, problems = _load(root, migrations_dir, rollbacks_dir, file_cache)
+    if problems:
+        raise FileProblems(problems)
+    return files
+
+
+def load_all(root: Path, migrations_dir: Path, rollbacks_dir: Path
+             ) -> tuple[MigrationSet, tuple[Problem, ...]]:
+    """As load, without raising: the migrations without problems, and every problem (for lint,
+    which reports them beside its own findings)."""
+    files, problems = _load(root, migrations_dir, rollbacks_dir, None)
+    return files, tuple(problems)
 
 
 def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
-          cache: FileCache | None) -> MigrationSet:
+          cache: FileCache | None) -> tuple[MigrationSet, list[Problem]]:
     problems: list[Problem] = []
     warnings: list[Problem] = []
     refused: set[tuple[int, str]] = set()
@@ -286,9 +298,7 @@ def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
                 message=f"version {cur.version} must be greater than {prev.version} "
                         f"of {prev.path} (versions strictly increase with the number)",
             ))
-    if problems:
-        raise FileProblems(problems)
-    return MigrationSet(migrations=tuple(loaded), warnings=tuple(warnings))
+    return MigrationSet(migrations=tuple(loaded), warnings=tuple(warnings)), problems
 
 
 def read_unread(unread: Unread, record: Migration | Rollback) -> str:
@@ -319,7 +329,7 @@ def _confirm(migration: Migration, text: str, unread: Unread) -> None:
     timeouts and description go into the history, so they are never taken on trust. When one
     differs the cache is removed and FileProblems stops the command before it changes anything
     (the text is read before the run starts: see ops.up)."""
-    facts, _ = _migration_facts(migration.path, text, migration.checksum)
+    facts, _ = _migration_facts(migration.path, text, migration.checksum, statements=False)
     _, _, major, minor, patch, description, transactional, lock, statement = facts
     slug = description if description is not None else migration.slug.replace("_", " ")
     told = (migration.version.key, migration.transactional, migration.lock_timeout,
@@ -434,7 +444,9 @@ def _migration_fields(cand: _Candidate, problems: list[Problem], warnings: list[
             "checksum": digest, "source": source}
 
 
-def _migration_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[Problem]]:
+def _migration_facts(rel: str, text: str, digest: str, *, statements: bool = True
+                     ) -> tuple[list[Any], list[Problem]]:
+    """`statements`: also check the statements (filechecks), not only the header."""
     header = parse_header(text)
     found, bad = directives(header, MIGRATION_DIRECTIVES)
     timeouts, bad_timeouts = parse_timeouts(header, found)
@@ -453,13 +465,18 @@ def _migration_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[
         except ValueError as exc:
             problems.append(Problem(path=rel, line=line, code="bad-version", message=str(exc)))
     description = header.values["description"][0] if "description" in header.values else None
+    transactional = "no-transaction" not in found
+    if statements:
+        problems += filechecks.check(rel, text, transactional=transactional).problems
     return [digest, sqltext.is_empty(text), *version.key, description,
-            "no-transaction" not in found, timeouts.get("lock_timeout"),
+            transactional, timeouts.get("lock_timeout"),
             timeouts.get("statement_timeout")], problems
 
 
 def _rollback_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[Problem]]:
     rollback, problems = _rollback(rel, parse_header(text), digest, text)
+    problems += filechecks.check(rel, text, transactional=rollback.transactional,
+                                 rollback=True).problems
     return [digest, sqltext.is_empty(text), rollback.irreversible, rollback.transactional,
             rollback.lock_timeout, rollback.statement_timeout], problems
 

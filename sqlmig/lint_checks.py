@@ -12,7 +12,6 @@ A check looks at one parsed statement (pglast) with what came before it, and nev
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +46,6 @@ _WEAKER_SUBCOMMANDS = frozenset({
     AlterTableType.AT_EnableTrigAll, AlterTableType.AT_DisableTrigAll,
     AlterTableType.AT_EnableTrigUser, AlterTableType.AT_DisableTrigUser,
 })
-_ZERO_DURATION = re.compile(r"^(0+(\.0*)?\s*(us|ms|s|min|h|d)?)?$", re.IGNORECASE)
 _ACCESS_EXCLUSIVE_MODE = 8  # LOCK TABLE's default mode, AccessExclusiveLock
 _RELATIONS = {ObjectType.OBJECT_TABLE: "table", ObjectType.OBJECT_VIEW: "view",
               ObjectType.OBJECT_MATVIEW: "materialized view"}
@@ -74,18 +72,39 @@ class FileState:
     new_tables: set[str] = field(default_factory=set)
     new_indexes: set[str] = field(default_factory=set)
     added_not_valid: set[tuple[str, str]] = field(default_factory=set)  # (table, constraint)
-    lock_timeout: bool = False
+    # The lock_timeout in force, in seconds: 0 = off, None = the session's (unknown to lint).
+    lock_timeout: float | None = None
+
+
+# A lock wait longer than this queues every query on the table for too long (strong_migrations
+# and most guides use 10 s or less); the rule asks for a bounded wait up to this.
+LOCK_TIMEOUT_MAX = 10.0
+
+
+def _lock_wait_problem(seconds: float | None) -> str | None:
+    """Why the lock_timeout in force does not bound an ACCESS EXCLUSIVE wait, or None."""
+    from sqlmig.timeouts import format_duration
+
+    if seconds is None:
+        return "no lock_timeout set (the session's value applies, which may be none)"
+    if seconds == 0:
+        return "lock_timeout off"
+    if seconds > LOCK_TIMEOUT_MAX:
+        return (f"lock_timeout {format_duration(seconds)}, longer than "
+                f"{format_duration(LOCK_TIMEOUT_MAX)}")
+    return None
 
 
 def check(stmt: ast.Node, fs: FileState, ss: SetState) -> list[Hit]:
     """The rules one statement breaks; updates the file and set state for the next ones."""
     hits: list[Hit] = []
     locked = _access_exclusive_target(stmt, fs)  # judged before this statement's own effects
-    if locked is not None and not fs.lock_timeout:
+    unbounded = _lock_wait_problem(fs.lock_timeout) if locked is not None else None
+    if locked is not None and unbounded is not None:
         verb, target = locked
         hits.append(Hit("missing-lock-timeout", 0,
-                        f"{verb} takes an ACCESS EXCLUSIVE lock on {target} with no "
-                        "lock_timeout set: while it waits, every query on it waits too"))
+                        f"{verb} takes an ACCESS EXCLUSIVE lock on {target} with {unbounded}: "
+                        "while it waits, every query on it waits too"))
     if isinstance(stmt, ast.VariableSetStmt):
         _set_variable(stmt, fs)
     elif isinstance(stmt, ast.CreateStmt):
@@ -289,18 +308,23 @@ def _drop(stmt: ast.DropStmt, fs: FileState) -> list[Hit]:
 
 
 def _set_variable(stmt: ast.VariableSetStmt, fs: FileState) -> None:
+    from sqlmig.timeouts import parse_duration
+
     if stmt.kind == VariableSetKind.VAR_RESET_ALL:
-        fs.lock_timeout = False
+        fs.lock_timeout = None
     if (stmt.name or "").lower() != "lock_timeout":
         return
     if stmt.kind != VariableSetKind.VAR_SET_VALUE:  # RESET, SET … TO DEFAULT
-        fs.lock_timeout = False
+        fs.lock_timeout = None
     elif stmt.is_local and not fs.transactional:
         return  # SET LOCAL outside a transaction block lasts one statement: no effect here
     else:
         value = stmt.args[0].val if stmt.args else None
         raw = next((getattr(value, a) for a in ("ival", "sval", "fval") if hasattr(value, a)), "")
-        fs.lock_timeout = not _ZERO_DURATION.match(str(raw).strip())  # 0 means "wait forever"
+        try:
+            fs.lock_timeout = parse_duration(str(raw).strip(), bare="ms")  # as the server reads it
+        except ValueError:
+            fs.lock_timeout = None
 
 
 # -- locks --------------------------------------------------------------------------------------

@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sqlmig import filechecks, headers, sqltext
 from sqlmig import files as files_mod
-from sqlmig import headers, sqltext
 from sqlmig.config import Config
 from sqlmig.errors import InvalidInput
 from sqlmig.lint_checks import FileState, Hit, SetState, check
 from sqlmig.lint_rules import RULES
-from sqlmig.models import ZERO, Version
+from sqlmig.models import ZERO, Problem, Version
 from sqlmig.reports import LintFinding, LintReport
 
 # `-- sqlmig: allow <rule-id> <reason>`; found anywhere outside statements, so a misplaced one is
@@ -38,10 +38,11 @@ class _Unit:
     report: bool  # False: read only for what later files depend on
     version: Version | None = None
     previous: tuple[Version, str] | None = None  # the version and path before this file's
-    # The header bounds lock waits (`-- sqlmig: lock-timeout 5s`, not 0): the engine and the
-    # rendered script SET it before the first statement. The --migration-lock-timeout setting
-    # does not count: it belongs to where the file runs, which lint does not know.
-    lock_timeout: bool = False
+    # The lock_timeout the file's statements run with, in seconds (0: none; None: the session's,
+    # which lint cannot see): the header's `-- sqlmig: lock-timeout`, else for a transactional
+    # file the migration_lock_timeout setting (default 5s), as the engine and render SET it.
+    lock_timeout: float | None = None
+    rollback: bool = False  # a rollback: undoing is what it is for, so breaking rules do not apply
 
 
 @dataclass
@@ -62,10 +63,12 @@ class _Found:
 
 
 def lint(config: Config, paths: Iterable[str | Path] = ()) -> LintReport:
-    """Lint every migration of the project, or just `paths` (in the context of the set)."""
-    units = _units(config, [Path(p) for p in paths])
+    """Lint every migration and rollback of the project, or just `paths` (in the context of
+    the set). The problems that make `up` or `down` refuse a file (files.load, filechecks) are
+    findings too, with the same code and file:line."""
+    units, refused = _units(config, [Path(p) for p in paths])
     shared = SetState()
-    findings: list[LintFinding] = []
+    findings: list[LintFinding] = list(refused)
     allowed: list[LintFinding] = []
     for unit in units:
         if unit.previous is None and unit.version is None:
@@ -74,13 +77,20 @@ def lint(config: Config, paths: Iterable[str | Path] = ()) -> LintReport:
         if unit.report:
             findings += active
             allowed += suppressed
-    return LintReport(files=tuple(u.path for u in units if u.report), findings=tuple(findings),
-                      allowed=tuple(allowed))
+    findings.sort(key=lambda f: (f.path, f.line, f.column))
+    reported = [u.path for u in units if u.report]
+    reported += sorted({f.path for f in refused} - set(reported))
+    return LintReport(files=tuple(reported), findings=tuple(findings), allowed=tuple(allowed),
+                      refused_count=len(refused))
 
 
 # -- which files --------------------------------------------------------------------------------
 
-def _units(config: Config, paths: list[Path]) -> list[_Unit]:
+_REFUSED_FIX = ("sqlmig refuses the file as it is: `up`, `down`, `validate`, `verify` and "
+                "`render` stop before running anything (exit 2); fix what the message says")
+
+
+def _units(config: Config, paths: list[Path]) -> tuple[list[_Unit], list[LintFinding]]:
     root = config.root
     wanted: list[Path] = []
     for path in paths:
@@ -88,19 +98,37 @@ def _units(config: Config, paths: list[Path]) -> list[_Unit]:
             raise InvalidInput(f"{path}: no such file")
         if path.resolve() not in wanted:
             wanted.append(path.resolve())
-    mig_dir = config.migrations_path.resolve()
+    set_dirs = {config.migrations_path.resolve(), config.rollbacks_path.resolve()}
     units: list[_Unit] = []
-    if not paths or any(p.parent == mig_dir for p in wanted):
-        migration_set = files_mod.load(root, config.migrations_path, config.rollbacks_path)
+    refused: list[LintFinding] = []
+    setting = config.migration_lock_timeout
+    if not paths or any(p.parent in set_dirs for p in wanted):
+        migration_set, problems = files_mod.load_all(root, config.migrations_path,
+                                                     config.rollbacks_path)
+        in_set = {(root / p.path).resolve() for p in problems if p.path}
+        for problem in problems:
+            if not paths or (problem.path and (root / problem.path).resolve() in wanted):
+                refused.append(_refusal(problem))
         previous = (ZERO, "")
+        rollbacks: list[_Unit] = []
         for mig in migration_set.migrations:
             full = (root / mig.path).resolve()
             units.append(_Unit(path=mig.path, text=mig.text, transactional=mig.transactional,
                                report=not paths or full in wanted, version=mig.version,
-                               previous=previous, lock_timeout=bool(mig.lock_timeout)))
+                               previous=previous,
+                               lock_timeout=_effective(mig.lock_timeout, mig.transactional,
+                                                       setting)))
             previous = (mig.version, mig.path)
-            if full in wanted:
-                wanted.remove(full)
+            rb = mig.rollback
+            rb_full = (root / rb.path).resolve()
+            if rb.irreversible is None and (not paths or rb_full in wanted):
+                rollbacks.append(_Unit(path=rb.path, text=rb.text, transactional=rb.transactional,
+                                       report=True, rollback=True,
+                                       lock_timeout=_effective(rb.lock_timeout, rb.transactional,
+                                                               setting)))
+            in_set |= {full, rb_full}
+        units += rollbacks
+        wanted = [p for p in wanted if p not in in_set]
     for path in wanted:  # files outside the set: linted alone, no version check
         rel = files_mod.relative(path, root)
         try:
@@ -112,22 +140,38 @@ def _units(config: Config, paths: list[Path]) -> list[_Unit]:
             raise InvalidInput(f"{rel}:{line}: {error}")
         directives = headers.parse_header(text).directives
         transactional = not any(v.split()[:1] == ["no-transaction"] for v, _ in directives)
+        refused += [_refusal(p) for p in
+                    filechecks.check(rel, text, transactional=transactional).problems]
         units.append(_Unit(path=rel, text=text, transactional=transactional, report=True,
-                           lock_timeout=_header_lock_timeout(directives)))
-    return units
+                           lock_timeout=_effective(_header_lock_timeout(directives),
+                                                   transactional, setting)))
+    return units, refused
 
 
-def _header_lock_timeout(directives: list[tuple[str, int]]) -> bool:
+def _refusal(problem: Problem) -> LintFinding:
+    return LintFinding(rule=problem.code, severity=problem.severity, path=problem.path or "",
+                       line=problem.line or 1, column=1, message=problem.message,
+                       fix=_REFUSED_FIX)
+
+
+def _effective(header: float | None, transactional: bool, setting: float | None) -> float | None:
+    """The lock_timeout a file runs with (see timeouts.for_step)."""
+    if header is not None:
+        return header
+    return setting if transactional else None
+
+
+def _header_lock_timeout(directives: list[tuple[str, int]]) -> float | None:
     from sqlmig.timeouts import parse_duration
 
     for value, _ in directives:
         word, _, rest = value.partition(" ")
         if word.lower() == "lock-timeout":
             try:
-                return parse_duration(rest.strip(), bare=None) > 0
+                return parse_duration(rest.strip(), bare=None)
             except ValueError:
-                return False
-    return False
+                return None
+    return None
 
 
 # -- one file -----------------------------------------------------------------------------------
@@ -139,7 +183,8 @@ def _lint_unit(unit: _Unit, shared: SetState) -> tuple[list[LintFinding], list[L
     found: list[_Found] = []
     for i, st in enumerate(statements):
         for hit in _statement_hits(st, fs, shared):
-            found.append(_Found(i, hit, st.start + hit.offset))
+            if not (unit.rollback and RULES[hit.rule].breaking):
+                found.append(_Found(i, hit, st.start + hit.offset))
     found += _version_hits(unit, found)
     found.sort(key=lambda f: (f.offset, f.statement))
 

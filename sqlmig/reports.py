@@ -124,6 +124,8 @@ class LintReport:
     files: tuple[str, ...]  # the files whose findings are reported
     findings: tuple[LintFinding, ...]  # errors and warnings that stand
     allowed: tuple[LintFinding, ...] = ()  # suppressed by `-- sqlmig: allow`, with the reason
+    # How many findings are problems that make `up`/`down` refuse a file (exit 2, as validate).
+    refused_count: int = 0
 
     _computed: ClassVar[tuple[str, ...]] = ("error_count", "warning_count", "ok")  # in to_json
 

@@ -236,7 +236,8 @@ def test_a_failed_no_transaction_step_leaves_its_row_started_and_blocks_the_next
         project: Project, database_url: str) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n")
     project.add(2, "index_a", "CREATE INDEX CONCURRENTLY a_idx ON no_such_table (id);\n",
-                "DROP INDEX CONCURRENTLY a_idx;\n", header="-- sqlmig: no-transaction\n")
+                "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY a_idx;\n",
+                header="-- sqlmig: no-transaction\n")
     script = render(project, "up")
 
     assert 'relation "no_such_table" does not exist' in stopped(psql(database_url, script)).stderr

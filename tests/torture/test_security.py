@@ -158,9 +158,12 @@ def test_a_symlink_out_of_the_migrations_directory_is_a_file_problem(
         result = run(inner, *command, url=database_url)
         assert result.returncode == 2, f"{command}: a link out of the directory is a file problem"
         assert_no_traceback(result)
-        assert f"sqlmig: {where}/002_linked" in result.stderr
-        assert "sqlmig: migrations/003_hop.sql" in result.stderr
-        assert "outside" in result.stderr
+        # lint reports file problems as findings on stdout (path:line:col: error [code] …)
+        said, prefix = ((result.stdout, "") if command == ("lint",)
+                        else (result.stderr, "sqlmig: "))
+        assert f"{prefix}{where}/002_linked" in said
+        assert f"{prefix}migrations/003_hop.sql" in said
+        assert "outside" in said
         assert "root:x:0:0" not in result.stdout + result.stderr
     describe(database_url)
     assert not table_exists(database_url, "schema_version")
@@ -216,10 +219,17 @@ def test_a_fifo_or_a_directory_named_like_a_migration_is_a_file_problem_not_a_ha
         assert result.returncode == 2
         assert_no_traceback(result)
         for name in ("002_pipe", "003_dir", "004_link"):
-            assert (f"sqlmig: migrations/{name}.sql: error: not a regular file (a directory, "
-                    "FIFO, socket, device or broken symlink)") in result.stderr
+            if command == "lint":  # findings, on stdout
+                assert (f"migrations/{name}.sql:1:1: error [not-a-file] not a regular file "
+                        "(a directory, FIFO, socket, device or broken symlink)") in result.stdout
+            else:
+                assert (f"sqlmig: migrations/{name}.sql: error: not a regular file (a directory, "
+                        "FIFO, socket, device or broken symlink)") in result.stderr
         # Each is reported once: its rollback is no orphan.
-        assert "sqlmig: 3 problems in the migration files; nothing was run" in result.stderr
+        if command == "lint":
+            assert result.stdout.count("not a regular file") == 3
+        else:
+            assert "sqlmig: 3 problems in the migration files; nothing was run" in result.stderr
 
 
 # -- psql meta-commands that read files or run programs ------------------------------------------
@@ -265,14 +275,15 @@ def test_psql_meta_commands_that_read_or_run_are_refused_at_their_line_wherever_
     assert not marker.exists(), "nothing may run the meta-command"
 
 
-def test_a_meta_command_in_a_rollback_is_refused_by_down_and_render_down(
+def test_a_meta_command_in_a_rollback_is_refused_by_up_down_and_render_down(
         project: Project, database_url: str, tmp_path: Path) -> None:
     marker = tmp_path / MARKER
-    project.add(1, "first", "CREATE TABLE t (id int);\n",
-                f"DROP TABLE t; \\! touch {marker}\n")
+    project.add(1, "first", "CREATE TABLE t (id int);\n", "DROP TABLE t;\n")
     assert run(project, "up", url=database_url).returncode == 0
+    (project.rollbacks / "001_first_rollback.sql").write_text(f"DROP TABLE t; \\! touch {marker}\n")
 
-    for command in (("down",), ("render", "down")):
+    # A set whose rollback `down` would refuse is refused as a whole, before connecting.
+    for command in (("up",), ("down",), ("render", "down")):
         result = run(project, *command, url=database_url)
         assert result.returncode == 2
         assert_no_traceback(result)

@@ -98,7 +98,7 @@ def test_formatting_only_needs_a_stored_canonical_checksum(tmp_path) -> None:
 
 
 def test_a_changed_no_transaction_header_is_not_formatting(tmp_path) -> None:
-    body = "CREATE INDEX CONCURRENTLY a_idx ON a (id);\n"
+    body = "CREATE INDEX a_idx ON a (id);\n"
     mig = _migration(tmp_path / "a", body, "-- sqlmig: no-transaction\n")
     edited = _migration(tmp_path / "b", body)
     record = applied(mig, canonical_checksum=canonical_checksum(mig.text), transactional=False)

@@ -134,7 +134,7 @@ def test_plan_carries_the_header_timeouts_of_migrations_and_rollbacks(tmp_path: 
     assert (step.lock_timeout, step.statement_timeout) == (1.0, None)
 
 
-def test_lint_counts_a_lock_timeout_header_but_not_the_setting(tmp_path: Path) -> None:
+def test_lint_counts_the_lock_timeout_header_and_the_setting_in_force(tmp_path: Path) -> None:
     base = "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);\n"
     alter = "ALTER TABLE users ADD COLUMN bio text;\n"
     write(tmp_path, pair("001_base", "1.0.0", base)
@@ -142,6 +142,9 @@ def test_lint_counts_a_lock_timeout_header_but_not_the_setting(tmp_path: Path) -
           | pair("003_b", "1.2.0", "-- sqlmig: lock-timeout 0\n" + alter.replace("bio", "x"))
           | pair("004_c", "1.3.0", alter.replace("bio", "y")))
     report = linter.lint(Config(root=tmp_path, migration_lock_timeout="5s"))
+    assert sorted({f.path for f in report.findings if f.rule == "missing-lock-timeout"}) == [
+        "migrations/003_b.sql"]
+    report = linter.lint(Config(root=tmp_path, migration_lock_timeout="off"))
     assert sorted({f.path for f in report.findings if f.rule == "missing-lock-timeout"}) == [
         "migrations/003_b.sql", "migrations/004_c.sql"]
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sqlmig import execute, plan
 from sqlmig.errors import FileProblems
+from sqlmig.files import load_all
 from sqlmig.models import PlanStep, Problem
 from tests.unit.helpers import load, pair, write
 
@@ -127,17 +129,25 @@ def test_check_all_reports_every_bad_file_before_running_any(tmp_path: Path) -> 
         **pair("004_marked", "1.3.0",
                "-- sqlmig: no-transaction\nCREATE INDEX CONCURRENTLY j ON b (x);\n"),
     })
-    steps = list(plan.plan_up(load(tmp_path), []).steps)
-    assert [s.transactional for s in steps] == [True, True, True, False]
-    with pytest.raises(FileProblems) as info:
-        execute.check_all(steps)
-    assert info.value.problems == [
+    expected = [
         Problem(path="migrations/002_commit.sql", line=3, code="transaction-control",
                 message=TX_CONTROL.format("COMMIT")),
         Problem(path="migrations/003_index.sql", line=2, code="needs-no-transaction",
                 message=NEEDS_NO_TX.format("CREATE INDEX CONCURRENTLY")),
     ]
-    prepared, notes, _ = execute.check_all([steps[0], steps[3]])
+    with pytest.raises(FileProblems) as at_load:  # before any connection: files.load
+        load(tmp_path)
+    assert at_load.value.problems == expected
+    files = load_all(tmp_path, tmp_path / "migrations", tmp_path / "rollbacks")[0]
+    steps = list(plan.plan_up(files, []).steps)
+    assert [s.transactional for s in steps] == [True, False]
+    # the same checks, again on the exact text each step runs (e.g. a stored rollback)
+    bad = [replace(steps[0], path="migrations/002_commit.sql",
+                   sql="-- Version: 1.1.0\nCREATE TABLE b (x int);\nCOMMIT;\n")]
+    with pytest.raises(FileProblems) as info:
+        execute.check_all(bad)
+    assert info.value.problems == expected[:1]
+    prepared, notes, _ = execute.check_all(steps)
     assert [[st.text for st in stmts] for stmts in prepared.values()] == [
         ["CREATE TABLE a (x int)"], ["CREATE INDEX CONCURRENTLY j ON b (x)"]]
     assert notes == []

@@ -340,8 +340,8 @@ def test_no_transaction_directive_sets_transactional_false(
         expected: tuple[bool, bool]) -> None:
     write(tmp_path, {
         "migrations/001_a.sql": f"-- Version: 1.0.0\n{migration_header}"
-                                "CREATE INDEX CONCURRENTLY i ON t (a);\n",
-        "rollbacks/001_a_rollback.sql": f"{rollback_header}DROP INDEX CONCURRENTLY i;\n",
+                                "CREATE INDEX i ON t (a);\n",
+        "rollbacks/001_a_rollback.sql": f"{rollback_header}DROP INDEX i;\n",
     })
     [mig] = load(tmp_path).migrations
     assert (mig.transactional, mig.rollback.transactional) == expected

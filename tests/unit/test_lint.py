@@ -12,7 +12,7 @@ import pytest
 import sqlmig
 from sqlmig import cli, linter
 from sqlmig.config import Config
-from sqlmig.errors import FileProblems, InvalidInput
+from sqlmig.errors import InvalidInput
 from sqlmig.lint_rules import RULES
 from sqlmig.reports import LintReport
 from tests.unit.helpers import pair, write
@@ -41,8 +41,10 @@ def project(root: Path, *bodies: str, versions: tuple[str, ...] = ()) -> Path:
     return write(root, tree)
 
 
-def run_lint(root: Path, *paths: str | Path) -> LintReport:
-    return linter.lint(Config(root=root), paths)
+def run_lint(root: Path, *paths: str | Path, lock_timeout: float | None = None) -> LintReport:
+    """lint with the migration_lock_timeout setting at `lock_timeout`: by default None (inherit
+    the session's, which lint cannot know), so that missing-lock-timeout judges the files alone."""
+    return linter.lint(Config(root=root, migration_lock_timeout=lock_timeout), paths)
 
 
 def rules_in(report: LintReport, path: str = UNDER_TEST) -> set[str]:
@@ -358,16 +360,20 @@ def test_crlf_files_get_the_same_positions_and_allows(tmp_path: Path) -> None:
     assert [(f.rule, f.line) for f in report.allowed] == [("drop-column", 4)]
 
 
-def test_problems_with_the_set_are_reported_before_linting(tmp_path: Path) -> None:
+def test_problems_with_the_set_are_findings_with_the_engines_code(tmp_path: Path) -> None:
     write(tmp_path, {"migrations/001_a.sql": "SELECT 1;\n", "rollbacks/001_a_rollback.sql": "\n"})
-    with pytest.raises(FileProblems):
-        run_lint(tmp_path)
+    report = run_lint(tmp_path)
+    assert [(f.rule, f.where, f.severity) for f in report.findings] == [
+        ("missing-version", "migrations/001_a.sql:1:1", "error")]
+    assert report.refused_count == 1 and not report.ok
 
 
 def test_library_exposes_lint(tmp_path: Path) -> None:
     report = sqlmig.lint(sqlmig.resolve(root=project(tmp_path, "SELECT 1;\n")))
     assert isinstance(report, LintReport)
-    assert report.ok and report.files == ("migrations/001_base.sql", UNDER_TEST)
+    assert report.ok and report.files == ("migrations/001_base.sql", UNDER_TEST,
+                                          "rollbacks/001_base_rollback.sql",
+                                          "rollbacks/002_change_rollback.sql")
 
 
 # -- positions -----------------------------------------------------------------------------------
@@ -405,7 +411,7 @@ def test_human_output(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         "breaks, and its data is gone",
         f"    fix: {RULES['drop-column'].fix}",
         f"{UNDER_TEST}:4:1: allowed [rename-column] code moved to handle in 2.0.0",
-        "lint: 2 files, 1 error, 1 warning, 1 allowed",
+        "lint: 4 files, 1 error, 1 warning, 1 allowed",
     ]
 
 
@@ -415,7 +421,8 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                            monkeypatch=monkeypatch)
     assert code == 1
     data = json.loads("\n".join(out))
-    assert data["files"] == ["migrations/001_base.sql", UNDER_TEST]
+    assert data["files"] == ["migrations/001_base.sql", UNDER_TEST,
+                             "rollbacks/001_base_rollback.sql", "rollbacks/002_change_rollback.sql"]
     assert (data["error_count"], data["warning_count"], data["ok"]) == (1, 1, False)
     assert data["findings"][1] == {
         "rule": "drop-column", "severity": "error", "path": UNDER_TEST, "line": 6, "column": 1,
@@ -441,7 +448,7 @@ def test_github_output(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         f"::notice file={UNDER_TEST},line=4,col=1,title=allowed rename-column::RENAME COLUMN "
         "users.nickname TO handle: running code that uses nickname breaks. Allowed: code moved "
         "to handle in 2.0.0",
-        "lint: 2 files, 1 error, 1 warning, 1 allowed",
+        "lint: 4 files, 1 error, 1 warning, 1 allowed",
     ]
 
 
@@ -461,7 +468,7 @@ def test_warnings_alone_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str
     code, out, _ = cli_run(project(tmp_path, "CREATE TABLE t (c char(3));\n"), "lint",
                            capsys=capsys, monkeypatch=monkeypatch)
     assert code == 0
-    assert out[-1] == "lint: 2 files, 0 errors, 1 warning, 0 allowed"
+    assert out[-1] == "lint: 4 files, 0 errors, 1 warning, 0 allowed"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -480,15 +487,16 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 def test_broken_migration_set_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, {"migrations/001_a.sql": "SELECT 1;\n", "rollbacks/001_a_rollback.sql": "\n"})
-    code, _, err = cli_run(tmp_path, "lint", capsys=capsys, monkeypatch=monkeypatch)
+    code, out, _ = cli_run(tmp_path, "lint", capsys=capsys, monkeypatch=monkeypatch)
     assert code == 2
-    assert "missing-version" not in err and "no `-- Version: MAJOR.MINOR.PATCH` header" in err
+    assert out[0] == ("migrations/001_a.sql:1:1: error [missing-version] no `-- Version: "
+                      "MAJOR.MINOR.PATCH` header before the first statement")
 
 
 # -- the repository itself -----------------------------------------------------------------------
 
 def test_example_project_passes_lint_with_its_deliberate_risks_allowed() -> None:
-    report = run_lint(REPO)
+    report = linter.lint(Config(root=REPO))  # the settings in force: the default 5s lock_timeout
     assert report.findings == ()
     assert report.ok
     assert [(f.path, f.rule) for f in report.allowed] == [
@@ -499,3 +507,77 @@ def test_readme_documents_every_rule_with_its_severity() -> None:
     readme = (REPO / "README.md").read_text()
     for rule in RULES.values():
         assert re.search(rf"^\| `{re.escape(rule.id)}` \| {rule.severity} \|", readme, re.M), rule.id
+
+
+# -- rules agree with the settings in force, and with what up/down refuse ----------------------
+
+ADD_BIO = "ALTER TABLE users ADD COLUMN bio text;\n"
+
+
+@pytest.mark.parametrize(("setting", "body", "message"), [
+    (5.0, ADD_BIO, None),  # the default --migration-lock-timeout: bounded, no finding
+    (10.0, ADD_BIO, None),
+    (30.0, ADD_BIO, "with lock_timeout 30s, longer than 10s"),
+    (0.0, ADD_BIO, "with lock_timeout off"),
+    (None, ADD_BIO, "with no lock_timeout set (the session's value applies, which may be none)"),
+    # a no-transaction file runs with the session's value: the setting does not reach it
+    (5.0, NO_TX + ADD_BIO, "with no lock_timeout set"),
+    (5.0, "-- sqlmig: lock-timeout 1min\n" + ADD_BIO, "with lock_timeout 1min, longer than 10s"),
+    (0.0, "-- sqlmig: lock-timeout 3s\n" + ADD_BIO, None),
+    (5.0, "SET LOCAL lock_timeout = 0;\n" + ADD_BIO, "with lock_timeout off"),
+    (5.0, "SET LOCAL lock_timeout = 20000;\n" + ADD_BIO, "with lock_timeout 20s, longer than 10s"),
+])
+def test_missing_lock_timeout_judges_the_timeout_in_force(
+        tmp_path: Path, setting: float | None, body: str, message: str | None) -> None:
+    report = run_lint(project(tmp_path, body), lock_timeout=setting)
+    found = [f.message for f in report.findings if f.rule == "missing-lock-timeout"]
+    if message is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and message in found[0], found
+
+
+def test_new_files_pass_the_projects_own_lint(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    project(tmp_path)
+    for description in ("add users", "add phone"):
+        code, _, _ = cli_run(tmp_path, "new", description, capsys=capsys, monkeypatch=monkeypatch)
+        assert code == 0
+    path = next((tmp_path / "migrations").glob("*_add_phone.sql"))
+    path.write_text(path.read_text() + ADD_BIO)  # what a user then writes under the template
+    code, out, _ = cli_run(tmp_path, "lint", capsys=capsys, monkeypatch=monkeypatch)
+    assert (code, out[-1]) == (0, "lint: 6 files, 0 errors, 0 warnings, 0 allowed")
+
+
+@pytest.mark.parametrize(("path", "text", "code", "line"), [
+    ("migrations/002_change.sql", "-- Version: 2.0.0\nSELECT 1;\nCREATE INDEX CONCURRENTLY i "
+     "ON users (age);\n", "needs-no-transaction", 3),
+    ("migrations/002_change.sql", "-- Version: 2.0.0\nSELECT 1;\nCOMMIT;\n", "transaction-control", 3),
+    ("migrations/002_change.sql", "-- Version: 2.0.0\n\\i other.sql\n", "psql-meta-command", 2),
+    ("migrations/002_change.sql", "-- Version: 2.0.0\nCOPY users FROM stdin;\n\\.\n",
+     "copy-from-stdin", 2),
+    ("rollbacks/002_change_rollback.sql", "SELECT 1;\nDROP INDEX CONCURRENTLY users_email_idx;\n",
+     "needs-no-transaction", 2),
+    ("rollbacks/002_change_rollback.sql", "SELECT 1;\nCOMMIT;\n", "transaction-control", 2),
+])
+def test_lint_reports_what_up_and_down_refuse_in_migrations_and_rollbacks(
+        tmp_path: Path, path: str, text: str, code: str, line: int) -> None:
+    project(tmp_path, "SELECT 1;\n")
+    (tmp_path / path).write_text(text)
+    report = run_lint(tmp_path)
+    assert [(f.rule, f.where) for f in report.findings] == [(code, f"{path}:{line}:1")]
+    assert report.refused_count == 1
+    # the file alone, as `sqlmig lint FILE` in a pre-commit hook
+    alone = run_lint(tmp_path, tmp_path / path)
+    assert [(f.rule, f.where) for f in alone.findings] == [(code, f"{path}:{line}:1")]
+
+
+def test_rollbacks_are_linted_for_locks_but_not_for_breaking_what_they_undo(tmp_path: Path) -> None:
+    project(tmp_path, T + "ALTER TABLE users ADD COLUMN bio text;\n")
+    (tmp_path / "rollbacks/002_change_rollback.sql").write_text(
+        "ALTER TABLE users DROP COLUMN bio;\nDROP INDEX users_email_idx;\n")
+    report = run_lint(tmp_path)
+    assert [(f.rule, f.where) for f in report.findings] == [
+        ("missing-lock-timeout", "rollbacks/002_change_rollback.sql:1:1"),
+        ("missing-lock-timeout", "rollbacks/002_change_rollback.sql:2:1"),
+        ("drop-index-not-concurrent", "rollbacks/002_change_rollback.sql:2:1")]

@@ -63,13 +63,14 @@ def test_render_needs_no_database_and_guards_every_step(tmp_path: Path) -> None:
 
 
 def test_render_refuses_what_up_and_down_refuse(tmp_path: Path) -> None:
-    write(tmp_path, {**pair("001_a", "1.0.0", "CREATE TABLE a (x int);\nCOMMIT;\n"),
+    write(tmp_path / "bad", pair("001_a", "1.0.0", "CREATE TABLE a (x int);\nCOMMIT;\n"))
+    with pytest.raises(FileProblems) as refused:
+        sqlmig.render(config(tmp_path / "bad"), "up")
+    assert refused.value.problems[0].code == "transaction-control"
+
+    write(tmp_path, {**pair("001_a", "1.0.0", "CREATE TABLE a (x int);\n"),
                      **pair("002_b", "1.1.0", "SELECT 1;\n",
                             rollback="-- sqlmig: irreversible it is gone\n")})
-
-    with pytest.raises(FileProblems) as refused:
-        sqlmig.render(config(tmp_path), "up")
-    assert refused.value.problems[0].code == "transaction-control"
     with pytest.raises(Irreversible):
         sqlmig.render(config(tmp_path), "down")
     with pytest.raises(InvalidInput, match="--from 3: no migration numbered 3"):
