@@ -85,11 +85,16 @@ def render(state: _State, direction: str, start: str | None, to: str | None, ste
               "database (default: the project's embedded server). Never the target.")
 @click.option("--scratch-in-place", is_flag=True, help="Use the database of --scratch-url itself "
               "(empty, no sqlmig history) instead of creating one; it is left fully migrated.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first rollback that fails or leaks "
+              "(default: go on, and name every one).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, as_json: bool) -> None:
+def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_fast: bool,
+           as_json: bool) -> None:
     """Prove every rollback on a scratch database: apply, roll back, compare the schema, re-apply.
-    Exit 1 if a rollback does not restore the schema. The target database is never touched."""
+    Exit 1 if a rollback fails or does not restore the schema (all are checked, and listed, unless
+    --fail-fast). The target database is never touched."""
+    from sqlmig.output import span
     from sqlmig.verification import VerifyStep
 
     state.options["quiet_embedded"] = True  # the target is not used, embedded or not
@@ -102,25 +107,23 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, as_js
         elif step.outcome == "irreversible":
             out(f"skipped {label}: {step.note}")
         else:
-            out(f"FAILED {label}:")
+            out(f"{'LEAKY' if step.outcome == 'leaky' else 'FAILED'} {label}:")
             for line in step.problems:
                 out(f"  {line}")
 
     report = sqlmig.verify(state.config, scratch_url=scratch_url, in_place=scratch_in_place,
-                           on_step=None if as_json else on_step)
+                           on_step=None if as_json else on_step, fail_fast=fail_fast)
     if as_json:
         _json(to_json(report))
     else:
         for warning in report.warnings:
             err(f"sqlmig: warning: {warning}")
-        proven = sum(s.outcome == "proven" for s in report.steps)
-        skipped = sum(s.outcome == "irreversible" for s in report.steps)
-        unchecked = [s.name for s in report.steps if s.outcome == "not-checked"]
+        unchecked = [s for s in report.steps if s.outcome == "not-checked"]
         if unchecked:
-            out(f"not checked after the failure: {', '.join(unchecked)}")
-        extra = f", {skipped} irreversible skipped" if skipped else ""
+            out(f"not checked ({unchecked[0].note.removeprefix('not checked: ')}): "
+                f"{span([s.name for s in unchecked])}")
         verdict = "verified" if report.ok else "verify FAILED"
-        out(f"{verdict}: {proven} of {len(report.steps)} rollbacks proven{extra}, on the "
+        out(f"{verdict}: {report.summary} ({report.duration_ms / 1000:.1f} s), on the "
             f"{report.scratch}; the target database was not touched")
     if not report.ok:
         sys.exit(ExitCode.CHECK_FAILED)

@@ -19,6 +19,18 @@ from sqlmig.models import Problem
 CODES = ("psql-meta-command", "transaction-control", "copy-from-stdin", "needs-no-transaction")
 _ALLOWED_IN_TRANSACTION = {"SAVEPOINT", "RELEASE", "ROLLBACK_TO"}
 _COPY_FROM_STDIN = re.compile(r"COPY\b[^;]*?\bFROM\s+STDIN\b", re.IGNORECASE)
+# A file can break a check only if it holds a backslash (a meta-command) or a word of a statement
+# that controls the transaction, copies from stdin or needs autocommit (sqltext._classify). Most
+# files hold none where it matters, and files.load then skips pglast (its import alone is 30 ms:
+# a no-op `up` on a fresh checkout reads every file); see problems().
+_SUSPECT = re.compile(
+    r"\\|\b(?:BEGIN|START|COMMIT|END|ROLLBACK|ABORT|PREPARE|SAVEPOINT|RELEASE|COPY|CONCURRENTLY"
+    r"|DATABASE|SYSTEM|TABLESPACE|SUBSCRIPTION|VACUUM|CLUSTER|DISCARD|REINDEX)\b", re.IGNORECASE)
+_OPENING = re.compile(r"(?:BEGIN|START|COMMIT|END|ROLLBACK|ABORT|PREPARE|SAVEPOINT|RELEASE|COPY)\b",
+                      re.IGNORECASE)
+_AUTOCOMMIT = re.compile(r"\b(?:CONCURRENTLY|DATABASE|SYSTEM|TABLESPACE|SUBSCRIPTION|VACUUM"
+                         r"|CLUSTER|DISCARD|REINDEX)\b", re.IGNORECASE)
+_LEX_MAX = 256 << 10  # the pure-Python lexer beyond this costs more than pglast's parse
 _HARMLESS_META = {"\\echo", "\\qecho", "\\warn", "\\timing", "\\pset", "\\encoding"}
 _ON = {"on", "1", "true", "yes", ""}
 
@@ -32,6 +44,23 @@ class Checked:
     problems: tuple[Problem, ...]
     notes: tuple[str, ...]
     canonical: str | None
+
+
+def problems(path: str, text: str, *, transactional: bool, rollback: bool = False
+             ) -> tuple[Problem, ...]:
+    """check(…).problems, without parsing a file that cannot have any (see _SUSPECT)."""
+    if _SUSPECT.search(text) is None:
+        return ()
+    if len(text) <= _LEX_MAX:
+        # Statement by statement, outside comments, quotes and dollar-quoted bodies (the words
+        # of a PL/pgSQL BEGIN … END block do not count): pglast only if one may break a rule.
+        metas: list[sqltext.MetaCommand] = []
+        pieces = [text[a:b] for a, b in sqltext._lex_statements(text, metas)]
+        if not metas and not any(
+                _OPENING.match(piece) or (transactional and _AUTOCOMMIT.search(piece))
+                for piece in pieces):
+            return ()
+    return check(path, text, transactional=transactional, rollback=rollback).problems
 
 
 def check(path: str, text: str, *, transactional: bool, rollback: bool = False,

@@ -467,7 +467,7 @@ def _migration_facts(rel: str, text: str, digest: str, *, statements: bool = Tru
     description = header.values["description"][0] if "description" in header.values else None
     transactional = "no-transaction" not in found
     if statements:
-        problems += filechecks.check(rel, text, transactional=transactional).problems
+        problems += filechecks.problems(rel, text, transactional=transactional)
     return [digest, sqltext.is_empty(text), *version.key, description,
             transactional, timeouts.get("lock_timeout"),
             timeouts.get("statement_timeout")], problems
@@ -475,8 +475,8 @@ def _migration_facts(rel: str, text: str, digest: str, *, statements: bool = Tru
 
 def _rollback_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[Problem]]:
     rollback, problems = _rollback(rel, parse_header(text), digest, text)
-    problems += filechecks.check(rel, text, transactional=rollback.transactional,
-                                 rollback=True).problems
+    problems += filechecks.problems(rel, text, transactional=rollback.transactional,
+                                    rollback=True)
     return [digest, sqltext.is_empty(text), rollback.irreversible, rollback.transactional,
             rollback.lock_timeout, rollback.statement_timeout], problems
 

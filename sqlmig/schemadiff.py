@@ -45,6 +45,8 @@ class Change:
     after: Any = None
 
     def render(self) -> str:
+        if self.attribute == "options":
+            return f"options: {_options(self.before, self.after)}"
         if self.attribute == "definition" or not (_short(self.before) and _short(self.after)):
             return f"{self.attribute} differs"
         return f"{self.attribute} {_show(self.before)} → {_show(self.after)}"
@@ -127,6 +129,17 @@ def diff_lines(before: Snapshot, after: Snapshot, added: str = "is left behind",
 def _attr_order(attr: str) -> tuple[int, str]:
     first = ("kind", "type", "not null", "default", "definition")
     return (first.index(attr), "") if attr in first else (len(first), attr)
+
+
+def _options(before: Any, after: Any) -> str:
+    """Storage options (`name=value` lists) compared one by one: `fillfactor unset → 70`."""
+    def parse(value: Any) -> dict[str, str]:
+        items = value if isinstance(value, list) else []
+        return dict(str(o).partition("=")[::2] for o in items)
+
+    old, new = parse(before), parse(after)
+    return ", ".join(f"{name} {old.get(name, 'unset')} → {new.get(name, 'unset')}"
+                     for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name))
 
 
 def _short(value: Any) -> bool:

@@ -256,14 +256,28 @@ SELECT {_REL} || '.' || quote_ident(pol.polname), json_strip_nulls(json_build_ob
 
 
 
-def take(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str]) -> Snapshot:
+# verify's function query: a body is compared with its whitespace normalized (indentation, blank
+# lines, line breaks: a rollback that restores a function written otherwise is no leak), and its
+# whole definition comes along, uncompared (`_source`), to show the lines that really differ.
+_DEFINITION = "'definition', CASE WHEN p.prokind <> 'a' THEN 'md5 ' || md5(pg_get_functiondef(p.oid))"
+_SOURCED = dict(_QUERIES, function=_QUERIES["function"].replace(_DEFINITION, (
+    "'_source', CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END,\n"
+    "         'definition', CASE WHEN p.prokind <> 'a' THEN 'md5 ' || md5(regexp_replace("
+    r"btrim(pg_get_functiondef(p.oid), E' \t\r\n'), E'\\s+', ' ', 'g'))")))
+assert _SOURCED["function"] != _QUERIES["function"]
+
+
+def take(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str], *,
+         sources: bool = False) -> Snapshot:
     """Read the schema of the connected database, leaving out `own_schema`.`own_tables`.
+    `sources`: functions as verify compares them (see _SOURCED); not for recorded snapshots.
 
     One round trip: the queries go out together in a pipeline (see `run`). Raises psycopg.Error.
     """
     params = {"schema": own_schema, "tables": list(own_tables)}
+    queries = _SOURCED if sources else _QUERIES
     cursors = run(conn, [(_aggregated(q), params if "%(schema)s" in q else None)
-                         for q in _QUERIES.values()])
+                         for q in queries.values()])
     objects = {kind: cur.fetchone()[0]  # type: ignore[index]
                for kind, cur in zip(_QUERIES, cursors, strict=True)}
     from sqlmig.schemadiff import Snapshot
@@ -347,11 +361,19 @@ def run(conn: psycopg.Connection, queries: Sequence[tuple[str, dict[str, Any] | 
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ"
                              + (" READ ONLY" if read_only else ""), prepare=False)
                 conn.execute("SET LOCAL search_path = pg_catalog", prepare=False)
+            else:  # in the caller's transaction (verify): pg_catalog alone too, then back
+                saved = conn.cursor()
+                saved.execute("SELECT current_setting('search_path'), "
+                              "set_config('search_path', 'pg_catalog', true)", prepare=False)
             cursors = [conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params, prepare=False)  # type: ignore[arg-type]
             if own_transaction:
                 conn.execute("COMMIT", prepare=False)
+        if not own_transaction:
+            row = saved.fetchone()
+            conn.execute("SELECT set_config('search_path', %s, true)",
+                         (row[0] if row else "",), prepare=False)
     except psycopg.Error:
         if own_transaction and not conn.broken and \
                 conn.info.transaction_status != pq.TransactionStatus.IDLE:

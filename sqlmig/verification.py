@@ -1,16 +1,30 @@
 """`sqlmig verify`: prove every rollback on a scratch database, never on the target.
 
-For each migration in order, on a throwaway database: snapshot, apply it, snapshot, run its
-rollback, require the schema equal to the one before, re-apply it and require the schema equal
-to the one after the first apply. Applying and rolling back go through `ops.up`/`ops.down` on a
-Config that points at the scratch database, so transactions, no-transaction files, the history
-rows and the lock behave exactly as they do on the target.
+For each migration in order, on a throwaway database: apply it, snapshot, run its rollback,
+require the schema equal to the one before, re-apply it and require the schema equal to the one
+after the first apply. It goes on after a rollback that fails or leaks (unless --fail-fast),
+from the migration's applied state, so one run names every leaky rollback; only a migration that
+cannot be applied stops it (what follows depends on it).
+
+Two ways to run one migration's check, with the same verdict:
+- fast, when the migration and its rollback are both transactional: one transaction on one
+  connection: apply (with its history row, its SET LOCAL timeouts) → snapshot → SAVEPOINT →
+  rollback → snapshot → compare → re-apply → snapshot → compare → ROLLBACK TO SAVEPOINT →
+  COMMIT. The savepoint brings back the applied state exactly, whatever the rollback did.
+  Should anything fail in it, the transaction is rolled back and the migration checked again
+  the slow way, so the verdict and the error are the engine's own.
+- slow, otherwise: `ops.up`/`ops.down` on a Config that points at the scratch database, so
+  transactions, no-transaction files, the history rows and the lock behave exactly as on the
+  target. After a leak, the applied state is rebuilt on a fresh scratch database (every
+  migration up to this one applied by `ops.up`), not taken from the leaked one.
+Function bodies are compared with their whitespace normalized (see snapshot.take).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import time
 import uuid
 from collections.abc import Callable
@@ -20,12 +34,15 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlmig import drift, lock, ops, schemadiff
+from sqlmig import drift, filechecks, lock, ops, schemadiff, snapshot, timeouts
 from sqlmig.config import Config, Secret, redact
-from sqlmig.connect import connect
+from sqlmig.connect import connect, reset_session
 from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed, SqlmigError
+from sqlmig.execute import record_fields
 from sqlmig.history import History
-from sqlmig.models import Migration
+from sqlmig.models import Migration, PlanStep
+
+Outcome = Literal["proven", "leaky", "failed", "irreversible", "not-checked"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,7 +52,9 @@ class VerifyStep:
     name: str
     migration: str
     rollback: str
-    outcome: Literal["proven", "irreversible", "failed", "not-checked"]
+    # proven; leaky: the rollback ran but the schema is not as before (or re-applying differs);
+    # failed: the migration or its rollback raised an error; irreversible: not run.
+    outcome: Outcome
     note: str | None = None
     problems: tuple[str, ...] = ()
     differences: tuple[schemadiff.Difference, ...] = ()
@@ -49,43 +68,63 @@ class VerifyReport:
     steps: tuple[VerifyStep, ...]
     snapshot_ms: float  # mean time of one schema snapshot on the scratch database
     warnings: tuple[str, ...] = ()
+    duration_ms: int = 0
 
     @property
     def failed(self) -> list[VerifyStep]:
-        return [s for s in self.steps if s.outcome == "failed"]
+        return [s for s in self.steps if s.outcome in ("failed", "leaky")]
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(s.outcome == outcome for s in self.steps)
+
+    @property
+    def summary(self) -> str:
+        """`proven 37, leaky 5, failed 0, irreversible 1` (and `not checked N` when some were
+        not)."""
+        parts = [f"{o} {self.count(o)}" for o in ("proven", "leaky", "failed", "irreversible")]
+        if self.count("not-checked"):
+            parts.append(f"not checked {self.count('not-checked')}")
+        return ", ".join(parts)
 
 
 OnVerified = Callable[[VerifyStep], None]
 
 
 def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = False,
-           on_step: OnVerified | None = None) -> VerifyReport:
+           on_step: OnVerified | None = None, fail_fast: bool = False) -> VerifyReport:
     """Apply, roll back and re-apply every migration on a scratch database.
 
     By default the scratch database is created on the project's embedded server and dropped at
     the end. `scratch_url`: create it on that server instead; with `in_place`, use the database
     of `scratch_url` itself (it must have no sqlmig history yet; it is left fully migrated).
-    The configured target database is never connected to.
+    `fail_fast`: stop at the first rollback that fails or leaks. The configured target database
+    is never connected to.
     """
-    files = ops.load_files(config)  # every file problem is reported before anything is created
+    began = time.perf_counter()
+    # Every file problem (filechecks too, in migrations and rollbacks) is reported here, before
+    # anything is created or run.
+    files = ops.load_files(config)
     scratch = _Scratch(config, scratch_url, in_place)
+    steps: list[VerifyStep] = []
     with scratch as cfg:
-        history = History(cfg.schema_name, cfg.table)
-        conn = connect(cfg)
+        run = _Run(cfg, scratch, in_place)
         try:
-            _prepare(conn, cfg, history, in_place)
-            timer = _Timer(conn, history)
-            before = timer.take()
-            steps: list[VerifyStep] = []
-            for mig in files.migrations:
-                if steps and steps[-1].outcome in ("failed", "not-checked"):
-                    steps.append(_step(mig, "not-checked",
-                                       note="not checked: an earlier migration failed"))
+            before = run.start()
+            stop: str | None = None
+            for i, mig in enumerate(files.migrations):
+                if stop is not None:
+                    steps.append(_step(mig, "not-checked", note=f"not checked: {stop}"))
                     continue
-                step, before = _verify_one(cfg, mig, before, timer)
+                step, before = run.one(mig, before, files.migrations[:i + 1])
                 steps.append(step)
                 if on_step:
                     on_step(step)
+                if step.outcome in ("failed", "leaky"):
+                    if step.note != _APPLIED:
+                        stop = (f"{step.name} could not be applied" if step.note is None
+                                else step.note)
+                    elif fail_fast:
+                        stop = f"--fail-fast stopped at {step.name}"
         except psycopg.OperationalError as exc:
             raise ConnectError(f"lost the connection to the scratch database: "
                                f"{str(exc).strip()}") from exc
@@ -93,71 +132,211 @@ def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = F
             raise SqlmigError(f"cannot read the schema of the scratch database: "
                               f"{str(exc).strip()}") from exc
         finally:
-            conn.close()
-    return VerifyReport(ok=all(s.outcome != "failed" for s in steps), scratch=scratch.description,
-                        steps=tuple(steps), snapshot_ms=timer.mean_ms,
-                        warnings=tuple(scratch.warnings))
+            run.close()
+    return VerifyReport(ok=all(s.outcome in ("proven", "irreversible") for s in steps),
+                        scratch=scratch.description, steps=tuple(steps),
+                        snapshot_ms=run.timer.mean_ms, warnings=tuple(scratch.warnings),
+                        duration_ms=round((time.perf_counter() - began) * 1000))
 
 
-def _verify_one(cfg: Config, mig: Migration, before: schemadiff.Snapshot,
-                timer: _Timer) -> tuple[VerifyStep, schemadiff.Snapshot]:
-    start = time.perf_counter()
+# A failed or leaky step's note when the run could go on from the migration's applied state.
+_APPLIED = "the migration is applied again: the next ones are checked from its applied state"
 
-    def finish(outcome: Literal["proven", "irreversible", "failed"], **fields: object) -> VerifyStep:
+
+class _Run:
+    """One verify run's connection and state on the scratch database."""
+
+    def __init__(self, cfg: Config, scratch: _Scratch, in_place: bool) -> None:
+        self.cfg = cfg
+        self.scratch = scratch
+        self.in_place = in_place
+        self.history = History(cfg.schema_name, cfg.table)
+        self.conn = connect(cfg)
+        self.timer = _Timer(self.conn, self.history)
+
+    def start(self) -> schemadiff.Snapshot:
+        _prepare(self.conn, self.cfg, self.history, self.in_place)
+        return self.timer.take()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def one(self, mig: Migration, before: schemadiff.Snapshot,
+            upto: tuple[Migration, ...]) -> tuple[VerifyStep, schemadiff.Snapshot]:
+        start = time.perf_counter()
+        fast = (mig.transactional and mig.rollback.transactional
+                and not mig.rollback.irreversible)
+        found = self._fast(mig, before) if fast else None
+        if found is None:
+            found = self._slow(mig, before, upto)
+        outcome, fields, after = found
         return _step(mig, outcome, duration_ms=round((time.perf_counter() - start) * 1000),
-                     **fields)
+                     **fields), after
 
-    target = str(mig.number)
-    try:
-        ops.up(cfg, to=target)
-    except MigrationFailed as exc:
-        return finish("failed", problems=(f"{mig.path} fails on the scratch database",
-                                          *exc.lines())), before
-    applied = timer.take()
-    if mig.rollback.irreversible:
-        return finish("irreversible", note=f"{mig.rollback.path}: irreversible "
-                                           f"({mig.rollback.irreversible}); not run"), applied
-    try:
-        ops.down(cfg, steps=1)
-    except MigrationFailed as exc:
-        return finish("failed", problems=(f"{mig.rollback.path} fails on the scratch database",
-                                          *exc.lines())), applied
-    rolled_back = timer.take()
+    # -- one transaction, a savepoint --------------------------------------------------------
+
+    def _fast(self, mig: Migration, before: schemadiff.Snapshot
+              ) -> tuple[Outcome, dict[str, object], schemadiff.Snapshot] | None:
+        """The check in one transaction (see the module's doc); None: run it the slow way."""
+        up, down = _steps(mig)
+        conn, history = self.conn, self.history
+        try:
+            with conn.transaction():
+                _run(conn, up, self.cfg)
+                conn.execute(*history.insert(record_fields(mig, status="applied"),
+                                             mig.rollback.text))
+                conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # what COMMIT would check
+                applied = self.timer.take()
+                with conn.transaction(force_rollback=True):  # SAVEPOINT … ROLLBACK TO it
+                    _run(conn, down, self.cfg)
+                    conn.execute(*history.delete(up.version))
+                    conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                    rolled_back = self.timer.take()
+                    verdict = _compare(mig, before, rolled_back, applied)
+                    if verdict is None:
+                        _run(conn, up, self.cfg)
+                        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                        verdict = _compare_again(mig, applied, self.timer.take())
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error:
+            # Not always an error of the files: in one transaction some DDL behaves otherwise
+            # (ALTER TYPE … ADD VALUE, then using it). The slow way decides, as the engine would.
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+            return None
+        finally:
+            if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                reset_session(conn)
+        if verdict is None:
+            return "proven", {}, applied
+        return "leaky", {**verdict, "note": _APPLIED}, applied
+
+    # -- the engine's own path ---------------------------------------------------------------
+
+    def _slow(self, mig: Migration, before: schemadiff.Snapshot, upto: tuple[Migration, ...]
+              ) -> tuple[Outcome, dict[str, object], schemadiff.Snapshot]:
+        cfg = self.cfg
+        target = str(mig.number)
+        try:
+            ops.up(cfg, to=target)
+        except MigrationFailed as exc:
+            return "failed", {"problems": (f"{mig.path} fails on the scratch database",
+                                           *exc.lines())}, before
+        applied = self.timer.take()
+        if mig.rollback.irreversible:
+            return "irreversible", {"note": f"{mig.rollback.path}: irreversible "
+                                            f"({mig.rollback.irreversible}); not run"}, applied
+        try:
+            ops.down(cfg, steps=1)
+        except MigrationFailed as exc:
+            failed: dict[str, object] = {
+                "problems": (f"{mig.rollback.path} fails on the scratch database", *exc.lines())}
+            return "failed", {**failed, "note": self._rebuild(upto)}, self.timer.take()
+        rolled_back = self.timer.take()
+        verdict = _compare(mig, before, rolled_back, applied)
+        if verdict is not None:
+            return "leaky", {**verdict, "note": self._rebuild(upto)}, self.timer.take()
+        try:
+            ops.up(cfg, to=target)
+        except MigrationFailed as exc:
+            return "leaky", {"problems": (
+                f"{mig.path} fails when applied again after {mig.rollback.path}: the rollback "
+                "leaves something behind that the schema comparison does not see (data, a "
+                "setting)", *exc.lines()), "note": self._rebuild(upto)}, self.timer.take()
+        again = self.timer.take()
+        verdict = _compare_again(mig, applied, again)
+        if verdict is not None:
+            return "leaky", {**verdict, "note": self._rebuild(upto)}, self.timer.take()
+        return "proven", {}, again
+
+    def _rebuild(self, upto: tuple[Migration, ...]) -> str:
+        """The applied state of upto[-1] on a fresh scratch database: the leaked one is
+        dropped (in place, its schema cannot be trusted any more: the run stops there)."""
+        if self.in_place:
+            return "--scratch-in-place: the scratch database cannot be rebuilt; not going on"
+        self.conn.close()
+        self.cfg = self.scratch.renew()
+        self.conn = connect(self.cfg)
+        self.timer.conn = self.conn
+        _prepare(self.conn, self.cfg, self.history, False)
+        ops.up(self.cfg, to=str(upto[-1].number))
+        return _APPLIED
+
+
+def _steps(mig: Migration) -> tuple[PlanStep, PlanStep]:
+    rb = mig.rollback
+    up = PlanStep(direction="up", number=mig.number, version=str(mig.version), name=mig.name,
+                  path=mig.path, transactional=True, sql=mig.text,
+                  lock_timeout=mig.lock_timeout, statement_timeout=mig.statement_timeout)
+    down = PlanStep(direction="down", number=mig.number, version=str(mig.version), name=mig.name,
+                    path=rb.path, transactional=True, sql=rb.text,
+                    lock_timeout=rb.lock_timeout, statement_timeout=rb.statement_timeout)
+    return up, down
+
+
+def _run(conn: psycopg.Connection, step: PlanStep, cfg: Config) -> None:
+    """A step's statements as the engine sends them in a transaction (timeouts first)."""
+    checked = filechecks.check(step.path, step.sql, transactional=True,
+                               rollback=step.direction == "down")
+    for st in [*timeouts.set_statements(step, cfg), *checked.statements]:
+        conn.execute(st.text, prepare=False)  # type: ignore[arg-type]
+
+
+def _compare(mig: Migration, before: schemadiff.Snapshot, rolled_back: schemadiff.Snapshot,
+             applied: schemadiff.Snapshot) -> dict[str, object] | None:
     differences = schemadiff.diff(before, rolled_back)
-    if differences:
-        return finish("failed", differences=tuple(differences), problems=tuple(
-            _rollback_line(mig, d, applied) for d in differences)), rolled_back
-    try:
-        ops.up(cfg, to=target)
-    except MigrationFailed as exc:
-        return finish("failed", problems=(
-            f"{mig.path} fails when applied again after {mig.rollback.path}: the rollback leaves "
-            "something behind that the schema comparison does not see (data, a setting)",
-            *exc.lines())), rolled_back
-    again = timer.take()
+    if not differences:
+        return None
+    return {"differences": tuple(differences), "problems": tuple(
+        line for d in differences
+        for line in _rollback_lines(mig, d, applied, before, rolled_back))}
+
+
+def _compare_again(mig: Migration, applied: schemadiff.Snapshot,
+                   again: schemadiff.Snapshot) -> dict[str, object] | None:
     differences = schemadiff.diff(applied, again)
-    if differences:
-        return finish("failed", differences=tuple(differences), problems=tuple(
-            f"{mig.path} applied again after {mig.rollback.path}: "
-            f"{d.line(added='is extra', removed='is missing')} (compared with the first apply)"
-            for d in differences)), again
-    return finish("proven"), again
+    if not differences:
+        return None
+    return {"differences": tuple(differences), "problems": tuple(
+        f"{mig.path} applied again after {mig.rollback.path}: "
+        f"{d.line(added='is extra', removed='is missing')} (compared with the first apply)"
+        for d in differences)}
 
 
-def _rollback_line(mig: Migration, d: schemadiff.Difference, applied: schemadiff.Snapshot) -> str:
+def _rollback_lines(mig: Migration, d: schemadiff.Difference, applied: schemadiff.Snapshot,
+                    before: schemadiff.Snapshot, after: schemadiff.Snapshot) -> list[str]:
     path = mig.rollback.path
     if d.change == "added":
-        return f"{path} leaves {d.label} behind"
+        return [f"{path} leaves {d.label} behind"]
     if d.change == "removed":
         if d.key in applied.objects.get(d.group, {}):
-            return f"{path} drops {d.label}, which existed before {mig.name}"
-        return f"{path} does not restore {d.label}, which {mig.name} removes"
+            return [f"{path} drops {d.label}, which existed before {mig.name}"]
+        return [f"{path} does not restore {d.label}, which {mig.name} removes"]
     changes = ", ".join(c.render() for c in d.changes)
-    return f"{path} does not restore {d.label}: {changes} (before {mig.name} → after the rollback)"
+    lines = [f"{path} does not restore {d.label}: {changes} "
+             f"(before {mig.name} → after the rollback)"]
+    old = before.objects.get(d.group, {}).get(d.key, {}).get("_source")
+    new = after.objects.get(d.group, {}).get(d.key, {}).get("_source")
+    if isinstance(old, str) and isinstance(new, str):
+        lines += _differing_lines(old, new)
+    return lines
 
 
-def _step(mig: Migration, outcome: Literal["proven", "irreversible", "failed", "not-checked"],
-          **fields: object) -> VerifyStep:
+_DIFF_LINES = 20
+
+
+def _differing_lines(old: str, new: str) -> list[str]:
+    """The lines of two definitions that differ, `-` before, `+` after the rollback."""
+    out = [f"    {line}" for line in difflib.unified_diff(
+        old.splitlines(), new.splitlines(), "before", "after the rollback", n=0, lineterm="")
+        if not line.startswith(("---", "+++", "@@"))]
+    if len(out) > _DIFF_LINES:
+        out = [*out[:_DIFF_LINES], f"    … {len(out) - _DIFF_LINES} more lines differ"]
+    return out
+
+
+def _step(mig: Migration, outcome: Outcome, **fields: object) -> VerifyStep:
     return VerifyStep(number=mig.number, version=str(mig.version), name=mig.name,
                       migration=mig.path, rollback=mig.rollback.path, outcome=outcome,
                       **fields)  # type: ignore[arg-type]
@@ -183,7 +362,8 @@ class _Timer:
 
     def take(self) -> schemadiff.Snapshot:
         start = time.perf_counter()
-        snap = drift.take(self.conn, self.history)
+        snap = snapshot.take(self.conn, self.history.schema, drift.own_tables(self.history),
+                             sources=True)
         self.total += time.perf_counter() - start
         self.count += 1
         return snap
@@ -236,6 +416,11 @@ class _Scratch(contextlib.AbstractContextManager):
         self.description = f"scratch database {self.name} on {self.where} (dropped afterwards)"
         url = make_conninfo(self.server_url, dbname=self.name)
         return dataclasses.replace(self.admin, database_url=Secret(url))
+
+    def renew(self) -> Config:
+        """A new, empty scratch database in place of the current one (dropped)."""
+        self.__exit__()
+        return self.__enter__()
 
     def __exit__(self, *exc_info: object) -> None:
         if self.name is None:
