@@ -27,10 +27,15 @@ def status(state: _State, as_json: bool, exit_code: bool) -> None:
         out(f"database:        {report.database}")
         out(f"history table:   {report.history_table}")
         out(f"current version: {report.current_version or 'none'}")
-        out(f"applied:         {len(report.applied)}")
-        for rec in report.applied:
-            if rec.status != "applied":
-                out(f"  {rec.name or rec.version} ({rec.version}): {rec.status.upper()}")
+        out(f"applied:         {sum(r.status == 'applied' for r in report.applied)}")
+        # A row left by a no-transaction step that stopped is not applied: counted apart.
+        for kind in ("started", "failed", "rolling_back"):
+            rows = [r for r in report.applied if r.status == kind]
+            if rows:
+                out(f"{kind + ':':<17}{len(rows)}")
+            for rec in rows:
+                out(f"  {rec.name or rec.version} ({rec.version})"
+                    + (f": {rec.error}" if rec.error else ""))
         out(f"pending:         {len(report.pending)}")
         for p in report.pending:
             mode = " [no-transaction]" if not p.transactional else ""

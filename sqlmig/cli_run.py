@@ -80,7 +80,11 @@ def _print_plan(report: RunReport, show_sql: bool) -> None:
     verb = "would apply" if report.direction == "up" else "would roll back"
     for step in steps:
         mode = "" if step.transactional else " [no-transaction]"
-        out(f"{verb} {step.name} ({step.version}) from {step.path}{mode}")
+        # plan_down warns when it runs the text stored at apply time, not the differing file
+        source = (f"the text stored when it was applied ({step.path} differs)"
+                  if any("differs from the rollback stored" in w for w in step.warnings)
+                  else step.path)
+        out(f"{verb} {step.name} ({step.version}) from {source}{mode}")
         if show_sql:
             out(step.sql.rstrip())
             out()

@@ -94,7 +94,7 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
     """Prove every rollback on a scratch database: apply, roll back, compare the schema, re-apply.
     Exit 1 if a rollback fails or does not restore the schema (all are checked, and listed, unless
     --fail-fast). The target database is never touched."""
-    from sqlmig.output import span
+    from sqlmig.errors import span
     from sqlmig.verification import VerifyStep
 
     state.options["quiet_embedded"] = True  # the target is not used, embedded or not
@@ -139,12 +139,15 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
               "index (what a failed CREATE INDEX CONCURRENTLY leaves).")
 @click.option("--drop-invalid-index", "drop_index", multiple=True, metavar="NAME",
               help="Drop this invalid index (schema.index); repeatable.")
+@click.option("--refresh-rollback", "refresh", multiple=True, metavar="VERSION",
+              help="Store the rollback file of this applied version in place of the text stored "
+                   "when it was applied, which `down` runs; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.argument("versions", nargs=-1, metavar="[VERSION]...")
 @click.pass_obj
 def repair(state: _State, mark_applied: str | None, remove: str | None, accept_formatting: bool,
-           drop_invalid_indexes: bool, drop_index: tuple[str, ...], as_json: bool,
-           versions: tuple[str, ...]) -> None:
+           drop_invalid_indexes: bool, drop_index: tuple[str, ...], refresh: tuple[str, ...],
+           as_json: bool, versions: tuple[str, ...]) -> None:
     """List what needs repair, or repair one thing (logged in the event log).
 
     Without an option: migrations left `started`/`failed` by a no-transaction step, invalid
@@ -153,10 +156,12 @@ def repair(state: _State, mark_applied: str | None, remove: str | None, accept_f
     """
     if versions and not accept_formatting:
         raise click.UsageError("VERSION arguments go with --accept-formatting")
-    acting = any((mark_applied, remove, accept_formatting, drop_invalid_indexes, drop_index))
+    acting = any((mark_applied, remove, accept_formatting, drop_invalid_indexes, drop_index,
+                  refresh))
     report = sqlmig.repair(state.config, mark_applied=mark_applied, remove=remove,
                            accept_formatting=versions if accept_formatting else None,
-                           drop_invalid_indexes=drop_invalid_indexes, drop_index=drop_index)
+                           drop_invalid_indexes=drop_invalid_indexes, drop_index=drop_index,
+                           refresh_rollback=refresh)
     if as_json:
         _json(to_json(report))
         return
@@ -167,6 +172,7 @@ def repair(state: _State, mark_applied: str | None, remove: str | None, accept_f
             out(line)
         if not report.done:
             out("nothing to do: no invalid indexes" if drop_invalid_indexes or drop_index else
+                "nothing to do: the stored rollback is already the file's" if refresh else
                 "nothing to do: no formatting-only edits to accept")
         return
     _print_repairs(report)
@@ -183,9 +189,15 @@ def _print_repairs(report: RepairReport) -> None:
         since = f" since {rec.applied_at:%Y-%m-%d %H:%M:%S%z}" if rec.applied_at else ""
         cause = f": {rec.error}" if rec.error else ""
         out(f"{rec.name or rec.version} ({rec.version}) is `{rec.status}`{since}{cause}")
-        out(f"  finished by hand? sqlmig repair --mark-applied {rec.version}")
-        out(f"  undone by hand?   sqlmig repair --remove {rec.version}   (then `sqlmig up` runs it "
-            "again)")
+        if rec.status == "rolling_back":  # a no-transaction rollback stopped part-way
+            out(f"  rollback finished by hand (the migration is gone)? sqlmig repair --remove "
+                f"{rec.version}")
+            out(f"  its changes restored by hand (the migration is whole)? sqlmig repair "
+                f"--mark-applied {rec.version}")
+        else:
+            out(f"  finished by hand? sqlmig repair --mark-applied {rec.version}")
+            out(f"  undone by hand?   sqlmig repair --remove {rec.version}   (then `sqlmig up` "
+                "runs it again)")
     for idx in report.invalid_indexes:
         out(f"invalid index {idx.qualified} on {idx.table}"
             + (f": {idx.definition}" if idx.definition else " (definition unavailable: locked)"))
@@ -199,11 +211,17 @@ def _print_repairs(report: RepairReport) -> None:
     if report.unfinished and report.invalid_indexes:
         out("after a failed CREATE INDEX CONCURRENTLY: drop its invalid index, `sqlmig repair "
             "--remove VERSION`, fix the cause (e.g. duplicate rows), then `sqlmig up`")
+    for rb in report.rollbacks_changed:
+        out(f"{rb.path} differs from the rollback stored when {rb.name} ({rb.version}) was "
+            f"applied (checksum {rb.stored_checksum[:12]} in the history, {rb.checksum[:12]} on "
+            "disk); `down` runs the stored one")
+        out(f"  store the file's: sqlmig repair --refresh-rollback {rb.version}")
     for change in report.formatting_only:
         out(f"formatting-only edit of {change.path} ({change.version}): same statements, checksum "
             f"{change.stored_checksum[:12]} in the history, {change.checksum[:12]} on disk")
         out(f"  record it: sqlmig repair --accept-formatting {change.version}")
-    if not (report.unfinished or report.invalid_indexes or report.formatting_only):
+    if not (report.unfinished or report.invalid_indexes or report.formatting_only
+            or report.rollbacks_changed):
         out("nothing to repair")
 
 

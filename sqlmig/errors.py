@@ -143,6 +143,9 @@ class MigrationFailed(SqlmigError):
         server_hint: str | None = None,
         applied_before: Sequence[str] = (),
         rolled_back: bool = True,
+        direction: str = "up",
+        version: str | None = None,
+        committed: Sequence[int] = (),
     ) -> None:
         self.path = path
         self.line = line
@@ -153,6 +156,10 @@ class MigrationFailed(SqlmigError):
         self.server_hint = server_hint
         self.applied_before = list(applied_before)
         self.rolled_back = rolled_back
+        self.direction = direction  # "down": a rollback failed
+        self.version = version
+        # A no-transaction file: the lines of its statements that committed before the failure.
+        self.committed = list(committed)
         self.attempts = 1  # tries made, with the retries after lock timeouts (sqlmig.timeouts)
         where = path
         if line is not None:
@@ -168,13 +175,7 @@ class MigrationFailed(SqlmigError):
             out.append(f"DETAIL: {self.detail}")
         if self.server_hint:
             out.append(f"HINT: {self.server_hint}")
-        if self.rolled_back:
-            out.append("the failed migration was rolled back; nothing of it remains")
-        else:
-            out.append(
-                "this no-transaction migration stopped part-way; it is recorded as failed: "
-                "fix the database, then `sqlmig repair`"
-            )
+        out.append(self._state())
         if self.sqlstate in ("55P03", "40P01"):
             tried = f"tried {self.attempts} times; " if self.attempts > 1 else ""
             out.append(
@@ -183,5 +184,41 @@ class MigrationFailed(SqlmigError):
                 "they are done, or raise --migration-lock-timeout / --retries"
             )
         if self.applied_before:
-            out.append(f"applied before the failure: {', '.join(self.applied_before)}")
+            done = "rolled back" if self.direction == "down" else "applied"
+            out.append(f"{done} before the failure: {span(self.applied_before)}")
         return out
+
+    def _state(self) -> str:
+        """What the failure left: the truth for this direction and transaction mode."""
+        v = self.version or "VERSION"
+        lines = ("lines " if len(self.committed) > 1 else "line ") + ", ".join(
+            map(str, self.committed))
+        if self.direction == "down":
+            if self.rolled_back:
+                return "the failed rollback was rolled back; the migration is still applied"
+            if not self.committed:
+                return ("nothing of this no-transaction rollback committed (its first statement "
+                        "failed): the migration is still whole; it is recorded as `rolling_back`: "
+                        f"`sqlmig repair --mark-applied {v}` returns it to `applied`")
+            return (f"this no-transaction rollback stopped part-way: its statements at {lines} "
+                    "committed; it is recorded as `rolling_back`: finish the rollback by "
+                    f"hand, then `sqlmig repair --remove {v}` (the migration is gone), or restore "
+                    f"what it undid, then `sqlmig repair --mark-applied {v}`")
+        if self.rolled_back:
+            return "the failed migration was rolled back; nothing of it remains"
+        if not self.committed:
+            return ("nothing of this no-transaction migration committed (its first statement "
+                    "failed; a failed CREATE INDEX CONCURRENTLY can still leave an INVALID index: "
+                    "`sqlmig repair` lists them); it is recorded as `failed`: fix the cause, then "
+                    f"`sqlmig repair --remove {v}` and `sqlmig up` again")
+        return (f"this no-transaction migration stopped part-way: its statements at {lines} "
+                f"committed; it is recorded as `failed`: finish it by hand, then `sqlmig repair "
+                f"--mark-applied {v}`, or undo them, then `sqlmig repair --remove {v}` and `sqlmig "
+                "up` again")
+
+
+def span(names: Sequence[str], most: int = 3) -> str:
+    """A list of names for one line: all of a few, else a count and the first and last."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{len(names)} migrations, {names[0]} … {names[-1]}"

@@ -346,8 +346,10 @@ class Executor:
                 self.conn.execute(st.text, prepare=False)  # type: ignore[arg-type]
             except psycopg.Error as exc:
                 error = self._failure(step, stmts, i, exc, rolled_back=False)
-                if step.direction == "up":
-                    self._log_failure(step, error, self.history.finish(step.version, "failed",
+                # The row keeps the error: `status` and `repair` show what stopped it.
+                status = "failed" if step.direction == "up" else "rolling_back"
+                if isinstance(error, MigrationFailed):
+                    self._log_failure(step, error, self.history.finish(step.version, status,
                                                                        error.message))
                 else:
                     self._log_failure(step, error)
@@ -413,10 +415,17 @@ class Executor:
         if diag.context:
             detail = f"{detail}; " if detail else ""
             detail += "CONTEXT: " + diag.context.strip().replace("\n", "; ")
+        committed: list[int] = []
+        if not rolled_back and failed is not None:
+            index = sqltext.LineIndex(step.sql)
+            # The file's statements before the failed one (not the SETs of its timeouts).
+            committed = [index.position(st.start)[0] for st in stmts[:failed]
+                         if step.sql[st.start:st.start + st.size] == st.text]
         return MigrationFailed(
             path=step.path, line=line, column=column, sqlstate=diag.sqlstate,
             server_message=diag.message_primary or str(exc).strip(),
             detail=detail, server_hint=diag.message_hint, rolled_back=rolled_back,
+            direction=step.direction, version=step.version, committed=committed,
         )
 
 

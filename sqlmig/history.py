@@ -339,6 +339,14 @@ class History:
         ).format(self.table)
         return query, {"version": version, "checksum": checksum, "canonical": canonical}
 
+    def set_rollback(self, version: str, text: str, checksum: str) -> tuple[sql.Composed, dict]:
+        """Store a rollback's text and checksum (`repair --refresh-rollback`)."""
+        query = sql.SQL(
+            """UPDATE {} SET rollback_sql = %(text)s, rollback_checksum = %(checksum)s
+                WHERE version = %(version)s"""
+        ).format(self.table)
+        return query, {"version": version, "text": text, "checksum": checksum}
+
     def event(self, action: str, outcome: str, *, version: str | None = None,
               name: str | None = None, duration_ms: int | None = None,
               detail: str | None = None) -> tuple[sql.Composed, dict]:

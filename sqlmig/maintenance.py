@@ -104,33 +104,38 @@ def check(config: Config, require: str) -> CheckResult:
 
 def repair(config: Config, *, mark_applied: str | None = None, remove: str | None = None,
            accept_formatting: Iterable[str] | None = None, drop_invalid_indexes: bool = False,
-           drop_index: Iterable[str] = ()) -> RepairReport:
+           drop_index: Iterable[str] = (), refresh_rollback: Iterable[str] = ()) -> RepairReport:
     """Without an action, list what can be repaired (read-only, no lock). With one action, do it
     under the lock; every change is logged in the event log.
 
     - `mark_applied` / `remove`: resolve a `started`/`failed`/`rolling_back` row after fixing
       the database by hand;
     - `accept_formatting`: store the new checksum of formatting-only edits ([] = all of them);
-    - `drop_invalid_indexes` / `drop_index`: DROP INDEX CONCURRENTLY invalid indexes (all / named).
+    - `drop_invalid_indexes` / `drop_index`: DROP INDEX CONCURRENTLY invalid indexes (all / named);
+    - `refresh_rollback`: store these versions' rollback files in place of the texts stored when
+      they were applied (which `down` runs).
     """
     from sqlmig import repairs
     from sqlmig.reports import RepairReport
 
     names = list(drop_index)
+    refresh = list(refresh_rollback)
     chosen = [mark_applied is not None, remove is not None, accept_formatting is not None,
-              drop_invalid_indexes or bool(names)]
+              drop_invalid_indexes or bool(names), bool(refresh)]
     if sum(chosen) > 1:
         raise InvalidInput("repair: one action at a time (--mark-applied, --remove, "
-                           "--accept-formatting, --drop-invalid-index[es])")
+                           "--accept-formatting, --drop-invalid-index[es], --refresh-rollback)")
     if not any(chosen):
         return _repair_listing(config)
-    files = load_files(config) if accept_formatting is not None else None
+    files = load_files(config) if accept_formatting is not None or refresh else None
     notes: list[str] = []
     with _guarded(config, locked=True) as (conn, history, guard):
         if files is not None or mark_applied is not None or remove is not None:
             with guard.locked():
                 records = history.read(conn)
-                if files is not None:
+                if files is not None and refresh:
+                    done = repairs.refresh_rollback(conn, history, files, records, refresh)
+                elif files is not None:
                     done = repairs.accept_formatting(conn, history, files, records,
                                                      list(accept_formatting or ()))
                 else:
@@ -162,7 +167,7 @@ def repair(config: Config, *, mark_applied: str | None = None, remove: str | Non
 
 def _repair_listing(config: Config) -> RepairReport:
     from sqlmig import repairs
-    from sqlmig.reports import RepairReport
+    from sqlmig.reports import RepairReport, RollbackChange
 
     notes: list[str] = []
     try:
@@ -177,6 +182,10 @@ def _repair_listing(config: Config) -> RepairReport:
         unfinished=tuple(repairs.unfinished(records)),
         invalid_indexes=tuple(indexes),
         formatting_only=tuple(repairs.formatting_changes(files, records)) if files is not None else (),
+        rollbacks_changed=tuple(
+            RollbackChange(version=r.version, name=m.name, path=m.rollback.path,
+                           stored_checksum=r.rollback_checksum or "", checksum=m.rollback.checksum)
+            for r, m in repairs.rollback_changes(files, records)) if files is not None else (),
         notes=tuple(notes),
     )
 

@@ -48,7 +48,13 @@ OnWait = Callable[["WaitAttempt"], None]  # a failed connection attempt of `wait
 OnRetry = Callable[[RetryNotice], None]  # a migration rolled back by a lock timeout, to run again
 OnBackup = Callable[["BackupReport"], None]  # the dump written before the first migration
 OnSkip = Callable[[PlanStep], None]  # --lock-mode transaction: another runner did this step
-_REPAIR_HINT = "run `sqlmig status` to see why, then `sqlmig repair` (or --allow for drift)"
+def _repair_hint(errors: list[Problem]) -> str:
+    """Where to go next: `repair` only where it has something to do (a row left unfinished);
+    an edited, missing or out-of-order file is resolved as its line says."""
+    if any(e.code == "failed-state" for e in errors):
+        return ("`sqlmig repair` lists what the unfinished step left behind (invalid indexes) "
+                "and the command that resolves its row")
+    return "each line says what to do; `sqlmig status` shows the whole history"
 
 
 def load_files(config: Config) -> MigrationSet:
@@ -173,7 +179,7 @@ def _check(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[st
            matched: plan.Matched) -> list:
     errors, warnings = plan.validate(files, records, allow, matched=matched)
     if errors:
-        raise HistoryInconsistent(errors, hint=_REPAIR_HINT)
+        raise HistoryInconsistent(errors, hint=_repair_hint(errors))
     return warnings
 
 
@@ -289,7 +295,7 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
         # missing forward file does not make rolling back wrong.
         errors, warnings = plan.validate(files, records, plan.ALLOWABLE)
         if errors:
-            raise HistoryInconsistent(errors, hint=_REPAIR_HINT)
+            raise HistoryInconsistent(errors, hint=_repair_hint(errors))
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
         prepared, _ = _prepare(the_plan, on_note)
         if dry_run:
@@ -497,7 +503,7 @@ def _baseline(conn: psycopg.Connection, history: History, files: MigrationSet,
     records = _adopt(conn, history, files, history.read(conn))
     errors, _ = plan.validate(files, records, plan.ALLOWABLE)
     if errors:
-        raise HistoryInconsistent(errors, hint=_REPAIR_HINT)
+        raise HistoryInconsistent(errors, hint=_repair_hint(errors))
     recorded = {r.number for r in records if r.number is not None}
     done: list[StepResult] = []
     with conn.transaction():

@@ -226,9 +226,3 @@ def _isatty(stream: Any) -> bool:
     except (AttributeError, ValueError):
         return False
 
-
-def span(names: list[str], most: int = 3) -> str:
-    """Names for one line: all of a few, else `272 migrations, 0012_a … 0283_b`."""
-    if len(names) <= most:
-        return ", ".join(names)
-    return f"{len(names)} migrations, {names[0]} … {names[-1]}"

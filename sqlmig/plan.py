@@ -85,10 +85,7 @@ def validate(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[
             errors.append(Problem(
                 path=mig.path if mig else None, code="failed-state",
                 message=f"{label} ({record.version}) is in state `{record.status}`{since}{cause}: "
-                        "a no-transaction step was interrupted or failed; check the database "
-                        "(`sqlmig repair` lists invalid indexes left behind), "
-                        f"then `sqlmig repair --mark-applied {record.version}` or "
-                        f"`sqlmig repair --remove {record.version}`",
+                        f"{resolve_hint(record)}",
             ))
             continue
         if mig is None:
@@ -103,6 +100,15 @@ def validate(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[
                 path=mig.path, code="version-changed",
                 message=f"was applied as version {record.version} but the file now says "
                         f"{mig.version}",
+            ))
+        if record.rollback_checksum is not None and \
+                record.rollback_checksum != mig.rollback.checksum:
+            warnings.append(Problem(
+                path=mig.rollback.path, code="rollback-changed", severity="warning",
+                message=f"differs from the rollback stored when {label} was applied (checksum "
+                        f"{record.rollback_checksum[:12]} in the history, "
+                        f"{mig.rollback.checksum[:12]} on disk); `down` runs the stored one: "
+                        f"`sqlmig repair --refresh-rollback {record.version}` records the file's",
             ))
         if record.checksum is not None and record.checksum != mig.checksum:
             if formatting_only(record, mig):
@@ -129,6 +135,21 @@ def validate(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[
                         "renumber it, or apply it anyway with --allow out-of-order",
             ))
     return errors, warnings
+
+
+def resolve_hint(record: AppliedRecord) -> str:
+    """What to check and run for a row a no-transaction step left unfinished. A `rolling_back`
+    row is a rollback that stopped part-way: finished by hand, the migration is gone (--remove);
+    undone by hand, it is whole again (--mark-applied). A `started`/`failed` one the other way."""
+    v = record.version
+    if record.status == "rolling_back":
+        return ("its no-transaction rollback stopped part-way; check the database, then "
+                f"`sqlmig repair --remove {v}` if you finished the rollback by hand (the migration "
+                f"is gone), or `sqlmig repair --mark-applied {v}` if you restored what it undid")
+    return ("a no-transaction step was interrupted or failed; check the database (`sqlmig "
+            "repair` lists invalid indexes left behind), then `sqlmig repair --mark-applied "
+            f"{v}` if you finished it by hand, or `sqlmig repair --remove {v}` if you undid what "
+            "it did (`up` then runs it again)")
 
 
 def formatting_only(record: AppliedRecord, mig: Migration) -> bool:
@@ -229,17 +250,22 @@ def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping
             elif checksum(text) != mig.rollback.checksum:
                 warnings.append(
                     f"{mig.rollback.path}: warning: differs from the rollback stored when "
-                    f"{label} was applied; running the stored one")
+                    f"{label} was applied; running the stored one (`sqlmig repair "
+                    f"--refresh-rollback {record.version}` stores the file's)")
         if text is None:
             raise InvalidInput(
                 f"cannot roll back {label} ({record.version}): no rollback file on disk and none "
                 "stored in the history")
         rollback, _ = parse_rollback(path, text)
         if rollback.irreversible:
+            stored_only = warnings and mig is not None and mig.rollback.irreversible is None
             raise Irreversible(
-                f"{path}: {label} ({record.version}) is irreversible: {rollback.irreversible}",
-                hint="nothing was rolled back; restore from a backup or write a new forward "
-                     "migration",
+                f"{path}: {label} ({record.version}) is irreversible: {rollback.irreversible}"
+                + (" (as stored when it was applied; the file now differs)" if stored_only else ""),
+                hint=(f"nothing was rolled back; `sqlmig repair --refresh-rollback "
+                      f"{record.version}` stores the file's rollback, which `down` then runs"
+                      if stored_only else "nothing was rolled back; restore from a backup or "
+                      "write a new forward migration"),
             )
         out.append(PlanStep(direction="down", number=record.number, version=record.version,
                             name=label, path=path, transactional=rollback.transactional, sql=text,

@@ -17,7 +17,7 @@ from psycopg import sql
 from sqlmig import indexes, plan
 from sqlmig.errors import ConnectError, HistoryInconsistent, InvalidInput, RepairFailed
 from sqlmig.history import History
-from sqlmig.models import AppliedRecord, MigrationSet, Problem
+from sqlmig.models import AppliedRecord, Migration, MigrationSet, Problem
 from sqlmig.reports import FormattingChange, InvalidIndex
 
 
@@ -114,6 +114,45 @@ def accept_formatting(conn: psycopg.Connection, history: History, files: Migrati
                       f"checksum {record.checksum[:12]} -> {mig.checksum[:12]}")
             conn.execute(*history.event("repair", "ok", version=record.version, name=mig.name,
                                         detail=f"{action} ({mig.path})"))
+            done.append(action)
+    return done
+
+
+def rollback_changes(files: MigrationSet, records: Sequence[AppliedRecord]
+                     ) -> list[tuple[AppliedRecord, Migration]]:
+    """Applied migrations whose rollback file differs from the text stored when applied."""
+    return [(r, m) for r, m in plan.match(files, records).applied
+            if m is not None and r.rollback_checksum is not None
+            and r.rollback_checksum != m.rollback.checksum]
+
+
+def refresh_rollback(conn: psycopg.Connection, history: History, files: MigrationSet,
+                     records: Sequence[AppliedRecord], versions: Sequence[str]) -> list[str]:
+    """Store the rollback file's text in place of the one stored when each version was applied
+    (so that `down` runs it), logged with both checksums. All or nothing."""
+    matched = {r.version: (r, m) for r, m in plan.match(files, records).applied}
+    chosen: list[tuple[AppliedRecord, Migration]] = []
+    for version in dict.fromkeys(versions):
+        record, mig = matched.get(version, (None, None))
+        if record is None:
+            raise InvalidInput(f"repair --refresh-rollback: no history row with version {version}")
+        label = record.name or version
+        if mig is None:
+            raise InvalidInput(f"repair --refresh-rollback: {label} ({version}) has no file in "
+                               "migrations/, so no rollback file to take")
+        if record.rollback_checksum == mig.rollback.checksum:
+            continue  # already the stored text
+        chosen.append((record, mig))
+    done: list[str] = []
+    with conn.transaction():
+        for record, mig in chosen:
+            rb = mig.rollback
+            old = (record.rollback_checksum or "none")[:12]
+            conn.execute(*history.set_rollback(record.version, rb.text, rb.checksum))
+            action = (f"stored {rb.path} as the rollback of {mig.name} ({record.version}): "
+                      f"checksum {old} -> {rb.checksum[:12]}")
+            conn.execute(*history.event("repair", "ok", version=record.version, name=mig.name,
+                                        detail=action))
             done.append(action)
     return done
 

@@ -85,11 +85,24 @@ class FormattingChange:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RollbackChange:
+    """An applied migration whose rollback file differs from the text stored when applied
+    (which `down` runs)."""
+
+    version: str
+    name: str
+    path: str  # the rollback file
+    stored_checksum: str
+    checksum: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RepairReport:
     done: tuple[str, ...] = ()  # what this call changed, one line each (also in the event log)
     unfinished: tuple[AppliedRecord, ...] = ()  # rows left `started`/`failed`/`rolling_back`
     invalid_indexes: tuple[InvalidIndex, ...] = ()
     formatting_only: tuple[FormattingChange, ...] = ()
+    rollbacks_changed: tuple[RollbackChange, ...] = ()
     notes: tuple[str, ...] = ()
 
 

@@ -13,10 +13,10 @@ Two ways to run one migration's check, with the same verdict:
   COMMIT. The savepoint brings back the applied state exactly, whatever the rollback did.
   Should anything fail in it, the transaction is rolled back and the migration checked again
   the slow way, so the verdict and the error are the engine's own.
-- slow, otherwise: `ops.up`/`ops.down` on a Config that points at the scratch database, so
-  transactions, no-transaction files, the history rows and the lock behave exactly as on the
-  target. After a leak, the applied state is rebuilt on a fresh scratch database (every
-  migration up to this one applied by `ops.up`), not taken from the leaked one.
+- the engine's own way, otherwise: its Executor, on the scratch connection, runs each file as
+  `up` and `down` do (transactions, no-transaction files statement by statement, history
+  rows, timeouts, retries). After a leak, the applied state is rebuilt on a fresh scratch
+  database (every migration up to this one applied by `ops.up`), not taken from the leaked one.
 Function bodies are compared with their whitespace normalized (see snapshot.take).
 """
 
@@ -38,7 +38,7 @@ from sqlmig import drift, filechecks, lock, ops, schemadiff, snapshot, timeouts
 from sqlmig.config import Config, Secret, redact
 from sqlmig.connect import connect, reset_session
 from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed, SqlmigError
-from sqlmig.execute import record_fields
+from sqlmig.execute import Executor, prepare, record_fields
 from sqlmig.history import History
 from sqlmig.models import Migration, PlanStep
 
@@ -216,10 +216,12 @@ class _Run:
 
     def _slow(self, mig: Migration, before: schemadiff.Snapshot, upto: tuple[Migration, ...]
               ) -> tuple[Outcome, dict[str, object], schemadiff.Snapshot]:
-        cfg = self.cfg
-        target = str(mig.number)
+        up, down = _steps(mig)
+        # The engine's executor, on this connection: what `up` and `down` run, without a new
+        # connection, lock, history read and recorded snapshot for each of the three runs.
+        executor = Executor(self.conn, self.history, self.cfg)
         try:
-            ops.up(cfg, to=target)
+            executor.apply(up, mig, prepare(up)[0])
         except MigrationFailed as exc:
             return "failed", {"problems": (f"{mig.path} fails on the scratch database",
                                            *exc.lines())}, before
@@ -228,7 +230,7 @@ class _Run:
             return "irreversible", {"note": f"{mig.rollback.path}: irreversible "
                                             f"({mig.rollback.irreversible}); not run"}, applied
         try:
-            ops.down(cfg, steps=1)
+            executor.revert(down, prepare(down)[0])
         except MigrationFailed as exc:
             failed: dict[str, object] = {
                 "problems": (f"{mig.rollback.path} fails on the scratch database", *exc.lines())}
@@ -238,7 +240,7 @@ class _Run:
         if verdict is not None:
             return "leaky", {**verdict, "note": self._rebuild(upto)}, self.timer.take()
         try:
-            ops.up(cfg, to=target)
+            executor.apply(up, mig, prepare(up)[0])
         except MigrationFailed as exc:
             return "leaky", {"problems": (
                 f"{mig.path} fails when applied again after {mig.rollback.path}: the rollback "
@@ -265,12 +267,13 @@ class _Run:
 
 
 def _steps(mig: Migration) -> tuple[PlanStep, PlanStep]:
+    """The up and down steps of a migration, as plan_up and plan_down make them."""
     rb = mig.rollback
     up = PlanStep(direction="up", number=mig.number, version=str(mig.version), name=mig.name,
-                  path=mig.path, transactional=True, sql=mig.text,
+                  path=mig.path, transactional=mig.transactional, sql=mig.text,
                   lock_timeout=mig.lock_timeout, statement_timeout=mig.statement_timeout)
     down = PlanStep(direction="down", number=mig.number, version=str(mig.version), name=mig.name,
-                    path=rb.path, transactional=True, sql=rb.text,
+                    path=rb.path, transactional=rb.transactional, sql=rb.text,
                     lock_timeout=rb.lock_timeout, statement_timeout=rb.statement_timeout)
     return up, down
 
