@@ -89,7 +89,11 @@ class SnapshotStore:
 
     def ensure(self, conn: psycopg.Connection) -> None:
         """Create the table if needed; call with the migration lock held."""
-        conn.execute(sql.SQL(
+        conn.execute(self.create_sql())
+
+    def create_sql(self) -> sql.Composed:
+        """The table (and a column older tables lack), for ensure and the rendered script."""
+        return sql.SQL(
             """CREATE TABLE IF NOT EXISTS {} (
                  version text PRIMARY KEY,
                  applied_key text NOT NULL,
@@ -104,7 +108,7 @@ class SnapshotStore:
                  catalog_stamp text);
                -- Tables made before the stamp (see snapshot.stamp) get it here.
                ALTER TABLE {} ADD COLUMN IF NOT EXISTS catalog_stamp text"""
-        ).format(self.table, self.table))
+        ).format(self.table, self.table)
 
     def meta(self, conn: psycopg.Connection, version: str, *,
              stamp: bool = False) -> Recorded | None:

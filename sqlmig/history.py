@@ -232,20 +232,50 @@ class History:
                         AS local_applied_at"""
         ).format(name=sql.Literal(self.table.as_string(None)), local=sql.Literal(LOCAL_TIMESTAMP))
 
-    def state_query(self, version: str, number: int | None) -> sql.Composed:
-        """One row for the guards of the psql script: `current` (the newest applied version, in
-        version_key order), `unsettled` (rows not applied, as 'version (status)', or NULL),
-        `taken` (a row exists for this version or number) and this version's rollback_checksum."""
+    def check_query(self) -> sql.Composed:
+        """The rendered script's check before each step, to PREPARE once: parameters $1 the
+        step's version, $2 its number, $3 the version the database must be at, $4 the file's
+        checksum (up) or NULL (down), $5 the rollback checksum the script runs (down) or NULL,
+        $6 what the step does and $7 the rollback file (for the message); $1 NULL: no step, only
+        the version is checked. One row: `done` (up: the exact row, version and
+        checksum, is applied; down: no row and the database is below the version: skip it),
+        `ok` (at $3, nothing unsettled, and for up no row for this version or number, for down
+        its row with that rollback), and `msg`, why not."""
+        key = ("(SELECT array_agg(d[1]::numeric ORDER BY i) FROM regexp_matches({}, '[0-9]+', "
+               "'g') WITH ORDINALITY AS x(d, i))")
         return sql.SQL(
-            "SELECT (SELECT version FROM {t} WHERE status = 'applied'\n"
-            "         ORDER BY (SELECT array_agg(d[1]::numeric ORDER BY i) FROM regexp_matches(\n"
-            "                     version, '[0-9]+', 'g') WITH ORDINALITY AS x(d, i)) DESC NULLS LAST\n"
-            "         LIMIT 1) AS current,\n"
-            "       (SELECT string_agg(version || ' (' || status || ')', ', ' ORDER BY version)\n"
-            "          FROM {t} WHERE status <> 'applied') AS unsettled,\n"
-            "       EXISTS (SELECT FROM {t} WHERE version = {v} OR number = {n}) AS taken,\n"
-            "       (SELECT rollback_checksum FROM {t} WHERE version = {v}) AS rollback_checksum"
-        ).format(t=self.table, v=sql.Literal(version), n=sql.Literal(number))
+            "SELECT CASE WHEN $1::text IS NULL THEN false\n"
+            "            WHEN $4::text IS NOT NULL THEN mine = 'applied' AND same\n"
+            "            ELSE NOT taken AND (current IS NULL OR " + key.format("current")
+            + " < " + key.format("$1::text") + ") END AS done,\n"
+            "       current IS NOT DISTINCT FROM $3::text AND unsettled IS NULL\n"
+            "         AND CASE WHEN $1::text IS NULL THEN true\n"
+            "                  WHEN $4::text IS NOT NULL THEN NOT taken\n"
+            "                  ELSE mine = 'applied' AND (stored IS NULL OR $5::text IS NULL\n"
+            "                                             OR stored = $5::text) END AS ok,\n"
+            "       'sqlmig: stopped before ' || $6::text || ': expected '\n"
+            "         || coalesce('version ' || $3::text, 'no applied migration') || ', found '\n"
+            "         || CASE WHEN unsettled IS NOT NULL THEN 'unsettled migrations ' || unsettled\n"
+            "                      || ' (see `sqlmig status`, then `sqlmig repair`)'\n"
+            "                 WHEN current IS DISTINCT FROM $3::text\n"
+            "                 THEN coalesce('version ' || current, 'no applied migration')\n"
+            "                 WHEN $4::text IS NOT NULL\n"
+            "                 THEN 'a history row for ' || $1::text || ' or number ' || $2::int\n"
+            "                      || ' already, with another checksum'\n"
+            "                 WHEN mine IS DISTINCT FROM 'applied' THEN 'no history row for ' || $1::text\n"
+            "                 ELSE 'that ' || $7::text || ' differs from the rollback stored when '\n"
+            "                      || $1::text || ' was applied, which `sqlmig down` would run: '\n"
+            "                      || 'use `sqlmig down`, or render with --from-database' END AS msg\n"
+            "  FROM (SELECT (SELECT version FROM {t} WHERE status = 'applied'\n"
+            "                 ORDER BY " + key.format("version") + " DESC NULLS LAST LIMIT 1) AS current,\n"
+            "               (SELECT string_agg(version || ' (' || status || ')', ', ' ORDER BY version)\n"
+            "                  FROM {t} WHERE status <> 'applied') AS unsettled,\n"
+            "               EXISTS (SELECT FROM {t} WHERE version = $1::text OR number = $2::int) AS taken,\n"
+            "               (SELECT status FROM {t} WHERE version = $1::text) AS mine,\n"
+            "               EXISTS (SELECT FROM {t}\n"
+            "                        WHERE version = $1::text AND checksum = $4::text) AS same,\n"
+            "               (SELECT rollback_checksum FROM {t} WHERE version = $1::text) AS stored) AS s"
+        ).format(t=self.table)
 
     def events_exist(self, conn: psycopg.Connection) -> bool:
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",

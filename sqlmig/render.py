@@ -25,6 +25,7 @@ from sqlmig import files as files_mod
 from sqlmig import lock, plan, sqltext, timeouts
 from sqlmig.config import Config
 from sqlmig.connect import connect, describe, refused, session_statements
+from sqlmig.drift import SnapshotStore
 from sqlmig.errors import ConnectError, HistoryInconsistent, InvalidInput
 from sqlmig.execute import check_all, record_fields
 from sqlmig.history import History
@@ -74,22 +75,29 @@ def render(config: Config, direction: Direction = "up", *, start: str | None = N
     prepared, notes, canonical = check_all(list(the_plan.steps))
 
     script = _Script(config, history, direction, canonical)
-    script.header(the_plan.steps, records, from_database, notes, warnings)
+    script.start = plan.current_version(records)
     by_number = files.by_number()
     applied = list(records)
-    for i, step in enumerate(the_plan.steps):
+    for step in the_plan.steps:  # what each step expects, and the checksums its check compares
+        script.expected[step.version] = plan.current_version(applied)
         mig = by_number.get(step.number) if step.number is not None else None
-        before = plan.current_version(applied)
         if step.direction == "up":
             assert mig is not None
             applied.append(_record(mig))
-            script.apply(step, mig, prepared[i], before, first=i == 0)
+            script.checksums[step.version] = mig.checksum
         else:
             applied = [r for r in applied if r.version != step.version]
             # Offline, the rollback comes from the file: the row must still have that rollback
             # (the engine would run the text stored in it).
-            checksum = None if from_database or mig is None else mig.rollback.checksum
-            script.revert(step, prepared[i], before, checksum, first=i == 0)
+            if not from_database and mig is not None:
+                script.rollback_checksums[step.version] = mig.rollback.checksum
+    script.header(the_plan.steps, records, from_database, notes, warnings)
+    script.prepare(the_plan.steps[0] if the_plan.steps else None)
+    for i, step in enumerate(the_plan.steps):
+        if step.direction == "up":
+            script.apply(step, by_number[step.number], prepared[i])  # type: ignore[index]
+        else:
+            script.revert(step, prepared[i])
     script.finish(plan.current_version(applied), len(the_plan.steps))
     return script.text()
 
@@ -149,6 +157,11 @@ class _Script:
         self.canonical = canonical  # the files' canonical checksums, from check_all's parse
         self.key = lock.lock_key(config.qualified_table)
         self.lines: list[str] = []
+        self.prepared: dict[str, list[str]] = {}  # prepared statement -> its parameters' names
+        self.expected: dict[str, str | None] = {}  # step version -> the version before it
+        self.checksums: dict[str, str] = {}  # up: the file's checksum, for the skip check
+        self.rollback_checksums: dict[str, str] = {}  # down, offline: the rollback it runs
+        self.start: str | None = None  # the version the plan starts from
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -193,6 +206,7 @@ class _Script:
                  "\\set ON_ERROR_ROLLBACK off",
                  "\\set AUTOCOMMIT on",
                  "\\set QUIET on",
+                 "\\set sqlmig_ran 0",
                  "",
                  "-- Each migration commits on its own, as with the engine, and no-transaction ones "
                  "cannot run",
@@ -214,13 +228,14 @@ class _Script:
         self.tables()
 
     def session_defaults(self) -> None:
-        # As connect.session_defaults: a migration whose client vanished is cancelled (PG 14+).
-        self.add("\\if :sqlmig_check_interval",
-                 "SET client_connection_check_interval = '1s';",
-                 "\\endif")
+        self.add(*self.session_lines())
+
+    def session_lines(self) -> list[str]:
+        # As connect.session_defaults: a migration whose client vanished is cancelled (PG 14+);
         # --role and --schema's search_path, as connect.session_statements.
-        for statement in session_statements(self.config):
-            self.statement(statement.as_string(None))
+        return ["\\if :sqlmig_check_interval", "SET client_connection_check_interval = '1s';",
+                "\\endif", *(_terminated(statement.as_string(None))
+                              for statement in session_statements(self.config))]
 
     def lock(self) -> None:
         timeout = self.config.lock_timeout
@@ -290,142 +305,223 @@ class _Script:
         self.add("\\endif")
         self.statement(h.number_index().as_string(None))
         self.statement(h.create_events().as_string(None))
+        # The schema snapshots table, as the engine creates it (a snapshot itself is recorded by
+        # the next sqlmig run: see docs/psql.md).
+        self.statement(SnapshotStore(h).create_sql().as_string(None))
 
-    def guard(self, what: str, expected: str | None, version: str = "", number: int | None = None,
-              *, must_exist: bool | None = None, rollback_checksum: str | None = None,
-              rollback_path: str = "") -> None:
-        """Stop psql unless the newest applied version is `expected` and nothing is unsettled;
-        `must_exist` also asks for (True) or against (False) a row for version/number, and
-        `rollback_checksum` for that row's rollback to be the one the script runs."""
-        lit = sql.Literal
-        checks = [sql.SQL("state.current IS NOT DISTINCT FROM {}").format(lit(expected)),
-                  sql.SQL("state.unsettled IS NULL")]
-        reasons = [
-            (sql.SQL("state.unsettled IS NOT NULL"),
-             sql.SQL("'unsettled migrations ' || state.unsettled || "
-                     "' (see `sqlmig status`, then `sqlmig repair`)'")),
-            (sql.SQL("state.current IS DISTINCT FROM {}").format(lit(expected)),
-             sql.SQL("coalesce('version ' || state.current, 'no applied migration')")),
-        ]
-        if must_exist is not None:
-            checks.append(sql.SQL("state.taken" if must_exist else "NOT state.taken"))
-            reasons.append((sql.SQL("NOT state.taken" if must_exist else "state.taken"), lit(
-                f"no history row for {version}" if must_exist else
-                f"a history row for {version} or number {number} already")))
-        if rollback_checksum is not None:
-            checks.append(sql.SQL("(state.rollback_checksum IS NULL OR state.rollback_checksum = {})")
-                          .format(lit(rollback_checksum)))
-            reasons.append((sql.SQL("true"), lit(
-                f"that {rollback_path} differs from the rollback stored when {version} was "
-                "applied, which `sqlmig down` would run: use `sqlmig down`, or render with "
-                "--from-database")))
-        cases = sql.SQL("\n            ").join(
-            sql.SQL("WHEN {} THEN {}").format(cond, text) for cond, text in reasons[:-1])
-        query = sql.SQL(
-            "SELECT {ok} AS sqlmig_ok,\n"
-            "       {prefix}\n"
-            "       || CASE {cases}\n"
-            "            ELSE {last} END AS sqlmig_msg\n"
-            "  FROM ({state}) AS state"
-        ).format(ok=sql.SQL(" AND ").join(checks),
-                 prefix=lit(f"sqlmig: stopped {what}: expected {_at(expected)}, found "),
-                 cases=cases, last=reasons[-1][1],
-                 state=self.history.state_query(version, number))
-        self.add(f"-- Check: at {_at(expected)}, nothing unsettled.",
-                 _terminated(query.as_string(None), meta="\\gset"),
-                 "\\if :sqlmig_ok",
-                 "\\else",
-                 "\\warn :sqlmig_msg",
-                 _raise(f"sqlmig: stopped {what}: the database is not where this script expects "
-                        f"it (see above); {'nothing of it was run' if version else 'nothing changed'}"),
-                 "\\endif")
+    def prepare(self, first: PlanStep | None) -> None:
+        """sqlmig's bookkeeping as named prepared statements (PREPARE changes nothing in the
+        database), so that each step reads as one check, the file, and one EXECUTE. The first
+        step's check runs here too, in the history table's transaction: a database at another
+        version is left untouched."""
+        h = self.history
+        self.add("",
+                 "-- sqlmig's bookkeeping, named once: sqlmig_check before each step; "
+                 "sqlmig_applied, sqlmig_started,",
+                 "-- sqlmig_finished, sqlmig_rolling_back and sqlmig_reverted write the history "
+                 "row and its event.",
+                 "PREPARE sqlmig_check(text, integer, text, text, text, text, text) AS\n"
+                 f"{h.check_query().as_string(None)};")
+        for name, pair in self._bookkeeping_shapes().items():
+            query, order = _parameterized(*pair)
+            self.prepared[name] = order
+            self.add(f"PREPARE {name}{query};")
+        self.check(first)
+        self.add("\\if :sqlmig_done", "\\elif :sqlmig_ok", "\\else", "\\warn :sqlmig_msg",
+                 _stop("the database is not where this script expects it (see above); "
+                       "nothing was changed"), "\\endif", "COMMIT;")
 
-    def open_step(self, step: PlanStep, before: str | None, first: bool, **guard: Any) -> None:
-        verb = "applying" if step.direction == "up" else "rolling back"
+    def _bookkeeping_shapes(self) -> dict[str, tuple[sql.Composable, dict[str, Any]]]:
+        """The statements the engine writes, with placeholder values (their shape is the same
+        for every step; the values go in each EXECUTE)."""
+        from sqlmig import __version__
+
+        h = self.history
+        fields = {"version": "", "number": 0, "name": "", "description": "", "checksum": "",
+                  "rollback_checksum": "", "canonical_checksum": "", "execution_ms": None,
+                  "status": "", "transactional": True, "baseline": False,
+                  "sqlmig_version": __version__}
+
+        def event(action: str, outcome: str) -> tuple[sql.Composable, dict[str, Any]]:
+            return h.event(action, outcome, version="", name="", detail=_DETAIL)
+
+        if self.direction == "up":
+            return {
+                "sqlmig_applied": _with(h.insert(fields, ""), event("up", "applied")),
+                "sqlmig_started": h.insert(fields, ""),
+                "sqlmig_finished": _with(h.finish("", "applied", None), event("up", "applied")),
+            }
+        return {
+            "sqlmig_rolling_back": h.set_status("", "rolling_back"),
+            "sqlmig_reverted": _with(h.delete(""), event("down", "reverted")),
+        }
+
+    def execute(self, name: str, pair: tuple[sql.Composable, dict[str, Any]]) -> None:
+        """EXECUTE a prepared bookkeeping statement with this step's values."""
+        _, params = pair
+        args = ", ".join(sql.Literal(params[key]).as_string(None) for key in self.prepared[name])
+        self.add(f"EXECUTE {name}({args});")
+
+    def check(self, step: PlanStep | None) -> None:
+        """sqlmig_check for this step (None: no step, only the version the plan starts from),
+        into :sqlmig_done, :sqlmig_ok and :sqlmig_msg."""
+        if step is None:
+            args: list[Any] = [None, None, self.start, None, None, "doing anything", None]
+        else:
+            verb = "applying" if step.direction == "up" else "rolling back"
+            checksum = self.checksums.get(step.version) if step.direction == "up" else None
+            args = [step.version, step.number, self.expected[step.version], checksum,
+                    self.rollback_checksums.get(step.version),
+                    f"{verb} {step.name} ({step.version})", step.path]
+        self.add("EXECUTE sqlmig_check(" + ", ".join(sql.Literal(a).as_string(None) for a in args)
+                 + ") \\gset sqlmig_")
+
+    def step(self, step: PlanStep, stmts: list[sqltext.Statement], run: list[str]) -> None:
+        """One step: its check, then (unless done already) the file as written between the
+        engine's transaction and bookkeeping lines `run` holds; a mismatch stops psql."""
+        verb, done = (("applying", "applied") if step.direction == "up"
+                      else ("rolling back", "rolled back"))
         mode = " [no-transaction]" if not step.transactional else ""
-        what = f"before {verb} {step.name} ({step.version})"
-        if first:
-            # The first check runs inside the history table's transaction.
-            self.guard(what, before, step.version, step.number, **guard)
-            self.add("COMMIT;")
-        self.add("", _comment(f"-- {step.name} ({step.version}): {step.path}{mode}"))
-        if not first:
-            self.guard(what, before, step.version, step.number, **guard)
+        self.add("", _comment(f"-- == {step.name} ({step.version}): {step.path}{mode} =="))
+        self.check(step)
+        self.add("\\if :sqlmig_done",
+                 "\\echo " + _arg(f"skipping {step.name} ({step.version}): {done} already"),
+                 "\\elif :sqlmig_ok")
         for warning in step.warnings:
             self.add("\\warn " + _arg(warning))
-        self.add("\\echo " + _arg(f"{verb} {step.name} ({step.version}){mode}"))
+        self.add("\\echo " + _arg(f"{verb} {step.name} ({step.version}){mode}"), *run,
+                 "SELECT :sqlmig_ran + 1 AS sqlmig_ran \\gset",
+                 "\\else", "\\warn :sqlmig_msg",
+                 _stop(f"the database is not where this script expects it before {verb} "
+                       f"{step.name} ({step.version}) (see above); nothing of it was run"),
+                 "\\endif")
 
-    def body(self, step: PlanStep, stmts: list[sqltext.Statement]) -> None:
+    def body(self, step: PlanStep, stmts: list[sqltext.Statement]) -> list[str]:
+        """The step's SET LOCAL timeouts (as the engine sets them), then the file's text as it
+        is written, comments included (a whole-file BEGIN; … COMMIT; wrapper left out, as the
+        engine leaves it out)."""
+        out = [_terminated(st.text) for st in timeouts.set_statements(step, self.config)]
         if not stmts:
             done = "applied" if step.direction == "up" else "rolled back"
-            self.add("\\warn " + _arg(f"{step.path}: warning: has no SQL statements; "
-                                      f"{done} as a no-op"))
-        # The step's lock_timeout/statement_timeout, as the engine sets them (sqlmig.timeouts).
-        for st in [*timeouts.set_statements(step, self.config), *stmts]:
-            self.statement(st.text)
+            out.append("\\warn " + _arg(f"{step.path}: warning: has no SQL statements; "
+                                         f"{done} as a no-op"))
+        out.append(_as_written(step.sql, stmts))
+        return out
 
-    def close_step(self) -> None:
-        self.add("RESET ALL;")
-        self.session_defaults()
+    def close(self) -> list[str]:
+        return ["RESET ALL;", *self.session_lines()]
 
-    def apply(self, step: PlanStep, mig: Migration, stmts: list[sqltext.Statement],
-              before: str | None, *, first: bool) -> None:
+    def apply(self, step: PlanStep, mig: Migration, stmts: list[sqltext.Statement]) -> None:
         h = self.history
-        self.open_step(step, before, first, must_exist=False)
         event = h.event("up", "applied", version=step.version, name=step.name, detail=_DETAIL)
+        run: list[str] = []
+        saved = self.lines
+        self.lines = run
         if step.transactional:
-            self.add("BEGIN;")
-            self.body(step, stmts)
-            self.bookkeeping(h.insert(record_fields(mig, status="applied", canonical=self.canonical),
-                                         mig.rollback.text))
-            self.bookkeeping(event)
+            self.add("BEGIN;", *self.body(step, stmts))
+            self.execute("sqlmig_applied", _with(
+                h.insert(record_fields(mig, status="applied", canonical=self.canonical),
+                         mig.rollback.text), event))
         else:
-            self.add("-- no-transaction: a `started` row first, then each statement in "
-                     "autocommit; if one fails",
-                     "-- the row stays `started`: see `sqlmig status` and `sqlmig repair`.")
-            self.bookkeeping(h.insert(record_fields(mig, status="started", canonical=self.canonical),
-                                         mig.rollback.text))
-            self.body(step, stmts)
-            self.add("BEGIN;")
-            self.bookkeeping(h.finish(step.version, "applied", None))
-            self.bookkeeping(event)
-        self.add("COMMIT;")
-        self.close_step()
+            self.add("-- no-transaction: a `started` row, then each statement in autocommit; "
+                     "if one fails the row",
+                     "-- stays `started`: see `sqlmig status` and `sqlmig repair`.")
+            self.execute("sqlmig_started", h.insert(
+                record_fields(mig, status="started", canonical=self.canonical), mig.rollback.text))
+            self.add(*self.body(step, stmts), "BEGIN;")
+            self.execute("sqlmig_finished", _with(h.finish(step.version, "applied", None), event))
+        self.add("COMMIT;", *self.close())
+        self.lines = saved
+        self.step(step, stmts, run)
 
-    def revert(self, step: PlanStep, stmts: list[sqltext.Statement],
-               before: str | None, rollback_checksum: str | None, *, first: bool) -> None:
+    def revert(self, step: PlanStep, stmts: list[sqltext.Statement]) -> None:
         h = self.history
-        self.open_step(step, before, first, must_exist=True, rollback_checksum=rollback_checksum,
-                       rollback_path=step.path)
+        done = _with(h.delete(step.version),
+                     h.event("down", "reverted", version=step.version, name=step.name,
+                             detail=_DETAIL))
+        run: list[str] = []
+        saved = self.lines
+        self.lines = run
         if step.transactional:
-            self.add("BEGIN;")
-            self.body(step, stmts)
+            self.add("BEGIN;", *self.body(step, stmts))
         else:
-            self.add("-- no-transaction: the row is marked `rolling_back` first, then each "
-                     "statement runs in",
-                     "-- autocommit; if one fails the row stays `rolling_back`: see "
-                     "`sqlmig repair`.")
-            self.bookkeeping(h.set_status(step.version, "rolling_back"))
-            self.body(step, stmts)
-            self.add("BEGIN;")
-        self.bookkeeping(h.delete(step.version))
-        self.bookkeeping(h.event("down", "reverted", version=step.version, name=step.name,
-                                 detail=_DETAIL))
-        self.add("COMMIT;")
-        self.close_step()
+            self.add("-- no-transaction: the row is marked `rolling_back`, then each statement "
+                     "runs in autocommit;",
+                     "-- if one fails the row stays `rolling_back`: see `sqlmig repair`.")
+            self.execute("sqlmig_rolling_back", h.set_status(step.version, "rolling_back"))
+            self.add(*self.body(step, stmts), "BEGIN;")
+        self.execute("sqlmig_reverted", done)
+        self.add("COMMIT;", *self.close())
+        self.lines = saved
+        self.step(step, stmts, run)
 
     def finish(self, final: str | None, count: int) -> None:
+        # :sqlmig_ran counts the steps run (not skipped as done already), as the engine's
+        # summary counts them.
         if count == 0:
-            self.guard("before doing anything", final)
-            self.add("COMMIT;")
-            done = f"nothing to do; at version {final or 'none'}"
+            done = "\\echo " + _arg(f"nothing to do; at version {final or 'none'}")
         elif self.direction == "up":
-            done = f"at version {final}: {count} applied"
+            done = f"\\echo {_arg(f'at version {final}:')} :sqlmig_ran 'applied'"
         else:
-            done = f"at version {final or '0.0.0'}: {count} rolled back"
+            at = f"at version {final or '0.0.0'}:"
+            done = f"\\echo {_arg(at)} :sqlmig_ran 'rolled back'"
         self.add("",
-                 f"SELECT pg_advisory_unlock({self.key}) AS sqlmig_unlocked \\gset",
-                 "\\echo " + _arg(done))
+                 f"SELECT pg_advisory_unlock({self.key}) AS sqlmig_unlocked \\gset", done)
+
+
+def _parameterized(query: sql.Composable, params: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """`(types) AS query` for PREPARE, each %(name)s as $n; and the names in $n order."""
+    order: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m[0] == "%%":
+            return "%"
+        if m[1] not in order:
+            order.append(m[1])
+        return f"${order.index(m[1]) + 1}"
+
+    text = _PLACEHOLDER.sub(number, query.as_string(None))
+    types = ", ".join(_TYPES.get(name, "text") for name in order)
+    return f"({types}) AS\n{text}", order
+
+
+def _with(first: tuple[sql.Composable, dict[str, Any]], second: tuple[sql.Composable, dict[str, Any]]
+          ) -> tuple[sql.Composable, dict[str, Any]]:
+    """Two bookkeeping statements as one, `WITH w AS (first) second`: like History.together,
+    but ending in the second statement (an INSERT), so that psql prints no result row."""
+    return (sql.SQL("WITH w AS ({})\n{}").format(first[0], second[0]),
+            {**first[1], **second[1]})
+
+
+# The types of the bookkeeping parameters that are not text.
+_TYPES = {"number": "integer", "execution_ms": "integer", "duration_ms": "integer",
+          "transactional": "boolean", "baseline": "boolean"}
+
+
+def _as_written(text: str, stmts: list[sqltext.Statement]) -> str:
+    """A file's text as written, for psql: without a whole-file BEGIN; … COMMIT; wrapper (the
+    statements the engine runs are `stmts`), and ended by `;` so that what follows is a
+    statement of its own."""
+    if not stmts:
+        return text.strip("\n")
+    everything = sqltext.split(text).statements
+    start, end = 0, len(text)
+    if len(everything) == len(stmts) + 2 and everything[0].transaction_control in ("BEGIN",
+                                                                                     "START"):
+        start, end = _end_of(text, everything[0]), everything[-1].start
+    body = text[start:end].strip("\n")
+    last = stmts[-1]
+    after = text[last.start + last.size:end].lstrip()
+    if not (after.startswith(";") or last.text.rstrip().endswith(";")):
+        body += "\n;"
+    return body
+
+
+def _end_of(text: str, st: sqltext.Statement) -> int:
+    """Where a statement's terminating `;` ends."""
+    i = st.start + st.size
+    semi = text.find(";", i)
+    return semi + 1 if semi >= 0 else i
 
 
 # -- text helpers ----------------------------------------------------------------------------
@@ -457,6 +553,12 @@ def _do(body: str) -> str:
         n += 1
         tag = f"$sqlmig{n}$"
     return f"DO {tag}\n{body}\n{tag};"
+
+
+def _stop(why: str) -> str:
+    """One line that stops psql (ON_ERROR_STOP: exit code 3) with `sqlmig: stopped: why`."""
+    message = sql.Literal(f"sqlmig: stopped: {why}").as_string(None)
+    return f"DO $sqlmig$ BEGIN RAISE EXCEPTION USING MESSAGE = {message}; END $sqlmig$;"
 
 
 def _raise(message: str) -> str:

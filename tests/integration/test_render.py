@@ -140,29 +140,56 @@ def test_render_is_offline_and_prints_only_the_script(example_project: Project) 
     assert "\\set ON_ERROR_STOP on" in result.stdout
     assert f"pg_try_advisory_lock({LOCK_KEY})" in result.stdout
     assert "pg_advisory_lock(" not in result.stdout, "waiting never blocks inside a statement"
-    assert result.stdout.rstrip().endswith("\\echo 'at version 2.0.0: 5 applied'")
+    assert result.stdout.rstrip().endswith("\\echo 'at version 2.0.0:' :sqlmig_ran 'applied'")
 
 
 # -- (2) and (3) the guards ---------------------------------------------------------------------
 
 
-def test_running_the_script_twice_stops_with_a_clear_message_and_changes_nothing(
+def test_running_the_script_twice_skips_what_is_applied_and_changes_nothing(
         example_project: Project, database_url: str) -> None:
     script = render(example_project, "up")
     ok(psql(database_url, script))
     before = snapshot(database_url)
 
-    again = stopped(psql(database_url, script))
+    again = ok(psql(database_url, script))
 
-    assert again.stderr.splitlines()[0] == (
-        "sqlmig: stopped before applying 001_initial_schema (1.0.0): expected no applied "
-        "migration, found version 2.0.0")
-    assert "nothing of it was run" in again.stderr
-    assert again.stdout == ""
+    assert again.stdout.splitlines() == [
+        "skipping 001_initial_schema (1.0.0): applied already",
+        "skipping 002_add_user_last_login (1.1.0): applied already",
+        "skipping 003_create_audit_events (1.2.0): applied already",
+        "skipping 004_index_audit_events_created_at (1.2.1): applied already",
+        "skipping 005_rename_display_name (2.0.0): applied already",
+        "at version 2.0.0: 0 applied"]
     assert snapshot(database_url) == before
-    # The script sets ON_ERROR_STOP itself: forgetting `-v ON_ERROR_STOP=1` changes nothing.
-    assert "expected no applied migration" in stopped(psql(database_url, script, stop=False)).stderr
-    assert snapshot(database_url) == before
+    assert query(database_url, "SELECT count(*) FROM schema_version") == [(5,)]
+
+
+def test_a_script_stopped_part_way_runs_again_from_where_it_stopped(
+        project: Project, database_url: str, second_database_url: str) -> None:
+    # Step 2 of 4 hits a lock timeout; the same reviewed file, run again, skips step 1 (its
+    # exact row is applied) and goes on: the result is what the engine leaves.
+    four_tables(project)
+    script = render(project, "up")
+    query(database_url, "CREATE TABLE b (id int)")  # step 2 fails: b exists
+    first = stopped(psql(database_url, script))
+    assert 'relation "b" already exists' in first.stderr
+    assert [v for v, _ in versions(database_url)] == ["1.1.0"]
+    query(database_url, "DROP TABLE b")
+
+    again = ok(psql(database_url, script))
+
+    assert again.stdout.splitlines() == [
+        "skipping 001_create_a (1.1.0): applied already", "applying 002_create_b (1.2.0)",
+        "applying 003_create_c (1.3.0)", "applying 004_create_d (1.4.0)",
+        "at version 1.4.0: 3 applied"]
+    ok(project.run("up", url=second_database_url))
+    assert snapshot(database_url) == snapshot(second_database_url)
+    # A real mismatch still stops it: the row of step 1 with another checksum.
+    query(database_url, "UPDATE schema_version SET checksum = 'edited' WHERE version = '1.1.0'")
+    stop = stopped(psql(database_url, script))
+    assert ("sqlmig: stopped before applying 001_create_a (1.1.0): expected no applied migration, "
+            "found version 1.4.0") in stop.stderr
 
 
 def test_a_database_at_another_version_is_left_untouched(example_project: Project,
@@ -195,8 +222,8 @@ def test_a_script_with_nothing_to_do_only_checks_the_version(example_project: Pr
     script = render(example_project, "up", "--from", "2.0.0")
     ok(example_project.run("up", "--to", "1.0.0", url=database_url))
 
-    assert "expected version 2.0.0, found version 1.0.0" in stopped(
-        psql(database_url, script)).stderr
+    assert "sqlmig: stopped before doing anything: expected version 2.0.0, found version " \
+        "1.0.0" in stopped(psql(database_url, script)).stderr
     ok(example_project.run("up", url=database_url))
     assert ok(psql(database_url, script)).stdout == "nothing to do; at version 2.0.0\n"
 
@@ -270,14 +297,15 @@ def test_render_down_rolls_back_like_down(example_project: Project, database_url
     assert snapshot(database_url) == snapshot(second_database_url)
     assert [v for v, _ in versions(database_url)] == ["1.0.0", "1.1.0"]
 
-    # The rest, from 1.1.0 down to nothing; then the same script again is stopped.
+    # The rest, from 1.1.0 down to nothing; then the same script again skips both steps.
     script = render(example_project, "down", "--from", "1.1.0", "--to", "0")
     ok(psql(database_url, script))
     ok(example_project.run("down", "--to", "0", url=second_database_url))
     assert snapshot(database_url) == snapshot(second_database_url)
     assert query(database_url, "SELECT count(*) FROM schema_version") == [(0,)]
-    assert "expected version 1.1.0, found no applied migration" in stopped(
-        psql(database_url, script)).stderr
+    assert ok(psql(database_url, script)).stdout.splitlines() == [
+        "skipping 002_add_user_last_login (1.1.0): rolled back already",
+        "skipping 001_initial_schema (1.0.0): rolled back already", "at version 0.0.0: 0 rolled back"]
 
 
 def test_render_down_refuses_an_irreversible_rollback_like_down(project: Project) -> None:
@@ -493,9 +521,9 @@ def test_a_rendered_script_waiting_for_the_lock_does_not_deadlock_a_concurrent_i
 
     assert engine.returncode == 0, err
     assert "deadlock" not in result.stderr + err
-    # It waited, then took the lock and found the engine's work done: it stops, as documented.
-    assert result.returncode == 3, result.stderr
-    assert "expected version 1.1.0, found version 1.2.0" in result.stderr
+    # It waited, then took the lock and found the engine's work done: it skips that step.
+    assert result.returncode == 0, result.stderr
+    assert "skipping 002_t_id (1.2.0): applied already" in result.stdout
     assert query(database_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id'::regclass"
                  ) == [(True,)]
     assert query(database_url, "SELECT count(*) FROM schema_version") == [(2,)]

@@ -8,8 +8,8 @@ SQLMIG_DATABASE_URL at a target database holding a sentinel table and checks it 
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import tempfile

@@ -163,8 +163,9 @@ def test_rendered_script_sets_role_search_path_and_timeouts_as_the_engine(tmp_pa
     first = script.index("CREATE TABLE a")
     assert script.rindex("BEGIN;", 0, first) < script.index(
         "SET LOCAL lock_timeout = '5000ms';\nSET LOCAL statement_timeout = '3600000ms';\n"
-        "CREATE TABLE a") < first
-    assert "SET lock_timeout = '60000ms';\nCREATE INDEX CONCURRENTLY" in script
+        "-- Version: 1.0.0\nCREATE TABLE a") < first
+    assert ("SET lock_timeout = '60000ms';\n-- Version: 1.1.0\n-- sqlmig: no-transaction\n"
+            "-- sqlmig: lock-timeout 1min\nCREATE INDEX CONCURRENTLY") in script
 
 
 # -- version ranges -------------------------------------------------------------------------------

@@ -54,12 +54,15 @@ def test_render_needs_no_database_and_guards_every_step(tmp_path: Path) -> None:
 
     script = sqlmig.render(config(tmp_path, table="my_history", lock_timeout=0))
 
-    assert script.count("\\if :sqlmig_ok") == 2
-    assert "expected no applied migration, found " in script
-    assert "expected version 1.0.0, found " in script
+    # One check per step (and the first again before anything is created), one bookkeeping line.
+    assert script.count("EXECUTE sqlmig_check(") == 3
+    assert script.count("\\elif :sqlmig_ok") == 3
+    assert "EXECUTE sqlmig_check('1.0.0', 1, NULL, " in script
+    assert "EXECUTE sqlmig_check('1.1.0', 2, '1.0.0', " in script
+    assert script.count("EXECUTE sqlmig_applied(") == 2
     assert 'INSERT INTO "public"."my_history" (' in script
     assert "pg_try_advisory_lock(" in script and "lock_timeout" not in script.split("-- The history")[0]
-    assert script.endswith("\\echo 'at version 1.1.0: 2 applied'\n")
+    assert script.endswith("\\echo 'at version 1.1.0:' :sqlmig_ran 'applied'\n")
 
 
 def test_render_refuses_what_up_and_down_refuse(tmp_path: Path) -> None:
