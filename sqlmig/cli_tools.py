@@ -70,14 +70,18 @@ def lint(state: _State, files: tuple[str, ...], fmt: str | None, as_json: bool) 
               help="Read the history (read-only) to start from the database's version.")
 @click.option("--allow", multiple=True, type=click.Choice(["changed", "missing", "out-of-order"]),
               help="With --from-database: proceed despite this kind of drift (repeatable).")
+@click.option("--review", is_flag=True,
+              help="For reading, not running: each step's SQL as written, with its transaction "
+                   "mode, timeouts and lint findings, without the bookkeeping.")
 @click.pass_obj
 def render(state: _State, direction: str, start: str | None, to: str | None, steps: int | None,
-           from_database: bool, allow: tuple[str, ...]) -> None:
+           from_database: bool, allow: tuple[str, ...], review: bool) -> None:
     """Print a psql script that does what up/down would do (for docker exec / DBA review)."""
     if not from_database:
         state.options["quiet_embedded"] = True  # rendering from the files needs no database
     click.echo(sqlmig.render(state.config, direction, start=start, to=to,  # type: ignore[arg-type]
-                             steps=steps, from_database=from_database, allow=allow), nl=False)
+                             steps=steps, from_database=from_database, allow=allow,
+                             review=review), nl=False)
 
 
 @click.command()

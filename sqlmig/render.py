@@ -39,13 +39,14 @@ _RUN = "psql -X -v ON_ERROR_STOP=1 -d DATABASE -f script.sql"
 
 def render(config: Config, direction: Direction = "up", *, start: str | None = None,
            to: str | None = None, steps: int | None = None, from_database: bool = False,
-           allow: Iterable[str] = ()) -> str:
+           allow: Iterable[str] = (), review: bool = False) -> str:
     """The psql script doing what `up` (or `down`) would do; bad input is refused as they do.
 
     `start` (--from) is the version, or number, the database is assumed to be at: by default
     none for `up` and the newest file for `down`. `to` and `steps` mean what they mean for
     `up`/`down`. `from_database` reads the history instead of assuming, and checks it as `up`
-    (with `allow`) or `down` would.
+    (with `allow`) or `down` would. `review`: for reading, not running: the SQL of each step as
+    written, under its name, mode and timeouts and its lint findings, without the bookkeeping.
     """
     allow = tuple(allow)
     bad = [a for a in allow if a not in plan.ALLOWABLE]
@@ -74,6 +75,8 @@ def render(config: Config, direction: Direction = "up", *, start: str | None = N
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
     prepared, notes, canonical = check_all(list(the_plan.steps))
 
+    if review:
+        return _review(config, the_plan.steps, prepared, notes)
     script = _Script(config, history, direction, canonical)
     script.start = plan.current_version(records)
     by_number = files.by_number()
@@ -92,6 +95,10 @@ def render(config: Config, direction: Direction = "up", *, start: str | None = N
             if not from_database and mig is not None:
                 script.rollback_checksums[step.version] = mig.rollback.checksum
     script.header(the_plan.steps, records, from_database, notes, warnings)
+    script.used = ({"sqlmig_applied" if s.transactional else "sqlmig_started" for s in
+                    the_plan.steps} | {"sqlmig_finished"} if direction == "up" else
+                   {"sqlmig_reverted", *("sqlmig_rolling_back" for s in the_plan.steps
+                                         if not s.transactional)})
     script.prepare(the_plan.steps[0] if the_plan.steps else None)
     for i, step in enumerate(the_plan.steps):
         if step.direction == "up":
@@ -100,6 +107,37 @@ def render(config: Config, direction: Direction = "up", *, start: str | None = N
             script.revert(step, prepared[i])
     script.finish(plan.current_version(applied), len(the_plan.steps))
     return script.text()
+
+
+def _review(config: Config, steps: tuple[PlanStep, ...], prepared: Mapping[int, list[Any]],
+            notes: list[str]) -> str:
+    """The steps' SQL for a reviewer: each file as written, with what the engine adds around
+    it (transaction mode, timeouts) and the lint findings on it, as comments."""
+    from sqlmig import linter
+
+    report = linter.lint(config, [config.root / s.path for s in steps if s.number is not None
+                                  and (config.root / s.path).is_file()])
+    findings: dict[str, list[str]] = {}
+    for f in report.findings:
+        findings.setdefault(f.path, []).append(f"-- lint: {f.where}: {f.severity} [{f.rule}] "
+                                               f"{f.message}")
+    for f in report.allowed:
+        findings.setdefault(f.path, []).append(f"-- lint: {f.where}: allowed [{f.rule}] "
+                                               f"{f.allowed}")
+    verb = "apply" if not steps or steps[0].direction == "up" else "roll back"
+    out = [f"-- sqlmig render --review: {len(steps)} step(s) to {verb}, for reading (it runs "
+           "nothing: `sqlmig render` without --review gives the script to run)",
+           *(_comment(f"-- note: {n}") for n in notes)]
+    for i, step in enumerate(steps):
+        mode = ("one transaction with its history row" if step.transactional
+                else "no-transaction: statement by statement, in autocommit")
+        limits = ", ".join(f"{k} {timeouts.format_duration(v)}"
+                           for k, v in timeouts.for_step(step, config).items())
+        out += ["", _comment(f"-- == {step.name} ({step.version}): {step.path} =="),
+                f"-- runs: {mode}" + (f"; {limits}" if limits else ""),
+                *(_comment(w) for w in step.warnings), *findings.get(step.path, ()),
+                _as_written(step.sql, prepared[i])]
+    return "\n".join(out) + "\n"
 
 
 def _read(config: Config, history: History) -> tuple[list[AppliedRecord], dict[str, str | None]]:
@@ -162,6 +200,7 @@ class _Script:
         self.checksums: dict[str, str] = {}  # up: the file's checksum, for the skip check
         self.rollback_checksums: dict[str, str] = {}  # down, offline: the rollback it runs
         self.start: str | None = None  # the version the plan starts from
+        self.used: set[str] = set()  # the bookkeeping statements the steps use
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -220,9 +259,7 @@ class _Script:
                  "\\endif")
         for warning in warnings:
             self.add("\\warn " + _arg(warning))
-        self.add("", "-- The engine's session settings, set again after each RESET ALL.",
-                 "SELECT current_setting('server_version_num')::int >= 140000 "
-                 "AS sqlmig_check_interval \\gset")
+        self.add("", "-- The engine's session settings, set again after each RESET ALL.")
         self.session_defaults()
         self.lock()
         self.tables()
@@ -233,9 +270,8 @@ class _Script:
     def session_lines(self) -> list[str]:
         # As connect.session_defaults: a migration whose client vanished is cancelled (PG 14+);
         # --role and --schema's search_path, as connect.session_statements.
-        return ["\\if :sqlmig_check_interval", "SET client_connection_check_interval = '1s';",
-                "\\endif", *(_terminated(statement.as_string(None))
-                              for statement in session_statements(self.config))]
+        return [_CHECK_INTERVAL, *(_terminated(statement.as_string(None))
+                                   for statement in session_statements(self.config))]
 
     def lock(self) -> None:
         timeout = self.config.lock_timeout
@@ -323,6 +359,8 @@ class _Script:
                  "PREPARE sqlmig_check(text, integer, text, text, text, text, text) AS\n"
                  f"{h.check_query().as_string(None)};")
         for name, pair in self._bookkeeping_shapes().items():
+            if name not in self.used:
+                continue
             query, order = _parameterized(*pair)
             self.prepared[name] = order
             self.add(f"PREPARE {name}{query};")
@@ -553,6 +591,12 @@ def _do(body: str) -> str:
         n += 1
         tag = f"$sqlmig{n}$"
     return f"DO {tag}\n{body}\n{tag};"
+
+
+# As connect.session_defaults: a migration whose client vanished is cancelled (PG 14+).
+_CHECK_INTERVAL = ("DO $sqlmig$ BEGIN IF current_setting('server_version_num')::int >= 140000 "
+                   "THEN PERFORM set_config('client_connection_check_interval', '1s', false); "
+                   "END IF; END $sqlmig$;")
 
 
 def _stop(why: str) -> str:

@@ -527,3 +527,63 @@ def test_a_rendered_script_waiting_for_the_lock_does_not_deadlock_a_concurrent_i
     assert query(database_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id'::regclass"
                  ) == [(True,)]
     assert query(database_url, "SELECT count(*) FROM schema_version") == [(2,)]
+
+
+# -- issue 15: the same bookkeeping tables, and a script a DBA can read ---------------------------
+
+
+def test_the_script_leaves_the_same_schema_as_the_engine_its_own_tables_included(
+        example_project: Project, database_url: str, second_database_url: str) -> None:
+    from sqlmig import snapshot as catalog
+
+    ok(psql(database_url, render(example_project, "up")))
+    ok(example_project.run("up", url=second_database_url))
+
+    def everything(url: str) -> str:  # nothing left out, sqlmig's tables included
+        with psycopg.connect(url, autocommit=True) as conn:
+            return catalog.take(conn, "-", []).canonical()
+
+    assert everything(database_url) == everything(second_database_url)
+    assert table_exists(database_url, "public.schema_version_snapshots")
+
+
+def test_the_script_keeps_each_files_text_and_its_comments(example_project: Project) -> None:
+    script = render(example_project, "up")
+    for path in sorted(example_project.migrations.glob("*.sql")):
+        body = path.read_text().strip("\n")
+        assert body in script, path.name  # as written, comments included
+    # One check and one bookkeeping line per step; the bookkeeping itself is named once.
+    assert script.count("EXECUTE sqlmig_check(") == 6  # 5 steps, and the first before any change
+    assert script.count("PREPARE sqlmig_applied") == 1
+    sql_lines = sum(len(p.read_text().splitlines())
+                    for p in [*example_project.migrations.glob("*.sql"),
+                              *example_project.rollbacks.glob("*.sql")])  # rollbacks: in the rows
+    print(f"{len(script.splitlines())} lines for {sql_lines} lines of migrations and rollbacks")
+    # A fixed part (lock, tables, the named bookkeeping) and about 20 lines around each file.
+    assert len(script.splitlines()) <= sql_lines + 220 + 20 * 5
+
+
+def test_render_review_shows_each_steps_sql_with_its_mode_and_lint_findings(
+        project: Project) -> None:
+    project.add(1, "create_a", "CREATE TABLE a (id int); -- the table\n", "DROP TABLE a;\n")
+    project.add(2, "index_a", "CREATE INDEX a_id ON a (id);\n", "DROP INDEX a_id;\n")
+
+    review = render(project, "up", "--review")
+
+    assert review.splitlines() == [
+        "-- sqlmig render --review: 2 step(s) to apply, for reading (it runs nothing: `sqlmig "
+        "render` without --review gives the script to run)",
+        "",
+        "-- == 001_create_a (1.1.0): migrations/001_create_a.sql ==",
+        "-- runs: one transaction with its history row; lock_timeout 5s",
+        "-- Version: 1.1.0",
+        "CREATE TABLE a (id int); -- the table",
+        "",
+        "-- == 002_index_a (1.2.0): migrations/002_index_a.sql ==",
+        "-- runs: one transaction with its history row; lock_timeout 5s",
+        "-- lint: migrations/002_index_a.sql:2:1: error [index-not-concurrent] CREATE INDEX on "
+        "existing table a without CONCURRENTLY blocks writes to it until the index is built",
+        "-- Version: 1.2.0",
+        "CREATE INDEX a_id ON a (id);",
+    ]
+    assert "sqlmig_check" not in review and "schema_version" not in review
