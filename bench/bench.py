@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sqlmig.embedded import EmbeddedServer, bin_dir  # noqa: E402
+from tests.histories import write_history  # noqa: E402
 
 # The command migrate.sh runs: the console script of the editable install (see sqlmig_main).
 SQLMIG = [str(Path(sys.executable).parent / "sqlmig")]
@@ -121,6 +122,14 @@ class Bench:
             (root / "migrations" / f"{stem}.sql").write_text(
                 f"-- Version: 1.{i}.0\n-- Description: table {i}\n{up}")
             (root / "rollbacks" / f"{stem}_rollback.sql").write_text(down)
+        return root
+
+    def history_project(self, count: int) -> Path:
+        """A realistic history (tests/histories.py): enums, PL/pgSQL and SQL functions,
+        triggers, views, DO blocks, no-transaction index builds; every rollback exact."""
+        root = self.work / f"history{count}"
+        if not root.exists():
+            write_history(root, count)
         return root
 
     def peer_project(self, tool: str, count: int) -> Path:
@@ -244,6 +253,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     small, large, huge, data_mb = (10, 30, 60, 2) if args.quick else (100, 1000, 10000, 50)
+    checked = 15 if args.quick else 285  # the history verify proves (issue 15: 61 s before)
     rounds = 1 if args.quick else args.rounds
 
     compileall.compile_dir(REPO / "sqlmig", quiet=1)
@@ -254,6 +264,8 @@ def main() -> None:
         bench = Bench(work, url)
         p_small, p_large = bench.project(small, "small"), bench.project(large, "large")
         p_huge, p_data = bench.project(huge, "huge"), bench.data_project(data_mb)
+        p_history = bench.history_project(checked)
+        unused = url.replace("/postgres?", "/never_connected?")  # verify's target
         applied_large = bench.fresh_db()
         bench.sqlmig(p_large, applied_large, "up")
         applied_huge = bench.fresh_db()
@@ -309,19 +321,28 @@ def main() -> None:
                 return result
 
             measure(samples, f"sqlmig down, last {small} of {large}", down_and_back)
+            measure(samples, f"sqlmig up, {checked}-migration history",
+                    lambda: bench.on_fresh_db(lambda url: bench.sqlmig(p_history, url, "up")))
+            # The target is never connected to: any URL will do; the scratch database is made
+            # (and dropped) on the bench's server.
+            measure(samples, f"sqlmig verify, {checked}-migration history",
+                    lambda: bench.sqlmig(p_history, unused, "verify", "--scratch-url",
+                                         bench.server_url))
             measure(samples, f"floor: psql session, {data_mb} MB data file",
                     lambda: bench.on_fresh_db(lambda url: bench.floor(p_data, url)))
             measure(samples, f"sqlmig up, {data_mb} MB data file",
                     lambda: bench.on_fresh_db(lambda url: bench.sqlmig(p_data, url, "up")))
-        report(samples, small, large, data_mb, peers)
+        report(samples, small, large, data_mb, peers, checked)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
 def report(samples: dict[str, Sample], small: int, large: int, data_mb: int,
-           peers: list[str]) -> None:
+           peers: list[str], checked: int) -> None:
     floors = {
+        # verify's time over applying the same history once (its "floor")
+        f"sqlmig verify, {checked}-migration history": f"sqlmig up, {checked}-migration history",
         **{f"{tool} apply {large}": f"floor: psql session, apply {large}" for tool in peers},
         f"sqlmig up, apply {small}": f"floor: psql session, apply {small}",
         f"sqlmig up, apply {large}": f"floor: psql session, apply {large}",

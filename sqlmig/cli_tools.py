@@ -91,10 +91,12 @@ def render(state: _State, direction: str, start: str | None, to: str | None, ste
               "(empty, no sqlmig history) instead of creating one; it is left fully migrated.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first rollback that fails or leaks "
               "(default: go on, and name every one).")
+@click.option("--incremental", is_flag=True, help="Start from the state an earlier run proved the "
+              "same first migrations on (kept on the scratch server), and check only the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_fast: bool,
-           as_json: bool) -> None:
+           incremental: bool, as_json: bool) -> None:
     """Prove every rollback on a scratch database: apply, roll back, compare the schema, re-apply.
     Exit 1 if a rollback fails or does not restore the schema (all are checked, and listed, unless
     --fail-fast). The target database is never touched."""
@@ -103,9 +105,16 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
 
     state.options["quiet_embedded"] = True  # the target is not used, embedded or not
 
+    cached: list[str] = []
+
     def on_step(step: VerifyStep) -> None:
         label = f"{step.name} ({step.version})"
-        if step.outcome == "proven":
+        if cached and not (step.outcome == "proven" and step.note):
+            out(f"proven by an earlier run with the same files (--incremental): {span(cached)}")
+            cached.clear()
+        if step.outcome == "proven" and step.note:  # --incremental: said once, below
+            cached.append(step.name)
+        elif step.outcome == "proven":
             out(f"proven {label}: rollback restores the schema, re-apply matches "
                 f"({step.duration_ms} ms)")
         elif step.outcome == "irreversible":
@@ -116,12 +125,15 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
                 out(f"  {line}")
 
     report = sqlmig.verify(state.config, scratch_url=scratch_url, in_place=scratch_in_place,
-                           on_step=None if as_json else on_step, fail_fast=fail_fast)
+                           on_step=None if as_json else on_step, fail_fast=fail_fast,
+                           incremental=incremental)
     if as_json:
         _json(to_json(report))
     else:
         for warning in report.warnings:
             err(f"sqlmig: warning: {warning}")
+        if cached:  # every migration was proven earlier
+            out(f"proven by an earlier run with the same files (--incremental): {span(cached)}")
         unchecked = [s for s in report.steps if s.outcome == "not-checked"]
         if unchecked:
             out(f"not checked ({unchecked[0].note.removeprefix('not checked: ')}): "

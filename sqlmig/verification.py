@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlmig import drift, filechecks, lock, ops, schemadiff, snapshot, timeouts
+from sqlmig import drift, filechecks, lock, ops, schemadiff, snapshot, timeouts, verify_cache
 from sqlmig.config import Config, Secret, redact
 from sqlmig.connect import connect, reset_session
 from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed, SqlmigError
@@ -91,20 +91,26 @@ OnVerified = Callable[[VerifyStep], None]
 
 
 def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = False,
-           on_step: OnVerified | None = None, fail_fast: bool = False) -> VerifyReport:
+           on_step: OnVerified | None = None, fail_fast: bool = False,
+           incremental: bool = False) -> VerifyReport:
     """Apply, roll back and re-apply every migration on a scratch database.
 
     By default the scratch database is created on the project's embedded server and dropped at
     the end. `scratch_url`: create it on that server instead; with `in_place`, use the database
     of `scratch_url` itself (it must have no sqlmig history yet; it is left fully migrated).
-    `fail_fast`: stop at the first rollback that fails or leaks. The configured target database
-    is never connected to.
+    `fail_fast`: stop at the first rollback that fails or leaks. `incremental`: start from the
+    scratch database an earlier run proved the same first migrations on, and keep this one's
+    for the next (see verify_cache). The configured target database is never connected to.
     """
     began = time.perf_counter()
     # Every file problem (filechecks too, in migrations and rollbacks) is reported here, before
     # anything is created or run.
     files = ops.load_files(config)
+    if incremental and in_place:
+        raise InvalidInput("--incremental keeps a copy of the scratch database; it cannot go with "
+                           "--scratch-in-place")
     scratch = _Scratch(config, scratch_url, in_place)
+    cached, prefix_keys = scratch.cached(files.migrations) if incremental else (0, [])
     steps: list[VerifyStep] = []
     with scratch as cfg:
         run = _Run(cfg, scratch, in_place)
@@ -112,6 +118,11 @@ def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = F
             before = run.start()
             stop: str | None = None
             for i, mig in enumerate(files.migrations):
+                if i < cached:
+                    steps.append(_step(mig, "proven", note=_CACHED))
+                    if on_step:
+                        on_step(steps[-1])
+                    continue
                 if stop is not None:
                     steps.append(_step(mig, "not-checked", note=f"not checked: {stop}"))
                     continue
@@ -133,12 +144,17 @@ def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = F
                               f"{str(exc).strip()}") from exc
         finally:
             run.close()
+        if incremental and cached < len(steps) and all(
+                s.outcome in ("proven", "irreversible") for s in steps):
+            scratch.keep(prefix_keys[-1])
     return VerifyReport(ok=all(s.outcome in ("proven", "irreversible") for s in steps),
                         scratch=scratch.description, steps=tuple(steps),
                         snapshot_ms=run.timer.mean_ms, warnings=tuple(scratch.warnings),
                         duration_ms=round((time.perf_counter() - began) * 1000))
 
 
+# A step --incremental did not check again: the same files were proven by an earlier run.
+_CACHED = "proven by an earlier run with the same files (--incremental)"
 # A failed or leaky step's note when the run could go on from the migration's applied state.
 _APPLIED = "the migration is applied again: the next ones are checked from its applied state"
 
@@ -385,6 +401,8 @@ class _Scratch(contextlib.AbstractContextManager):
         self.in_place = in_place
         self.warnings: list[str] = []
         self.name: str | None = None
+        self.template: str | None = None  # --incremental: the kept database to start from
+        self.tag = verify_cache.project_tag(config)
         if url is None:
             from sqlmig.embedded import EmbeddedServer
 
@@ -408,8 +426,8 @@ class _Scratch(contextlib.AbstractContextManager):
         self.name = f"sqlmig_verify_{uuid.uuid4().hex[:12]}"
         with contextlib.closing(connect(self.admin)) as conn:
             try:
-                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
-                    sql.Identifier(self.name)))
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(self.name), sql.Identifier(self.template or "template0")))
             except psycopg.Error as exc:
                 raise InvalidInput(
                     f"cannot create a scratch database on {self.where}: "
@@ -419,6 +437,32 @@ class _Scratch(contextlib.AbstractContextManager):
         self.description = f"scratch database {self.name} on {self.where} (dropped afterwards)"
         url = make_conninfo(self.server_url, dbname=self.name)
         return dataclasses.replace(self.admin, database_url=Secret(url))
+
+    def cached(self, migrations: tuple[Migration, ...]) -> tuple[int, list[str]]:
+        """How many of the first migrations an earlier run proved (its kept database becomes
+        this run's template), and every prefix's key."""
+        try:
+            with contextlib.closing(connect(self.admin)) as conn:
+                prefix_keys = verify_cache.keys(self.admin, migrations,
+                                                conn.info.server_version // 10000)
+                found = verify_cache.find(conn, self.tag, prefix_keys)
+        except psycopg.Error as exc:
+            raise ConnectError(f"cannot read the databases of {self.where}: "
+                               f"{redact(str(exc).strip())}") from exc
+        if found is None:
+            return 0, prefix_keys
+        self.template = found[1]
+        return found[0], prefix_keys
+
+    def keep(self, key: str) -> None:
+        """Keep the scratch database (all proven) for the next --incremental run."""
+        assert self.name is not None
+        try:
+            with contextlib.closing(connect(self.admin)) as conn:
+                verify_cache.keep(conn, self.name, self.tag, key)
+        except (psycopg.Error, ConnectError) as exc:
+            self.warnings.append(f"could not keep the proven database for --incremental: "
+                                 f"{redact(str(exc).strip())}")
 
     def renew(self) -> Config:
         """A new, empty scratch database in place of the current one (dropped)."""

@@ -156,3 +156,48 @@ def test_a_file_problem_midway_is_found_before_anything_runs(
     assert f"sqlmig: {code_line}: error: " in result.stderr
     assert "sqlmig: 1 problem in the migration files; nothing was run" in result.stderr
     assert scratch_databases(server_dsn) == []
+
+
+def kept_databases(server_dsn: str) -> list[str]:
+    return [name for (name,) in query(
+        server_dsn, "SELECT datname FROM pg_database WHERE starts_with(datname, 'sqlmig_verified_')")]
+
+
+def test_incremental_checks_only_what_an_earlier_run_did_not_prove(project: Project,
+                                                                   server_dsn: str) -> None:
+    write_history(project.root, 30)
+    try:
+        first = verify(project, server_dsn, "--incremental")
+        assert first.returncode == 0
+        assert len(re.findall(r"^proven \S+ \(.*re-apply matches", first.stdout, re.M)) == 30
+        [kept] = kept_databases(server_dsn)
+
+        # A pull request adds one migration: only it is checked, from the kept state.
+        (project.migrations / "0031_step_31.sql").write_text(
+            "-- Version: 1.31.0\nCREATE TABLE t31x (id int);\n")
+        (project.rollbacks / "0031_step_31_rollback.sql").write_text("DROP TABLE t31x;\n")
+        second = verify(project, server_dsn, "--incremental")
+        assert second.returncode == 0
+        assert ("proven by an earlier run with the same files (--incremental): 30 migrations, "
+                "0001_step_1 … 0030_step_30") in second.stdout
+        assert re.search(r"^proven 0031_step_31 \(1\.31\.0\): rollback restores", second.stdout,
+                         re.M)
+        assert "verified: proven 31, leaky 0, failed 0, irreversible 0 (" in second.stdout
+        assert kept_databases(server_dsn) != [kept] and len(kept_databases(server_dsn)) == 1
+        kept = kept_databases(server_dsn)[0]
+
+        # An edited rollback in the middle: only the newest proven state is kept, so no kept
+        # state matches its files any more and everything is checked again.
+        rollback = project.rollbacks / "0013_step_13_rollback.sql"
+        rollback.write_text(rollback.read_text().replace("DROP FUNCTION t13_count();\n", ""))
+        third = verify(project, server_dsn, "--incremental")
+        assert third.returncode == 1
+        assert "(--incremental)" not in third.stdout
+        assert blocks(third.stdout) == {"LEAKY 0013_step_13": [
+            "rollbacks/0013_step_13_rollback.sql leaves function t13_count() behind"]}
+        assert "verify FAILED: proven 30, leaky 1, failed 0, irreversible 0 (" in third.stdout
+        assert kept_databases(server_dsn) == [kept]  # a run that is not all proven keeps nothing
+    finally:
+        for name in kept_databases(server_dsn):
+            query(server_dsn, f'DROP DATABASE "{name}"')
+    assert scratch_databases(server_dsn) == []
