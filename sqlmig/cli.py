@@ -95,8 +95,10 @@ class _LazyGroup(click.Group):
 @click.option("--role", default=None, help="SET ROLE to this role after connecting, so what "
               "migrations create belongs to it (the schema owner), not to the login role.")
 @click.option("--table", default=None, help="Name of the history table (default schema_version).")
-@click.option("--lock-timeout", type=float, default=None,
-              help="Seconds to wait for another run's lock (default 300; 0 = do not wait).")
+@click.option("--lock-timeout", metavar="DURATION", default=None,
+              help="How long to wait for another run's lock: 300 (seconds, the default), 5min, "
+              "500ms; 0 = do not wait. Not --migration-lock-timeout, which bounds a statement's "
+              "wait for a table lock.")
 @click.option("--lock-mode", type=click.Choice(["session", "transaction"]), default=None,
               help="session (default): one session advisory lock per run. transaction: a lock "
               "per migration transaction and a lease for no-transaction files; use it behind "
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()
     gc.set_threshold(1_000_000, 20, 20)
     logging.getLogger("psycopg").addFilter(_drop_pipeline_noise)
-    args = sys.argv[1:] if argv is None else list(argv)
+    args = _globals_first(sys.argv[1:] if argv is None else list(argv))
     state = _State()
     try:
         cli.main(args=args, prog_name="sqlmig", standalone_mode=False, obj=state)
@@ -170,6 +172,42 @@ def main(argv: list[str] | None = None) -> None:
             raise  # sys.exit() of a command, or a bug: as it is
         sys.exit(code)
     sys.exit(ExitCode.OK)
+
+
+def _takes_value(param: click.Parameter | None, arg: str) -> bool:
+    return (isinstance(param, click.Option) and not param.is_flag and not param.count
+            and "=" not in arg)
+
+
+def _globals_first(args: list[str]) -> list[str]:
+    """The group's options moved before the command name when given after it, as dbmate,
+    Flyway and Alembic users write them (`sqlmig up --database-url … --role owner`). A
+    command's own option of the same name, and everything after `--`, stay where they are."""
+    group = {opt: p for p in cli.params for opt in p.opts}
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        i += 2 if _takes_value(group.get(args[i].split("=", 1)[0]), args[i]) else 1
+    if i >= len(args) or args[i] == "--" or args[i] not in _COMMANDS:
+        return args
+    command = cli.get_command(click.Context(cli), args[i])
+    own = {opt: p for p in (command.params if command else ()) for opt in p.opts}
+    moved: list[str] = []
+    kept: list[str] = []
+    j = i + 1
+    while j < len(args):
+        arg = args[j]
+        name = arg.split("=", 1)[0]
+        if arg == "--":
+            kept += args[j:]
+            break
+        if name in own or name not in group:
+            width = 2 if name in own and _takes_value(own[name], arg) else 1
+            kept += args[j:j + width]
+        else:
+            width = 2 if _takes_value(group[name], arg) else 1
+            moved += args[j:j + width]
+        j += width
+    return [*args[:i], *moved, args[i], *kept]
 
 
 def _report_error(exc: BaseException, output: Output, state: _State, args: list[str]) -> int | None:

@@ -129,8 +129,8 @@ class Config:
     schema_name: str = field(default="public", metadata={"key": "schema", "kind": "identifier"})
     table: str = field(default="schema_version", metadata={"kind": "table"})
     # At most PostgreSQL's own bound for lock_timeout (INT_MAX ms, about 24.8 days): no inf.
-    lock_timeout: float = field(default=300.0,
-                                metadata={"kind": "float", "ge": 0, "le": 2_147_483})
+    # Written as other durations are: 300, 300s, 5min, 500ms; 0 or off = do not wait.
+    lock_timeout: float = field(default=300.0, metadata={"kind": "duration"})
     connect_timeout: int = field(default=10, metadata={"kind": "int", "ge": 1})
     application_name: str = field(default="sqlmig", metadata={"kind": "str"})
     # -- end of settings: configuration and output (issue 5) --

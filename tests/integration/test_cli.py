@@ -736,3 +736,17 @@ def test_a_password_in_the_database_url_never_appears_in_output(project: Project
         assert secret not in result.stdout + result.stderr
     assert "database:" in results[1].stdout
     assert secret not in str(query(database_url, "SELECT * FROM schema_version_events"))
+
+
+def test_global_options_work_after_the_command_and_lock_timeout_takes_durations(
+        project: Project, database_url: str) -> None:
+    project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n")
+
+    result = project.run("up", "--database-url", database_url, "--lock-timeout", "5s",
+                         "--table", "my_history")
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT version FROM my_history") == [("1.1.0",)]
+    bad = project.run("status", "--database-url", database_url, "--lock-timeout", "5x")
+    assert bad.returncode == 2
+    assert "--lock-timeout: '5x': unknown unit 'x'" in bad.stderr

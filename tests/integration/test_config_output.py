@@ -124,8 +124,8 @@ def test_a_bad_value_names_the_file_and_the_key_and_exits_2_before_connecting(
     (project.root / "sqlmig.toml").write_text("lock_timeout = -1\n")
     result = project.run("up", url=database_url)
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == "sqlmig: sqlmig.toml: lock_timeout: Input should be greater than " \
-                            "or equal to 0\n"
+    assert result.stderr == "sqlmig: sqlmig.toml: lock_timeout: -1: a duration cannot be " \
+                            "negative\n"
     assert not table_exists(database_url, "public.schema_version")
 
     (project.root / "sqlmig.toml").unlink()
@@ -137,12 +137,12 @@ def test_a_bad_value_names_the_file_and_the_key_and_exits_2_before_connecting(
 
     result = project.run("up", url=database_url, env={"SQLMIG_LOCK_TIMEOUT": "soon"})
     assert result.returncode == 2
-    assert result.stderr.splitlines()[0] == ("sqlmig: SQLMIG_LOCK_TIMEOUT: Input should be a "
-                                             "valid number, unable to parse string as a number")
+    assert result.stderr.splitlines()[0] == ("sqlmig: SQLMIG_LOCK_TIMEOUT: 'soon' is not a "
+                                             "duration (e.g. 5s, 500ms, 10min, 0 or off)")
     result = project.run("--lock-timeout", "-1", "up", url=database_url)
     assert result.returncode == 2
-    assert result.stderr.splitlines()[0] == ("sqlmig: --lock-timeout: Input should be greater "
-                                             "than or equal to 0")
+    assert result.stderr.splitlines()[0] == ("sqlmig: --lock-timeout: '-1' is not a duration "
+                                             "(e.g. 5s, 500ms, 10min, 0 or off)")
 
 
 def test_an_unknown_key_is_an_error_with_a_suggestion(project: Project) -> None:
@@ -270,7 +270,7 @@ def test_log_format_json_reports_a_failure_with_its_exit_code(project: Project,
     assert result.returncode == 2
     [error] = events_of(result.stderr)
     assert (error["event"], error["exit_code"], error["error"]) == ("error", 2, "ConfigInvalid")
-    assert "sqlmig.toml: lock_timeout: Input should be greater than or equal to 0" in error["lines"]
+    assert "sqlmig.toml: lock_timeout: -1: a duration cannot be negative" in error["lines"]
     result = project.run("--log-format", "json", "up", "--nonsense", url=database_url)
     [error] = events_of(result.stderr)
     assert (result.returncode, error["exit_code"], error["message"]) == (

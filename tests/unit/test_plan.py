@@ -118,10 +118,15 @@ def test_unsettled_row_is_a_failed_state_naming_the_repair(
     errors, warnings = plan.validate(mset, records)
     assert errors == [Problem(
         path="migrations/003_orders_idx.sql", code="failed-state",
-        message=f"003_orders_idx (1.2.0) is in state `{status}`: a no-transaction step was "
-                "interrupted or failed; check the database (`sqlmig repair` lists invalid "
-                "indexes left behind), then "
-                "`sqlmig repair --mark-applied 1.2.0` or `sqlmig repair --remove 1.2.0`",
+        message=f"003_orders_idx (1.2.0) is in state `{status}`: " + (
+            "its no-transaction rollback stopped part-way; check the database, then `sqlmig "
+            "repair --remove 1.2.0` if you finished the rollback by hand (the migration is "
+            "gone), or `sqlmig repair --mark-applied 1.2.0` if you restored what it undid"
+            if status == "rolling_back" else
+            "a no-transaction step was interrupted or failed; check the database (`sqlmig "
+            "repair` lists invalid indexes left behind), then `sqlmig repair --mark-applied "
+            "1.2.0` if you finished it by hand, or `sqlmig repair --remove 1.2.0` if you undid "
+            "what it did (`up` then runs it again)"),
     )]
     assert warnings == []
 
@@ -364,7 +369,8 @@ def test_stored_rollback_text_is_preferred_over_disk_with_a_warning(mset: Migrat
     assert step.path == "rollbacks/003_orders_idx_rollback.sql"
     assert step.warnings == (
         "rollbacks/003_orders_idx_rollback.sql: warning: differs from the rollback stored when "
-        "003_orders_idx was applied; running the stored one",)
+        "003_orders_idx was applied; running the stored one (`sqlmig repair --refresh-rollback "
+        "1.2.0` stores the file's)",)
 
 
 @pytest.mark.parametrize("stored_sql", [

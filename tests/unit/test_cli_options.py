@@ -1,0 +1,28 @@
+"""Global options after the command name, as users of dbmate, Flyway and Alembic write them; and
+--lock-timeout taking durations like every other timeout."""
+
+from __future__ import annotations
+
+import pytest
+
+from sqlmig.cli import _globals_first
+
+
+@pytest.mark.parametrize(("given", "parsed"), [
+    (["up", "--database-url", "postgres://x", "--role", "owner"],
+     ["--database-url", "postgres://x", "--role", "owner", "up"]),
+    (["status", "--json", "--schema=app"], ["--schema=app", "status", "--json"]),
+    (["--root", "p", "up", "--to", "3", "-v"], ["--root", "p", "-v", "up", "--to", "3"]),
+    # a value that looks like an option stays the value of the command's own option
+    (["new", "--version", "2.0.0", "--lock-timeout", "5s", "add x"],
+     ["--lock-timeout", "5s", "new", "--version", "2.0.0", "add x"]),
+    (["render", "up", "--lock-mode", "transaction"],
+     ["--lock-mode", "transaction", "render", "up"]),
+    # `--` ends the options; unknown commands and no command are left to click
+    (["new", "--", "--role"], ["new", "--", "--role"]),
+    (["nosuch", "--role", "x"], ["nosuch", "--role", "x"]),
+    (["--help"], ["--help"]),
+    ([], []),
+])
+def test_group_options_after_the_command_go_before_it(given: list[str], parsed: list[str]) -> None:
+    assert _globals_first(given) == parsed
