@@ -26,7 +26,7 @@ from sqlmig.errors import (
 )
 from sqlmig.maintenance import backup, check, lint, new, repair, wait
 from sqlmig.models import RetryNotice
-from sqlmig.ops import baseline, down, events, history, load_files, status, up, validate
+from sqlmig.ops import baseline, current, down, events, history, load_files, status, up, validate
 from sqlmig.render import render
 
 
@@ -69,6 +69,7 @@ __all__ = [
     "backup",
     "baseline",
     "check",
+    "current",
     "down",
     "events",
     "explain_config",

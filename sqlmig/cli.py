@@ -32,6 +32,7 @@ _COMMANDS = {
     "baseline": "sqlmig.cli_run:baseline",
     "check": "sqlmig.cli_inspect:check",
     "config": "sqlmig.cli_inspect:config_command",
+    "current": "sqlmig.cli_inspect:current",
     "db": "sqlmig.cli_tools:db",
     "down": "sqlmig.cli_run:down",
     "history": "sqlmig.cli_inspect:history",

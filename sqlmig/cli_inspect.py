@@ -52,6 +52,17 @@ def status(state: _State, as_json: bool, exit_code: bool) -> None:
 
 
 @click.command()
+@click.pass_obj
+def current(state: _State) -> None:
+    """Print the database's version on one line (`2.1.0`, or `none`), for scripts and probes.
+
+    Example: test "$(./migrate.sh current)" = 2.1.0
+    """
+    state.options["quiet_embedded"] = True  # stdout is the answer; the notice goes nowhere
+    out(sqlmig.current(state.config) or "none")
+
+
+@click.command()
 @click.option("--limit", type=click.IntRange(min=1), help="Show only the newest N.")
 @click.option("--events", "show_events", is_flag=True, help="Show the event log instead.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -81,6 +92,9 @@ def history(state: _State, limit: int | None, show_events: bool, as_json: bool) 
         return
     if not records:
         out("no migrations applied")
+    else:
+        out(f"{'VERSION':<10} {'MIGRATION':<40} {'STATUS':<8} {'APPLIED AT':<24} "
+            f"{'TOOK':>8} BY")
     for r in records:
         when = f"{r.applied_at:%Y-%m-%d %H:%M:%S%z}" if r.applied_at else "?"
         took = f"{r.execution_ms} ms" if r.execution_ms is not None else "-"

@@ -476,6 +476,13 @@ def history(config: Config, limit: int | None = None) -> list[AppliedRecord]:
     return records[:limit] if limit is not None else records
 
 
+def current(config: Config) -> str | None:
+    """The newest applied version (None: nothing applied), from the history alone: the files are
+    not read, for probes and scripts that only ask where the database is."""
+    with _session(config, locked=False) as (conn, hist):
+        return plan.current_version(hist.read(conn))
+
+
 def events(config: Config, limit: int | None = None) -> list[EventRecord]:
     with _session(config, locked=False) as (conn, hist):
         return hist.read_events(conn, limit)
@@ -533,5 +540,5 @@ def _check_allow(allow: Iterable[str]) -> None:
         raise InvalidInput(f"--allow {bad[0]}: expected one of {', '.join(plan.ALLOWABLE)}")
 
 
-__all__ = ["SqlmigError", "baseline", "down", "events", "history", "load_files", "status", "up",
-           "validate"]
+__all__ = ["SqlmigError", "baseline", "current", "down", "events", "history", "load_files", "status",
+           "up", "validate"]

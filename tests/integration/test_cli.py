@@ -319,9 +319,10 @@ def test_history_limit_shows_the_newest_first(project: Project, database_url: st
 
     lines = ok(project.run("history", "--limit", "2", url=database_url)).stdout.splitlines()
 
-    assert len(lines) == 2
-    assert lines[0].split()[:3] == ["1.2.0", "003_create_c", "applied"]
-    assert lines[1].split()[:3] == ["1.1.0", "002_create_b", "applied"]
+    assert len(lines) == 3
+    assert lines[0].split() == ["VERSION", "MIGRATION", "STATUS", "APPLIED", "AT", "TOOK", "BY"]
+    assert lines[1].split()[:3] == ["1.2.0", "003_create_c", "applied"]
+    assert lines[2].split()[:3] == ["1.1.0", "002_create_b", "applied"]
 
 
 def test_history_json_lists_the_rows(project: Project, database_url: str) -> None:
@@ -541,7 +542,7 @@ def test_baseline_records_existing_migrations_without_running_them(project: Proj
                                "ORDER BY number") == [
         ("1.0.0", 1, True, "applied"), ("1.1.0", 2, True, "applied")]
     history = ok(project.run("history", url=database_url)).stdout.splitlines()
-    assert all(line.endswith(" baseline") for line in history), history
+    assert all(line.endswith(" baseline") for line in history[1:]), history
 
     result = ok(project.run("up", url=database_url))  # would fail if it ran 001 or 002
 
@@ -750,3 +751,13 @@ def test_global_options_work_after_the_command_and_lock_timeout_takes_durations(
     bad = project.run("status", "--database-url", database_url, "--lock-timeout", "5x")
     assert bad.returncode == 2
     assert "--lock-timeout: '5x': unknown unit 'x'" in bad.stderr
+
+
+def test_current_prints_the_version_alone_for_scripts(project: Project, database_url: str) -> None:
+    project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n")
+    assert project.run("current", url=database_url).stdout == "none\n"
+    ok(project.run("up", url=database_url))
+
+    result = project.run("current", url=database_url)
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "1.1.0\n", "")
