@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 from psycopg import sql
 
@@ -12,7 +14,9 @@ from sqlmig.errors import ConnectError, InvalidInput
 def target_url(config: Config) -> str:
     """The URL to connect to; starts the embedded server when nothing is configured."""
     if config.database_url is not None:
-        return config.database_url.get_secret_value()
+        url = config.database_url.get_secret_value()
+        _check_url(url, config)
+        return url
     if not config.uses_embedded:
         return ""  # libpq reads PGHOST, PGDATABASE, PGSERVICE… itself
     if not config.migrations_path.is_dir():
@@ -26,6 +30,40 @@ def target_url(config: Config) -> str:
     from sqlmig.embedded import EmbeddedServer
 
     return EmbeddedServer(config.root).start()
+
+
+def _connect_hint(message: str) -> str:
+    """What to check, from what libpq said: a wrong password is not a server that is down."""
+    if "password authentication failed" in message or "no password supplied" in message:
+        return ("the server refused the password of that user: check the password (the URL, "
+                "--password-file, DATABASE_PASSWORD_FILE, PGPASSWORD) and the user name")
+    if "does not exist" in message and "database" in message:
+        return "the server runs, but has no such database: check the database name"
+    if "Connection refused" in message or "No such file or directory" in message:
+        return ("nothing accepts connections there: is the server running, and on that host "
+                "and port?")
+    if "resolve host" in message or "could not translate host name" in message:
+        return "the host name does not resolve: check the host in the URL (or PGHOST)"
+    return "check --database-url / DATABASE_URL / PG* and that the server accepts connections"
+
+
+def _check_url(url: str, config: Config) -> None:
+    """A URL libpq cannot read, or with a port that is no port number, is invalid input (exit
+    2, before any connection), not a server that cannot be reached (exit 5)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        message = redact(str(exc).strip().splitlines()[0], *secrets_of(config))
+        raise InvalidInput(f"the database URL {describe(config)} is malformed: {message}",
+                           hint="postgresql://USER@HOST:PORT/DATABASE, or key=value pairs "
+                                "(host=… dbname=…); the password is best given apart "
+                                "(--password-file, DATABASE_PASSWORD_FILE)") from exc
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise InvalidInput(f"the database URL {describe(config)} is malformed: port "
+                               f"{port!r} is not a port number (1-65535)")
 
 
 def describe(config: Config) -> str:
@@ -92,10 +130,12 @@ def connect(config: Config, url: str | None = None) -> psycopg.Connection:
     except (psycopg.Error, ValueError) as exc:
         message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                          *secrets_of(config))
-        raise ConnectError(
-            f"cannot connect to {describe(config)}: {message}",
-            hint="check --database-url / DATABASE_URL / PG* and that the server accepts connections",
-        ) from exc
+        if re.match(r"(connection (failed|is bad): )?invalid \w+ value", message):
+            # libpq refused a setting of the URL before reaching any server (sslmode=bogus)
+            raise InvalidInput(f"the database URL {describe(config)} is malformed: {message}"
+                               ) from exc
+        raise ConnectError(f"cannot connect to {describe(config)}: {message}",
+                           hint=_connect_hint(message)) from exc
 
 
 def reset_session(conn: psycopg.Connection) -> None:

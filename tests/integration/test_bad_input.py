@@ -410,7 +410,7 @@ def test_a_failed_no_transaction_migration_is_recorded_failed_and_blocks_up(
     # CREATE INDEX gives no error position: the statement's start is the best location.
     assert "sqlmig: migrations/002_index_needed.sql:4:1: ERROR [42P01]: relation \"needed\" " \
            "does not exist" in result.stderr
-    assert "recorded as failed" in result.stderr
+    assert "recorded as `failed`" in result.stderr
     # The first statement ran in autocommit and stays: that is what `failed` warns about.
     assert table_exists(database_url, "nt")
     assert query(database_url, "SELECT version, status, error IS NOT NULL FROM schema_version "
@@ -419,7 +419,9 @@ def test_a_failed_no_transaction_migration_is_recorded_failed_and_blocks_up(
     assert not table_exists(database_url, "c")
 
     status = project.run("status", url=database_url)
-    assert "  002_index_needed (1.1.0): FAILED" in status.stdout.splitlines()
+    assert "failed:          1" in status.stdout.splitlines()  # counted apart from applied
+    assert "  002_index_needed (1.1.0): migrations/002_index_needed.sql:4:1: ERROR [42P01]: " \
+        'relation "needed" does not exist' in status.stdout.splitlines()
     assert "current version: 1.0.0" in status.stdout
     assert project.run("status", "--exit-code", url=database_url).returncode == 6
 

@@ -298,13 +298,15 @@ def test_generated_command_lines_exit_0_1_or_2_without_traceback(
     ("up", "not a url at all"),
     ("status", "mysql://u@127.0.0.1:1/db"),
 ])
-def test_a_malformed_database_url_exits_5_with_one_line_and_no_traceback(
+def test_a_malformed_database_url_is_invalid_input_with_one_line_and_no_traceback(
         project: Project, command: str, url: str) -> None:
+    # Issue 16: what is wrong with the URL (exit 2), not "cannot connect" (exit 5)
     project.add(1, "first", "CREATE TABLE first_table (id int);\n", "DROP TABLE first_table;\n")
     result = run(project, "--database-url", url, command, env=clean_env(PGCONNECT_TIMEOUT="2"))
-    assert result.returncode == 5
+    assert result.returncode == 2
     assert_no_traceback(result)
-    assert "sqlmig: cannot connect to " in result.stderr
+    assert "sqlmig: the database URL " in result.stderr and " is malformed: " in result.stderr
+    assert ":pw@" not in result.stderr
 
 
 @pytest.mark.parametrize("argv", [
