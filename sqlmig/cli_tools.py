@@ -22,10 +22,16 @@ if TYPE_CHECKING:
 @click.argument("description")
 @click.option("--bump", type=click.Choice(["major", "minor", "patch"]),
               help="Which part of the last version to increase (default minor).")
+@click.option("--major", "bump", flag_value="major", help="Same as --bump major (breaking).")
+@click.option("--minor", "bump", flag_value="minor", help="Same as --bump minor (the default).")
+@click.option("--patch", "bump", flag_value="patch", help="Same as --bump patch.")
 @click.option("--version", "version", help="Give the version explicitly.")
 @click.pass_obj
 def new(state: _State, description: str, bump: str | None, version: str | None) -> None:
-    """Create the next migration and its rollback from a template."""
+    """Create the next migration and its rollback from a template.
+
+    Example: sqlmig new "add user phone" --major
+    """
     state.options["quiet_embedded"] = True
     created = sqlmig.new(state.config, description, bump=bump, version=version)  # type: ignore[arg-type]
     out(f"created {created.migration} (version {created.version})")
