@@ -30,4 +30,5 @@ fi
 
 # Run from the project so that migrations/ and rollbacks/ are found wherever the caller is.
 cd "$here"
+export SQLMIG_COMMAND_NAME="${SQLMIG_COMMAND_NAME:-./migrate.sh}"  # what messages tell you to run
 exec "$venv/bin/sqlmig" "$@"

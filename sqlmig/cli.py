@@ -36,6 +36,7 @@ _COMMANDS = {
     "db": "sqlmig.cli_tools:db",
     "down": "sqlmig.cli_run:down",
     "history": "sqlmig.cli_inspect:history",
+    "init": "sqlmig.cli_tools:init",
     "lint": "sqlmig.cli_tools:lint",
     "new": "sqlmig.cli_tools:new",
     "render": "sqlmig.cli_tools:render",

@@ -8,6 +8,7 @@ cli.py would load it a second time, with a second `_State` class.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,12 @@ class _State:
                     and self._config.migrations_path.is_dir()):  # else it is not started
                 from sqlmig.connect import describe
 
+                # migrate.sh says how it is called (SQLMIG_COMMAND_NAME), so that the advice
+                # is a command the user can run as it is.
+                command = os.environ.get("SQLMIG_COMMAND_NAME") or "sqlmig"
                 err(f"sqlmig: no database configured (--database-url, SQLMIG_DATABASE_URL, "
                     f"DATABASE_URL, PG*): using the {describe(self._config)}; "
-                    "`sqlmig db stop` stops it", event="embedded")
+                    f"`{command} db stop` stops it", event="embedded")
         return self._config
 
     def secrets(self) -> list[str]:

@@ -19,6 +19,32 @@ if TYPE_CHECKING:
 
 
 @click.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--requirement", metavar="REQ", help="What the project's migrate.sh installs: a "
+              "version (sqlmig==0.1.0), a wheel path or a git URL (default: this sqlmig's "
+              "version).")
+@click.pass_obj
+def init(state: _State, directory: str, requirement: str | None) -> None:
+    """Set up sqlmig in a project: migrations/, rollbacks/, sqlmig.toml, migrate.sh and the
+    .gitignore line; an existing file is never overwritten.
+
+    Example: sqlmig init services/billing --requirement ./wheels/sqlmig-0.1.0-py3-none-any.whl
+    """
+    from pathlib import Path
+
+    from sqlmig.scaffold import init as scaffold
+
+    report = scaffold(Path(directory), requirement=requirement)
+    for name in report.created:
+        out(f"created {name}")
+    for name in report.kept:
+        out(f"kept    {name} (there already)")
+    out("next:")
+    for line in report.next_steps:
+        out(f"  {line}")
+
+
+@click.command()
 @click.argument("description")
 @click.option("--bump", type=click.Choice(["major", "minor", "patch"]),
               help="Which part of the last version to increase (default minor).")
