@@ -276,7 +276,7 @@ def test_sigkill_during_a_no_transaction_migration_blocks_until_repaired(
     status = project.run("status", url=database_url)
     show("status", status)
     assert status.returncode == 0
-    assert "002_online (1.2.0): STARTED" in status.stdout
+    assert "started:         1\n  002_online (1.2.0)\n" in status.stdout
     status_code = project.run("status", "--exit-code", url=database_url)
     show("status --exit-code", status_code)
     assert status_code.returncode == 6
