@@ -52,7 +52,8 @@ class _State:
             for note in () if o.get("quiet_notes") else self._config._notes:
                 err(f"sqlmig: {note}", "yellow", level="warning", event="config")
             if (self._config.uses_embedded and not o.get("quiet_embedded")
-                    and self._config.migrations_path.is_dir()):  # else it is not started
+                    and self._config.migrations_path.is_dir()  # else it is not started
+                    and not _embedded_running(self._config)):  # said once, when it starts
                 from sqlmig.connect import describe
 
                 # migrate.sh says how it is called (SQLMIG_COMMAND_NAME), so that the advice
@@ -86,6 +87,12 @@ def _output() -> Output:
     if state is None or state.output is None:
         return Output()
     return state.output
+
+
+def _embedded_running(config: Config) -> bool:
+    from sqlmig.embedded import EmbeddedServer
+
+    return EmbeddedServer(config.root).running()
 
 
 def out(line: str = "", *styles: str) -> None:

@@ -122,6 +122,10 @@ class EmbeddedServer:
         digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"sqlmig-{digest}"
 
+    def running(self) -> bool:
+        """Whether the server runs now (its pid file names a live process)."""
+        return self._running_pid() is not None
+
     def _running_pid(self) -> int | None:
         pid_file = self.data_dir / "postmaster.pid"
         try:

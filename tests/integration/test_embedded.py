@@ -175,6 +175,7 @@ def test_up_with_nothing_configured_uses_the_embedded_server(bare_project: Proje
     status = sqlmig(bare_project, "status", "--exit-code")
     assert status.returncode == 0, "nothing pending on the embedded server"
     assert "current version: 2.0.0" in status.stdout
+    assert "no database configured" not in status.stderr  # said when it started, not again
 
     url = sqlmig(bare_project, "db", "url").stdout.strip()
     if os.path.exists(PSQL):
