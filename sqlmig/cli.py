@@ -93,18 +93,22 @@ class _LazyGroup(click.Group):
 @click.option("--password-file", type=click.Path(dir_okay=False),
               help="Read the password from this file (Docker secrets); else DATABASE_PASSWORD_FILE.")
 @click.option("--schema", default=None, help="Schema of the history table (default public); "
-              "any other schema is also put first on the migrations' search_path.")
+              "any other schema is also put first on the migrations' search_path. "
+              "[env: SQLMIG_SCHEMA]")
 @click.option("--role", default=None, help="SET ROLE to this role after connecting, so what "
-              "migrations create belongs to it (the schema owner), not to the login role.")
-@click.option("--table", default=None, help="Name of the history table (default schema_version).")
+              "migrations create belongs to it (the schema owner), not to the login role. "
+              "[env: SQLMIG_ROLE]")
+@click.option("--table", default=None, help="Name of the history table (default schema_version). "
+              "[env: SQLMIG_TABLE]")
 @click.option("--lock-timeout", metavar="DURATION", default=None,
               help="How long to wait for another run's lock: 300 (seconds, the default), 5min, "
               "500ms; 0 = do not wait. Not --migration-lock-timeout, which bounds a statement's "
-              "wait for a table lock.")
+              "wait for a table lock. [env: SQLMIG_LOCK_TIMEOUT]")
 @click.option("--lock-mode", type=click.Choice(["session", "transaction"]), default=None,
               help="session (default): one session advisory lock per run. transaction: a lock "
               "per migration transaction and a lease for no-transaction files; use it behind "
-              "PgBouncer in pool_mode=transaction, where session locks do not hold.")
+              "PgBouncer in pool_mode=transaction, where session locks do not hold. "
+              "[env: SQLMIG_LOCK_MODE]")
 @click.option("-v", "--verbose", is_flag=True,
               help="Say more: e.g. files pglast could not parse (left to the server to judge).")
 # -- output options (issue 5): not settings of the config file, they describe where the

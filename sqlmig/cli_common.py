@@ -89,6 +89,25 @@ def _output() -> Output:
     return state.output
 
 
+class _Duration(click.ParamType):
+    """A duration as every timeout takes it (sqlmig.timeouts): 300, 5s, 500ms, 5min, 0/off;
+    a bad value is a usage error naming the option."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> float:
+        from sqlmig.timeouts import parse_duration
+
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _Duration()
+
+
 def _embedded_running(config: Config) -> bool:
     from sqlmig.embedded import EmbeddedServer
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 import sqlmig
-from sqlmig.cli_common import _json, _on_wait_attempt, _output, _State, _warn, out
+from sqlmig.cli_common import DURATION, _json, _on_wait_attempt, _output, _State, _warn, out
 from sqlmig.errors import ExitCode
 from sqlmig.models import Problem, to_json
 
@@ -19,7 +19,10 @@ from sqlmig.models import Problem, to_json
               help="Exit 1 if migrations are pending, 6 if history and files disagree.")
 @click.pass_obj
 def status(state: _State, as_json: bool, exit_code: bool) -> None:
-    """Current version, applied and pending migrations, problems."""
+    """Current version, applied and pending migrations, problems.
+
+    Example: sqlmig status --exit-code || echo "pending or inconsistent"
+    """
     report = sqlmig.status(state.config)
     if as_json:
         _json(to_json(report))
@@ -68,7 +71,10 @@ def current(state: _State) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def history(state: _State, limit: int | None, show_events: bool, as_json: bool) -> None:
-    """Applied migrations (or the event log), newest first."""
+    """Applied migrations (or the event log), newest first.
+
+    Example: sqlmig history --limit 5; sqlmig history --events --json
+    """
     if show_events:
         evs = sqlmig.events(state.config, limit)
         if as_json:
@@ -111,7 +117,10 @@ def history(state: _State, limit: int | None, show_events: bool, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def validate(state: _State, allow: tuple[str, ...], as_json: bool) -> None:
-    """Check files against the database; exit 6 if they disagree."""
+    """Check files against the database; exit 6 if they disagree.
+
+    Example: sqlmig validate --allow out-of-order
+    """
     report = sqlmig.validate(state.config, allow)
     if as_json:
         _json(to_json(report))
@@ -141,7 +150,10 @@ def _drift_hint(problems: tuple[Problem, ...] | list[Problem]) -> None:
 @click.pass_obj
 def check(state: _State, require: str, as_json: bool) -> None:
     """Exit 0 if the database's version satisfies RANGE, 1 if not (or nothing is applied), 2 for
-    a bad range. Reads only the history table: usable as a readiness probe."""
+    a bad range. Reads only the history table: usable as a readiness probe.
+
+    Example: sqlmig check --require '>=2.1,<3'
+    """
     result = sqlmig.check(state.config, require)
     if as_json:
         _json(to_json(result))
@@ -152,8 +164,8 @@ def check(state: _State, require: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              help="Seconds to keep trying.")
+@click.option("--timeout", type=DURATION, default=60.0, show_default=True, metavar="DURATION",
+              help="How long to keep trying: 60 (seconds), 2min, 500ms.")
 @click.pass_obj
 def wait(state: _State, timeout: float) -> None:
     """Wait until the database accepts connections (exit 0), or exit 5 after --timeout.
@@ -172,7 +184,10 @@ def wait(state: _State, timeout: float) -> None:
 @click.pass_obj
 def config_command(state: _State, as_json: bool) -> None:
     """The settings in effect and where each comes from: flag, env, file or default. Passwords
-    are redacted; no database is used."""
+    are redacted; no database is used.
+
+    Example: SQLMIG_LOCK_TIMEOUT=1min sqlmig config --json
+    """
     state.options["quiet_embedded"] = True
     state.options["quiet_notes"] = True  # they are part of this report
     report = sqlmig.explain_config(state.config)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 import sqlmig
-from sqlmig.cli_common import _backup_line, _on_wait_attempt, _output, _State, _warn, err, out
+from sqlmig.cli_common import DURATION, _backup_line, _on_wait_attempt, _output, _State, _warn, err, out
 from sqlmig.models import Plan, PlanStep, RunReport, StepResult
 
 if TYPE_CHECKING:  # annotations only: building the report classes costs ~5 ms at import
@@ -98,18 +98,21 @@ _DEPLOY_OPTIONS = (
     click.option("--migration-lock-timeout", metavar="DURATION",
                  help="How long a statement of a migration may wait for a table lock (SET LOCAL "
                  "lock_timeout): 5s (default), 500ms, 1min; 0/off = no limit; inherit = the "
-                 "role's/database's. Not --lock-timeout, which bounds the wait for another run."),
+                 "role's/database's. Not --lock-timeout, which bounds the wait for another run. "
+                 "[env: SQLMIG_MIGRATION_LOCK_TIMEOUT]"),
     click.option("--statement-timeout", metavar="DURATION",
                  help="How long a statement of a migration may run (SET LOCAL statement_timeout); "
-                 "default inherit (the role's/database's, usually no limit); 0/off = no limit."),
+                 "default inherit (the role's/database's, usually no limit); 0/off = no limit. "
+                 "[env: SQLMIG_STATEMENT_TIMEOUT]"),
     click.option("--retries", type=click.IntRange(min=0), default=None,
                  help="Run a migration again this many times after a lock timeout or a deadlock "
-                 "rolled it back (default 3)."),
+                 "rolled it back (default 3). [env: SQLMIG_RETRIES]"),
     click.option("--retry-delay", metavar="DURATION",
-                 help="Pause before the first retry, doubled for each next one (default 2s)."),
+                 help="Pause before the first retry, doubled for each next one (default 2s). "
+                 "[env: SQLMIG_RETRY_DELAY]"),
     click.option("--backup", "backup_dir", type=click.Path(file_okay=False), default=None,
                  help="First write a pg_dump -Fc of the database into this directory; if that "
-                 "fails, nothing is run. Skipped when there is nothing to do."),
+                 "fails, nothing is run. Skipped when there is nothing to do. [env: SQLMIG_BACKUP_DIR]"),
 )
 
 
@@ -147,14 +150,17 @@ def _no_backup_note(state: _State, report: RunReport) -> None:
 @click.option("--dry-run", is_flag=True, help="Show the plan and its SQL; change nothing.")
 @click.option("--allow", multiple=True, type=click.Choice(["changed", "missing", "out-of-order"]),
               help="Proceed despite this kind of drift (repeatable).")
-@click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+@click.option("--wait", "wait_s", type=DURATION, default=None, metavar="DURATION",
               help="First wait up to this long for the database to accept connections (as "
-              "`sqlmig wait`).")
+              "`sqlmig wait`): 30 (seconds), 2min.")
 @_deploy_options
 @click.pass_obj
 def up(state: _State, to: str | None, dry_run: bool, allow: tuple[str, ...], wait_s: float | None,
        **settings: Any) -> None:
-    """Apply pending migrations, each in its own transaction."""
+    """Apply pending migrations, each in its own transaction.
+
+    Example: DATABASE_URL=postgresql://app@db/app sqlmig up --to 2.1.0 --dry-run
+    """
     state.options.update(settings)
     report = sqlmig.up(state.config, to=to, dry_run=dry_run, allow=allow, wait=wait_s,
                        on_wait=_on_wait_attempt, **_run_callbacks(state, "up"),
@@ -182,7 +188,10 @@ def up(state: _State, to: str | None, dry_run: bool, allow: tuple[str, ...], wai
 @click.pass_obj
 def down(state: _State, steps: int | None, to: str | None, dry_run: bool,
          **settings: Any) -> None:
-    """Roll back applied migrations, newest first."""
+    """Roll back applied migrations, newest first.
+
+    Example: sqlmig down --steps 2; sqlmig down --to 1.4.0 --dry-run
+    """
     state.options.update(settings)
     report = sqlmig.down(state.config, steps=steps, to=to, dry_run=dry_run,
                          **_run_callbacks(state, "down"), **_deploy_callbacks())
@@ -200,7 +209,10 @@ def down(state: _State, steps: int | None, to: str | None, dry_run: bool,
 @click.argument("version")
 @click.pass_obj
 def baseline(state: _State, version: str) -> None:
-    """Record migrations up to VERSION as applied without running them."""
+    """Record migrations up to VERSION as applied without running them.
+
+    Example: sqlmig baseline 1.7.0   # the schema already matches files up to 1.7.0
+    """
     report = sqlmig.baseline(state.config, version)
     for s in report.steps:
         _output().recorded(f"recorded {s.name} ({s.version}) as applied (baseline, not run)",

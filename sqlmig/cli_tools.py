@@ -73,7 +73,10 @@ def new(state: _State, description: str, bump: str | None, version: str | None) 
 def lint(state: _State, files: tuple[str, ...], fmt: str | None, as_json: bool) -> None:
     """Check migrations and rollbacks (all, or FILES) for locking, rewriting or breaking
     statements and for what `up`/`down` would refuse; exit 1 on an error-level finding, 2 when
-    a file would be refused. No database is used."""
+    a file would be refused. No database is used.
+
+    Example: sqlmig lint --format github   # annotations in a GitHub Actions job
+    """
     from sqlmig import linter
 
     if as_json and fmt not in (None, "json"):
@@ -108,7 +111,10 @@ def lint(state: _State, files: tuple[str, ...], fmt: str | None, as_json: bool) 
 @click.pass_obj
 def render(state: _State, direction: str, start: str | None, to: str | None, steps: int | None,
            from_database: bool, allow: tuple[str, ...], review: bool) -> None:
-    """Print a psql script that does what up/down would do (for docker exec / DBA review)."""
+    """Print a psql script that does what up/down would do (for docker exec / DBA review).
+
+    Example: sqlmig render up --from-database | docker exec -i db psql -X -U app app
+    """
     if not from_database:
         state.options["quiet_embedded"] = True  # rendering from the files needs no database
     click.echo(sqlmig.render(state.config, direction, start=start, to=to,  # type: ignore[arg-type]
@@ -131,7 +137,10 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
            incremental: bool, as_json: bool) -> None:
     """Prove every rollback on a scratch database: apply, roll back, compare the schema, re-apply.
     Exit 1 if a rollback fails or does not restore the schema (all are checked, and listed, unless
-    --fail-fast). The target database is never touched."""
+    --fail-fast). The target database is never touched.
+
+    Example: sqlmig verify --incremental --scratch-url postgresql://ci@localhost/postgres
+    """
     from sqlmig.errors import span
     from sqlmig.verification import VerifyStep
 
@@ -279,7 +288,10 @@ def _print_repairs(report: RepairReport) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def backup_command(state: _State, directory: str | None, as_json: bool) -> None:
-    """Write a pg_dump -Fc of the database: <database>-<UTC time>-v<version>.dump."""
+    """Write a pg_dump -Fc of the database: <database>-<UTC time>-v<version>.dump.
+
+    Example: sqlmig backup --dir /backups
+    """
     report = sqlmig.backup(state.config, directory)
     if as_json:
         _json(to_json(report))
@@ -289,7 +301,10 @@ def backup_command(state: _State, directory: str | None, as_json: bool) -> None:
 
 @click.group()
 def db() -> None:
-    """Manage the embedded PostgreSQL used when no database is configured."""
+    """Manage the embedded PostgreSQL used when no database is configured.
+
+    Example: psql "$(sqlmig db url)"; sqlmig db stop
+    """
 
 
 def _embedded(state: _State) -> EmbeddedServer:
