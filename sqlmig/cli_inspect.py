@@ -12,6 +12,8 @@ from sqlmig.cli_common import DURATION, _json, _on_wait_attempt, _output, _State
 from sqlmig.errors import ExitCode
 from sqlmig.models import Problem, to_json
 
+_NEWEST = 10  # applied migrations `status` lists
+
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -30,7 +32,8 @@ def status(state: _State, as_json: bool, exit_code: bool) -> None:
         out(f"database:        {report.database}")
         out(f"history table:   {report.history_table}")
         out(f"current version: {report.current_version or 'none'}")
-        out(f"applied:         {sum(r.status == 'applied' for r in report.applied)}")
+        applied = [r for r in report.applied if r.status == "applied"]
+        out(f"applied:         {len(applied)}")
         # A row left by a no-transaction step that stopped is not applied: counted apart.
         for kind in ("started", "failed", "rolling_back"):
             rows = [r for r in report.applied if r.status == kind]
@@ -40,9 +43,17 @@ def status(state: _State, as_json: bool, exit_code: bool) -> None:
                 out(f"  {rec.name or rec.version} ({rec.version})"
                     + (f": {rec.error}" if rec.error else ""))
         out(f"pending:         {len(report.pending)}")
+        # Applied and pending together, as Flyway's `info` lists them: the newest applied (all
+        # of them are in `sqlmig history`), then what `up` would run.
+        shown = applied[-_NEWEST:]
+        if len(applied) > len(shown):
+            out(f"  … {len(applied) - len(shown)} applied before (sqlmig history)")
+        for rec in shown:
+            when = f" {rec.applied_at:%Y-%m-%d %H:%M}" if rec.applied_at else ""
+            out(f"  {rec.name or rec.version} ({rec.version}){' ' * 4}applied{when}")
         for p in report.pending:
             mode = " [no-transaction]" if not p.transactional else ""
-            out(f"  {p.name} ({p.version}){mode}")
+            out(f"  {p.name} ({p.version}){mode}{' ' * 4}pending")
         _warn(report.warnings)
         for p in report.problems:
             out(p.render())

@@ -274,8 +274,10 @@ def test_status_shows_current_version_and_pending_migrations(project: Project,
     assert "current version: 1.0.0" in lines
     assert "applied:         1" in lines
     assert "pending:         2" in lines
-    assert "  002_create_b (1.1.0)" in lines
-    assert "  003_create_c (1.2.0)" in lines
+    # applied and pending together, in order
+    assert [line.split()[:3] for line in lines if line.startswith("  0")] == [
+        ["001_create_a", "(1.0.0)", "applied"], ["002_create_b", "(1.1.0)", "pending"],
+        ["003_create_c", "(1.2.0)", "pending"]]
     assert "history table:   public.schema_version" in lines
 
 
