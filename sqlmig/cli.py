@@ -111,6 +111,9 @@ class _LazyGroup(click.Group):
               "[env: SQLMIG_LOCK_MODE]")
 @click.option("-v", "--verbose", is_flag=True,
               help="Say more: e.g. files pglast could not parse (left to the server to judge).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="For scripts: no progress, no line per migration, no notices; the result, "
+              "the summary line, warnings and errors stay.")
 # -- output options (issue 5): not settings of the config file, they describe where the
 # output goes (a terminal, a CI log, a log collector), not the project --
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
@@ -121,11 +124,12 @@ class _LazyGroup(click.Group):
               "are never any when the output is not a terminal.")
 # -- end of output options (issue 5) --
 @click.pass_context
-def cli(ctx: click.Context, log_format: str, no_color: bool, **options: Any) -> None:
+def cli(ctx: click.Context, log_format: str, no_color: bool, quiet: bool,
+        **options: Any) -> None:
     """Plain-SQL versioned migrations for PostgreSQL."""
     state = ctx.ensure_object(_State)  # main() passes one, so its error handler can read it
     state.options.update(options)
-    state.output = Output(log_format=log_format, no_color=no_color)
+    state.output = Output(log_format=log_format, no_color=no_color, quiet=quiet)
     state.output.json_logging()
 
 

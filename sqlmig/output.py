@@ -33,8 +33,11 @@ _SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cy
 class Output:
     def __init__(self, *, log_format: str = "text", no_color: bool = False,
                  environ: Mapping[str, str] | None = None, stdout: TextIO | None = None,
-                 stderr: TextIO | None = None) -> None:
+                 stderr: TextIO | None = None, quiet: bool = False) -> None:
         env = os.environ if environ is None else environ
+        # -q: no progress, no line per migration, no informational notices; results, the
+        # summary line, warnings and errors stay.
+        self.quiet = quiet
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
         self.json = log_format == "json"
@@ -68,9 +71,11 @@ class Output:
     def err(self, text: str, *styles: str, level: Level | None = None, event: str = "message",
             **fields: Any) -> None:
         """A line of the log, on stderr; an event object with --log-format json."""
+        if level is None:
+            level = "warning" if "warning:" in text[:300] else "info"
+        if self.quiet and level == "info":
+            return
         if self.json:
-            if level is None:
-                level = "warning" if "warning:" in text[:300] else "info"
             self.event(level, event, text, **fields)
             return
         with self._lock:
@@ -105,7 +110,7 @@ class Output:
             self.event("info", "migration_started", f"{verb} {name} ({version})",
                        direction=direction, migration=name, version=version, step=step,
                        total=total)
-        elif self.live:
+        elif self.live and not self.quiet:
             self._begin(f"[{step}/{total}] {verb} {name} ({version}) {self._dots}")
 
     def step_done(self, *, direction: str, name: str, version: str, duration_ms: int,
@@ -116,6 +121,8 @@ class Output:
             self.event("info", "migration_applied" if direction == "up" else "migration_rolled_back",
                        line, direction=direction, migration=name, version=version,
                        duration_ms=duration_ms, step=step, total=total)
+            return
+        if self.quiet:
             return
         with self._lock:
             self._label = ""
@@ -147,7 +154,7 @@ class Output:
         # This probably means…"): each printed line still starts with `sqlmig: `.
         pieces = [p.strip() for line in lines for p in line.split("\n") if p.strip()]
         for i, piece in enumerate(pieces):
-            self.err(f"sqlmig: {piece}", *(("red", "bold") if i == 0 else ()))
+            self.err(f"sqlmig: {piece}", *(("red", "bold") if i == 0 else ()), level="error")
 
     def end(self) -> None:
         """Stop the progress line and erase it."""

@@ -763,3 +763,16 @@ def test_current_prints_the_version_alone_for_scripts(project: Project, database
     result = project.run("current", url=database_url)
 
     assert (result.returncode, result.stdout, result.stderr) == (0, "1.1.0\n", "")
+
+
+def test_quiet_prints_only_the_summary_line_warnings_and_errors(project: Project,
+                                                              database_url: str) -> None:
+    three_tables(project)
+
+    result = project.run("up", "-q", url=database_url)
+
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, result.stdout.splitlines()[-1] + "\n", "")
+    assert result.stdout.startswith("at version 1.2.0: 3 applied in ")
+    failed = project.run("-q", "down", "--to", "nope", url=database_url)
+    assert failed.returncode == 2 and "sqlmig: --to 'nope': expected a version" in failed.stderr
