@@ -40,3 +40,21 @@ def test_new_takes_major_minor_patch_as_flags(tmp_path, monkeypatch, capsys) -> 
             cli.main(["new", *args])
         assert done.value.code == 0
         assert f"(version {version})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("libpq", "hint"), [
+    ('connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL:  password '
+     'authentication failed for user "app"', "the server refused the password of that user"),
+    ('connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused',
+     "nothing accepts connections there: is the server running, and on that host and port?"),
+    ("failed to resolve host 'db.example': [Errno -2] Name or service not known",
+     "the host name does not resolve"),
+    ('connection failed: FATAL:  database "nodb" does not exist',
+     "the server runs, but has no such database"),
+])
+def test_a_connection_failure_hint_follows_what_libpq_said(libpq: str, hint: str) -> None:
+    # The embedded server trusts its socket, so a refused password is seen only on a server
+    # with password authentication (SQLMIG_TEST_DSN): the mapping is checked here.
+    from sqlmig.connect import _connect_hint
+
+    assert _connect_hint(libpq).startswith(hint)
