@@ -231,7 +231,8 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
             raise InvalidInput(f"{path} already exists")
     try:
         config.rollbacks_path.mkdir(parents=True, exist_ok=True)
-        _write_new(mig_path, rb_path, stem, new_version, description)
+        _write_new(mig_path, rb_path, stem, new_version, description,
+                   config.migration_lock_timeout)
     except OSError as exc:
         raise InvalidInput(f"cannot write {exc.filename or mig_path}: {exc.strerror or exc}"
                            ) from exc
@@ -242,11 +243,17 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
 
 
 def _write_new(mig_path: Path, rb_path: Path, stem: str, new_version: Version,
-               description: str) -> None:
+               description: str, lock_timeout: float | None) -> None:
+    from sqlmig.timeouts import format_duration
+
     today = dt.date.today().isoformat()
+    # The bound of table-lock waits, stated in the file where the reviewer sees it: the
+    # project's setting when it is one (lint's missing-lock-timeout then passes wherever the
+    # file runs, `inherit` included), else 5s.
+    bound = format_duration(lock_timeout) if lock_timeout and lock_timeout <= 10 else "5s"
     mig_path.write_text(
         f"-- Migration: {stem}\n-- Version: {new_version}\n-- Description: {description}\n"
-        f"-- Author: {_author()}\n-- Date: {today}\n\n"
+        f"-- Author: {_author()}\n-- Date: {today}\n-- sqlmig: lock-timeout {bound}\n\n"
         "-- The forward change, in plain PostgreSQL. sqlmig runs the whole file in one transaction\n"
         "-- with its schema_version row: no BEGIN/COMMIT here. For CREATE INDEX CONCURRENTLY and\n"
         "-- the like, add the header line `-- sqlmig: no-transaction` above.\n"

@@ -547,6 +547,9 @@ def test_new_files_pass_the_projects_own_lint(tmp_path: Path, capsys: pytest.Cap
     path.write_text(path.read_text() + ADD_BIO)  # what a user then writes under the template
     code, out, _ = cli_run(tmp_path, "lint", capsys=capsys, monkeypatch=monkeypatch)
     assert (code, out[-1]) == (0, "lint: 6 files, 0 errors, 0 warnings, 0 allowed")
+    # the template states the bound in the file, so it passes where the setting is `inherit` too
+    assert "-- sqlmig: lock-timeout 5s\n" in path.read_text()
+    assert run_lint(tmp_path, lock_timeout=None).findings == ()
 
 
 @pytest.mark.parametrize(("path", "text", "code", "line"), [
