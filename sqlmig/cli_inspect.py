@@ -183,7 +183,10 @@ def wait(state: _State, timeout: float) -> None:
 
     One line per failed attempt on stderr; the pause between attempts doubles from 0.25 s up to
     4 s. Wrong credentials or a malformed URL fail at once. With the embedded server (nothing
-    configured) it is started, and there is nothing to wait for."""
+    configured) it is started, and there is nothing to wait for.
+
+    Example: sqlmig wait --timeout 2min && sqlmig up
+    """
     report = sqlmig.wait(state.config, timeout, _on_wait_attempt)
     out(f"ready: {report.database} on PostgreSQL {report.server_version} after "
         f"{report.attempts} attempt{'s' if report.attempts != 1 else ''} in {report.waited_ms} ms")

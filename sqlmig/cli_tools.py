@@ -207,9 +207,12 @@ def repair(state: _State, mark_applied: str | None, remove: str | None, accept_f
            as_json: bool, versions: tuple[str, ...]) -> None:
     """List what needs repair, or repair one thing (logged in the event log).
 
-    Without an option: migrations left `started`/`failed` by a no-transaction step, invalid
-    indexes, formatting-only edits of applied files, and the command that fixes each. On a
-    terminal it offers to drop the invalid indexes.
+    Without an option: migrations left `started`/`failed`/`rolling_back` by a no-transaction
+    step, invalid indexes, formatting-only edits of applied files, rollback files that differ
+    from the stored text, and the command that fixes each. On a terminal it offers to drop the
+    invalid indexes.
+
+    Example: sqlmig repair; sqlmig repair --remove 1.4.0
     """
     if versions and not accept_formatting:
         raise click.UsageError("VERSION arguments go with --accept-formatting")
