@@ -209,6 +209,12 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
             f"the description makes a file name slug of {len(slug)} characters: at most "
             f"{_SLUG_MAX} (file names are at most 255 bytes, and a name is for finding the file)",
             hint="give a short description; say more in the file's `-- Description:` line")
+    if config.migrations_path.is_dir() and not config.rollbacks_path.exists():
+        # `new` writes the first rollback there: a missing rollbacks/ is not yet a problem.
+        try:
+            config.rollbacks_path.mkdir(parents=True)
+        except OSError as exc:
+            raise InvalidInput(f"cannot create {config.rollbacks_path}: {exc.strerror}") from exc
     files = load_files(config)
     last = files.migrations[-1] if files.migrations else None
     if version is not None:

@@ -31,8 +31,7 @@ def test_group_options_after_the_command_go_before_it(given: list[str], parsed: 
 def test_new_takes_major_minor_patch_as_flags(tmp_path, monkeypatch, capsys) -> None:
     from sqlmig import cli
 
-    (tmp_path / "migrations").mkdir()
-    (tmp_path / "rollbacks").mkdir()
+    (tmp_path / "migrations").mkdir()  # no rollbacks/ yet: `new` makes it
     monkeypatch.chdir(tmp_path)
     for args, version in ((["first"], "1.0.0"), (["breaking", "--major"], "2.0.0"),
                           (["fix", "--patch"], "2.0.1"), (["more", "--minor"], "2.1.0")):
