@@ -217,7 +217,7 @@ class _EventHandler(logging.Handler):
         self.output = output
 
     def emit(self, record: logging.LogRecord) -> None:
-        level = "error" if record.levelno >= logging.ERROR else "warning"
+        level: Level = "error" if record.levelno >= logging.ERROR else "warning"
         self.output.event(level, "log", record.getMessage(), logger=record.name)
 
 

@@ -482,9 +482,9 @@ class _Scratch(contextlib.AbstractContextManager):
                                  f"{redact(str(exc).strip())}; drop it by hand")
 
 
-def _dbname(url: str) -> str:
+def _dbname(url: str | None) -> str:
     try:
-        return conninfo_to_dict(url).get("dbname") or "(default)"
+        return str(conninfo_to_dict(url or "").get("dbname") or "(default)")
     except psycopg.ProgrammingError:
         return "(default)"
 
