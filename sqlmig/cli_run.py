@@ -194,7 +194,8 @@ def down(state: _State, steps: int | None, to: str | None, dry_run: bool,
     """
     state.options.update(settings)
     report = sqlmig.down(state.config, steps=steps, to=to, dry_run=dry_run,
-                         **_run_callbacks(state, "down"), **_deploy_callbacks())
+                         **_run_callbacks(state, "down"), **_deploy_callbacks(),
+                         back_to_back=not _output().live)
     _warn(report.warnings)
     _no_backup_note(state, report)
     if dry_run:

@@ -107,14 +107,16 @@ class Executor:
         self.guard = guard
         # Steps `apply` will be asked for next (see lookahead), and what came of those that
         # already ran in a batch: a StepResult, or the error of their first try.
-        self._ahead: list[tuple[PlanStep, Migration, list[sqltext.Statement]]] = []
+        self._ahead: list[tuple[PlanStep, Migration | None, list[sqltext.Statement]]] = []
         self._outcomes: dict[str, StepResult | MigrationFailed | ConnectError] = {}  # by version
 
-    def lookahead(self, items: list[tuple[PlanStep, Migration, list[sqltext.Statement]]]) -> None:
-        """Tell `apply` which steps it will be asked for, in order, so that it can run
-        transactional ones back to back in one pipeline (see _batch): the server then never
-        waits for sqlmig between them. Each `apply` still returns its own step's result, or
-        raises its error, in order; steps after a failure are never run."""
+    def lookahead(self, items: list[tuple[PlanStep, Migration | None,
+                                          list[sqltext.Statement]]]) -> None:
+        """Tell `apply` (or `revert`: steps of direction down, Migration None) which steps it
+        will be asked for, in order, so that it can run transactional ones back to back in one
+        pipeline (see _batch): the server then never waits for sqlmig between them. Each call
+        still returns its own step's result, or raises its error, in order; steps after a
+        failure are never run."""
         self._ahead = list(items)
 
     def apply(self, step: PlanStep, mig: Migration, stmts: list[sqltext.Statement]) -> StepResult:
@@ -143,6 +145,11 @@ class Executor:
         return self._result(step, start, stmts)
 
     def revert(self, step: PlanStep, stmts: list[sqltext.Statement]) -> StepResult:
+        outcome = self._batched(step)
+        if isinstance(outcome, StepResult):
+            return outcome
+        if isinstance(outcome, ConnectError):
+            raise outcome
         start = time.perf_counter()
 
         def once(body: list[sqltext.Statement]) -> None:
@@ -157,7 +164,7 @@ class Executor:
                                                                                 "rolling_back"),
                                      after=done)
 
-        self._attempts(step, stmts, once)
+        self._attempts(step, stmts, once, first_failure=outcome)
         return self._result(step, start, stmts)
 
     # -- internals ----------------------------------------------------------------------------
@@ -236,7 +243,19 @@ class Executor:
             self._ahead.pop(0)  # it runs on its own
         return self._outcomes.pop(step.version, None)
 
-    def _batch(self, items: list[tuple[PlanStep, Migration, list[sqltext.Statement]]]) -> None:
+    def _bookkeeping(self, step: PlanStep, mig: Migration | None) -> tuple[Any, dict]:
+        """A step's history change and event as one statement returning its server time in ms:
+        the applied row (up), or the row's removal (down)."""
+        if step.direction == "up":
+            assert mig is not None
+            return self._applied(step, mig, returning="execution_ms")
+        return self.history.together(
+            self.history.delete(step.version),
+            self.history.event("down", "reverted", version=step.version, name=step.name),
+            elapsed=True)
+
+    def _batch(self, items: list[tuple[PlanStep, Migration | None,
+                                       list[sqltext.Statement]]]) -> None:
         """Run transactional steps back to back in one pipeline, each in its own transaction
         with its history row, as `apply` does one by one, but without waiting for each one's
         results before sending the next: sqlmig prepares and sends step k+1 while the server
@@ -261,8 +280,7 @@ class Executor:
                         cur = self.conn.cursor()
                         one.cursors.append(cur)
                         cur.execute(st.text, prepare=False)  # type: ignore[arg-type]
-                    one.row.execute(*self._applied(step, mig, returning="execution_ms"),
-                                    prepare=False)
+                    one.row.execute(*self._bookkeeping(step, mig), prepare=False)
                     one.commit.execute("COMMIT")
                     reset_session(self.conn)  # as in _in_transaction
         except psycopg.Error as exc:

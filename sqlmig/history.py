@@ -313,7 +313,8 @@ class History:
         return query, {**record, "rollback_sql": rollback_sql}
 
     def together(self, *parts: tuple[sql.Composable, dict],
-                 returning: str | None = None) -> tuple[sql.Composed, dict]:
+                 returning: str | None = None, elapsed: bool = False
+                 ) -> tuple[sql.Composed, dict]:
         """Bookkeeping statements (insert, event…) as one statement of data-modifying CTEs:
         within a migration's pipeline each statement costs ~0.15 ms of client and server time,
         as much as a small migration's DDL. `returning`: a column of the first part's rows,
@@ -329,8 +330,11 @@ class History:
             first, sql.SQL(f" RETURNING {returning}") if returning else sql.SQL(""))]
         ctes += [sql.SQL("p{} AS ({})").format(sql.Literal(i + 1), query)
                  for i, query in enumerate(rest)]
-        tail = f"SELECT {returning} FROM p0" if returning else "SELECT"
-        return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(ctes), sql.SQL(tail)), params
+        tail: sql.Composable = sql.SQL(f"SELECT {returning} FROM p0" if returning else "SELECT")
+        if elapsed:  # the transaction's server time so far, in ms: a rollback's duration
+            tail = sql.SQL("SELECT (extract(epoch FROM clock_timestamp() - {}) * 1000)::integer"
+                           ).format(self.since)
+        return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(ctes), tail), params
 
     def finish(self, version: str, status: str, error: str | None) -> tuple[sql.Composed, dict]:
         """Mark a no-transaction migration applied or failed, with its wall time so far."""

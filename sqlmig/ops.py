@@ -282,9 +282,11 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
          dry_run: bool = False, on_step: OnStep | None = None,
          on_done: OnDone | None = None, on_note: OnNote | None = None,
          on_plan: OnPlan | None = None, on_retry: OnRetry | None = None,
-         on_backup: OnBackup | None = None, on_skip: OnSkip | None = None) -> RunReport:
+         on_backup: OnBackup | None = None, on_skip: OnSkip | None = None,
+         back_to_back: bool = True) -> RunReport:
     """Run rollbacks newest first, each in a transaction with the removal of its history row.
-    With `config.backup_dir`, a pg_dump is written there first, as for `up`."""
+    With `config.backup_dir`, a pg_dump is written there first, as for `up`. `back_to_back`:
+    transactional rollbacks go without a round trip between them, as `up` sends migrations."""
     files = load_files(config)
     _check_backup_dir(config, dry_run)
     with _guarded(config, locked=not dry_run) as (conn, history, guard):
@@ -308,6 +310,9 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
         guard.recheck = txlock.recheck_down(files)
         executor = Executor(conn, history, config, on_retry,
                             guard=guard if isinstance(guard, txlock.TransactionLock) else None)
+        if back_to_back:
+            executor.lookahead([(step, None, prepared[i])
+                                for i, step in enumerate(the_plan.steps)])
         done: list[StepResult] = []
         skipped: list[str] = []
         for i, step in enumerate(the_plan.steps):

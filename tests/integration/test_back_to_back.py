@@ -128,3 +128,47 @@ def test_a_large_file_among_small_ones_runs_on_its_own_sent_in_parts(
     sqlmig.up(project.config(database_url))
     assert applied(database_url) == ["1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
     assert query(database_url, "SELECT count(*) FROM t3") == [(40,)]
+
+
+# -- rollbacks, back to back too (issue 19) --------------------------------------------------------
+
+def test_rollbacks_go_back_to_back_and_each_reports_in_order(project: Project,
+                                                             database_url: str) -> None:
+    five(project, "CREATE TABLE t3 (id int);\n")
+    sqlmig.up(project.config(database_url))
+    seen: list[tuple[str, list[bool]]] = []
+
+    def on_step(step: sqlmig.PlanStep) -> None:  # what the server had done when it was reported
+        seen.append((step.name, [table_exists(database_url, f"t{n}") for n in range(1, 6)]))
+
+    report = sqlmig.down(project.config(database_url), to="0", on_step=on_step)
+
+    assert [s.name for s in report.steps] == [
+        "005_create_t5", "004_create_t4", "003_third", "002_create_t2", "001_create_t1"]
+    assert all(isinstance(s.duration_ms, int) and s.duration_ms >= 0 for s in report.steps)
+    # The first step is reported before anything runs; by the second, all five had run in one
+    # pipeline (one at a time, the others would still be there).
+    assert seen[:2] == [("005_create_t5", [True] * 5), ("004_create_t4", [False] * 5)]
+    assert applied(database_url) == []
+    assert [e for e in events(database_url) if e[1] == "reverted"] == [
+        (f"00{n}_{'third' if n == 3 else f'create_t{n}'}", "reverted") for n in (5, 4, 3, 2, 1)]
+
+
+def test_a_failing_rollback_in_a_batch_keeps_the_ones_before_and_runs_none_after(
+        project: Project, database_url: str) -> None:
+    for n in (1, 2, 3, 4, 5):
+        project.add(n, f"create_t{n}", f"CREATE TABLE t{n} (id int);\n",
+                    "DROP TABLE nope;\n" if n == 3 else f"DROP TABLE t{n};\n")
+    sqlmig.up(project.config(database_url))
+
+    with pytest.raises(sqlmig.MigrationFailed) as failed:
+        sqlmig.down(project.config(database_url), to="0")
+
+    error = failed.value
+    assert (error.path, error.line, error.sqlstate, error.direction) == (
+        "rollbacks/003_create_t3_rollback.sql", 1, "42P01", "down")
+    assert error.applied_before == ["005_create_t5", "004_create_t4"]
+    assert "the failed rollback was rolled back; the migration is still applied" in error.lines()
+    assert applied(database_url) == ["1.1.0", "1.2.0", "1.3.0"]
+    assert [table_exists(database_url, f"t{n}") for n in range(1, 6)] == [
+        True, True, True, False, False]
