@@ -79,7 +79,8 @@ class _LazyGroup(click.Group):
             name = getattr(exc, "command_name", None)
             if name is None:
                 raise
-            raise type(exc)(name, possibilities=self.list_commands(ctx), ctx=ctx) from None
+            raise type(exc)(name, possibilities=self.list_commands(ctx),  # type: ignore[call-arg]
+                            ctx=ctx) from None
 
 
 @click.group(cls=_LazyGroup, lazy_commands=_COMMANDS,
@@ -146,7 +147,8 @@ def _known_secrets(argv: list[str]) -> list[str]:
     secrets: list[str] = []
     for url in filter(None, urls):
         with contextlib.suppress(SqlmigError):
-            secrets += secrets_of(Config(database_url=url))
+            # Config converts a str to a Secret (its field's kind), as for a flag's value
+            secrets += secrets_of(Config(database_url=url))  # type: ignore[arg-type]
     pw_file = os.environ.get("DATABASE_PASSWORD_FILE")
     if pw_file:
         with contextlib.suppress(OSError):

@@ -51,12 +51,12 @@ def status(state: _State, as_json: bool, exit_code: bool) -> None:
         for rec in shown:
             when = f" {rec.applied_at:%Y-%m-%d %H:%M}" if rec.applied_at else ""
             out(f"  {rec.name or rec.version} ({rec.version}){' ' * 4}applied{when}")
-        for p in report.pending:
-            mode = " [no-transaction]" if not p.transactional else ""
-            out(f"  {p.name} ({p.version}){mode}{' ' * 4}pending")
+        for pending in report.pending:
+            mode = " [no-transaction]" if not pending.transactional else ""
+            out(f"  {pending.name} ({pending.version}){mode}{' ' * 4}pending")
         _warn(report.warnings)
-        for p in report.problems:
-            out(p.render())
+        for problem in report.problems:
+            out(problem.render())
         _drift_hint(report.problems)
     if exit_code:
         if report.problems:

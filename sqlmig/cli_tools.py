@@ -143,6 +143,7 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
     """
     from sqlmig.errors import span
     from sqlmig.verification import VerifyStep
+    from sqlmig.verification import verify as run_verify
 
     state.options["quiet_embedded"] = True  # the target is not used, embedded or not
 
@@ -165,7 +166,7 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
             for line in step.problems:
                 out(f"  {line}")
 
-    report = sqlmig.verify(state.config, scratch_url=scratch_url, in_place=scratch_in_place,
+    report = run_verify(state.config, scratch_url=scratch_url, in_place=scratch_in_place,
                            on_step=None if as_json else on_step, fail_fast=fail_fast,
                            incremental=incremental)
     if as_json:
@@ -177,7 +178,7 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
             out(f"proven by an earlier run with the same files (--incremental): {span(cached)}")
         unchecked = [s for s in report.steps if s.outcome == "not-checked"]
         if unchecked:
-            out(f"not checked ({unchecked[0].note.removeprefix('not checked: ')}): "
+            out(f"not checked ({(unchecked[0].note or '').removeprefix('not checked: ')}): "
                 f"{span([s.name for s in unchecked])}")
         verdict = "verified" if report.ok else "verify FAILED"
         out(f"{verdict}: {report.summary} ({report.duration_ms / 1000:.1f} s), on the "

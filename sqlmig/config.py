@@ -283,7 +283,7 @@ def _number(value: object, *, integer: bool) -> float:
                              "part")
         return int(value)
     if integer:
-        return value
+        return int(value)
     try:
         return float(value)
     except OverflowError:  # an int beyond any float

@@ -361,8 +361,9 @@ def _read(path: str, rel: str, problems: list[Problem]) -> tuple[str | None, str
         except UnicodeDecodeError:
             pass
     text, error, line = decode(raw)
-    if error is not None:
-        problems.append(Problem(path=rel, line=line, code="bad-encoding", message=error))
+    if error is not None or text is None:
+        problems.append(Problem(path=rel, line=line, code="bad-encoding",
+                                message=error or "cannot be decoded"))
         return None, None
     del raw
     return text, checksum(text)

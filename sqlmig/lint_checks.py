@@ -110,11 +110,11 @@ def check(stmt: ast.Node, fs: FileState, ss: SetState) -> list[Hit]:
     elif isinstance(stmt, ast.CreateStmt):
         hits += _create_table(stmt, fs, ss)
     elif isinstance(stmt, ast.CreateTableAsStmt):
-        fs.new_tables.add(stmt.into.rel.relname)
+        fs.new_tables.add(_name(stmt.into.rel if stmt.into else None))
     elif isinstance(stmt, ast.ViewStmt) and not stmt.replace:
-        fs.new_tables.add(stmt.view.relname)
+        fs.new_tables.add(_name(stmt.view))
     elif isinstance(stmt, ast.IndexStmt):
-        table = stmt.relation.relname
+        table = _name(stmt.relation)
         if not stmt.concurrent and table not in fs.new_tables:
             hits.append(Hit("index-not-concurrent", 0,
                             f"CREATE INDEX on existing table {table} without CONCURRENTLY "
@@ -135,7 +135,7 @@ def check(stmt: ast.Node, fs: FileState, ss: SetState) -> list[Hit]:
 # -- statements ---------------------------------------------------------------------------------
 
 def _create_table(stmt: ast.CreateStmt, fs: FileState, ss: SetState) -> list[Hit]:
-    table = stmt.relation.relname
+    table = _name(stmt.relation)
     hits: list[Hit] = []
     for element in stmt.tableElts or ():
         if isinstance(element, ast.ColumnDef):
@@ -150,7 +150,7 @@ def _create_table(stmt: ast.CreateStmt, fs: FileState, ss: SetState) -> list[Hit
 
 
 def _alter_table(stmt: ast.AlterTableStmt, fs: FileState, ss: SetState) -> list[Hit]:
-    table = stmt.relation.relname
+    table = _name(stmt.relation)
     existing = table not in fs.new_tables
     hits: list[Hit] = []
     for cmd in stmt.cmds or ():
@@ -272,11 +272,11 @@ def _set_not_null(table: str, column: str, ss: SetState) -> list[Hit]:
 def _rename(stmt: ast.RenameStmt, fs: FileState) -> list[Hit]:
     if stmt.relation is None:
         return []
-    table = stmt.relation.relname
+    table = _name(stmt.relation)
     if stmt.renameType in _RELATIONS:
         if table in fs.new_tables:
             fs.new_tables.discard(table)
-            fs.new_tables.add(stmt.newname)
+            fs.new_tables.add(stmt.newname or "?")
             return []
         return [Hit("rename-table", 0,
                     f"ALTER {_RELATIONS[stmt.renameType].upper()} {table} RENAME TO "
@@ -339,12 +339,12 @@ def _access_exclusive_target(stmt: ast.Node, fs: FileState) -> tuple[str, str] |
             c.subtype == AlterTableType.AT_AddConstraint
             and c.def_.contype == ConstrType.CONSTR_FOREIGN)]
         if strong and existing(stmt.relation):
-            return "ALTER TABLE", stmt.relation.relname
+            return "ALTER TABLE", _name(stmt.relation)
     elif isinstance(stmt, ast.RenameStmt) and existing(stmt.relation) and (
             stmt.renameType in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_TABCONSTRAINT)
             or (stmt.renameType == ObjectType.OBJECT_COLUMN
                 and stmt.relationType == ObjectType.OBJECT_TABLE)):
-        return "ALTER TABLE … RENAME", stmt.relation.relname
+        return "ALTER TABLE … RENAME", _name(stmt.relation)
     elif isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_TABLE:
         old = [n for n in map(_qualified_last, stmt.objects or ()) if n not in fs.new_tables]
         if old:
@@ -363,9 +363,9 @@ def _access_exclusive_target(stmt: ast.Node, fs: FileState) -> tuple[str, str] |
         if old:
             return "LOCK TABLE", old[0]
     elif isinstance(stmt, ast.RuleStmt) and existing(stmt.relation):
-        return "CREATE RULE", stmt.relation.relname
+        return "CREATE RULE", _name(stmt.relation)
     elif isinstance(stmt, ast.ClusterStmt) and existing(stmt.relation):
-        return "CLUSTER", stmt.relation.relname
+        return "CLUSTER", _name(stmt.relation)
     elif isinstance(stmt, ast.VacuumStmt) and any(
             o.defname == "full" and _option_on(o.arg) for o in stmt.options or ()):
         old = [r.relation.relname for r in stmt.rels or () if existing(r.relation)]
@@ -413,7 +413,8 @@ def _remember_check(ss: SetState, table: str, con: ast.Constraint, *, validated:
                     column: str | None = None) -> None:
     """Record CHECK (col IS NOT NULL), the check that lets SET NOT NULL skip its scan."""
     expr = con.raw_expr
-    if not (isinstance(expr, ast.NullTest) and expr.nulltesttype.name == "IS_NOT_NULL"
+    if not (isinstance(expr, ast.NullTest) and expr.nulltesttype is not None
+            and expr.nulltesttype.name == "IS_NOT_NULL"
             and isinstance(expr.arg, ast.ColumnRef)):
         return
     fields = expr.arg.fields or ()
@@ -434,7 +435,7 @@ def _walk(node: Any) -> Iterator[ast.Node]:
 
 
 def _func_name(call: ast.FuncCall) -> str:
-    return call.funcname[-1].sval.lower()
+    return str(call.funcname[-1].sval).lower() if call.funcname else "?"
 
 
 def _type_name(tn: ast.TypeName | None) -> str:
@@ -455,7 +456,13 @@ def _typmod(tn: ast.TypeName) -> str:
 
 def _qualified_last(obj: Any) -> str:
     parts = obj if isinstance(obj, list | tuple) else (obj,)
-    return parts[-1].sval if parts and isinstance(parts[-1], ast.String) else "?"
+    return str(parts[-1].sval) if parts and isinstance(parts[-1], ast.String) else "?"
+
+
+def _name(rel: Any) -> str:
+    """A relation's name (RangeVar.relname), "?" where the tree has none."""
+    name = getattr(rel, "relname", None)
+    return name if isinstance(name, str) else "?"
 
 
 def _loc(node: ast.Node | None) -> int:

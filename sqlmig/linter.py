@@ -228,7 +228,8 @@ def _statement_hits(st: sqltext.Statement, fs: FileState, shared: SetState) -> l
         return [Hit("unparsed-statement", 0, f"not linted: pglast cannot parse it ({reason})")]
     hits: list[Hit] = []
     for raw in parsed:
-        hits += check(raw.stmt, fs, shared)
+        if raw.stmt is not None:
+            hits += check(raw.stmt, fs, shared)
     return hits
 
 

@@ -123,7 +123,7 @@ def _guarded(config: Config, *, locked: bool) -> Iterator[tuple[psycopg.Connecti
 
 
 def _record(conn: psycopg.Connection, history: History, guard: txlock.NoGuard, action: str, *,
-            applied: list[str], if_missing: bool = False) -> Problem | None:
+            applied: Iterable[str], if_missing: bool = False) -> Problem | None:
     """drift.record under the lock; in transaction mode from the history as it is by then (other
     runners may have applied some of this run's steps)."""
     try:

@@ -102,6 +102,7 @@ def diff(before: Snapshot, after: Snapshot) -> list[Difference]:
             if a == b:
                 continue
             attrs = b if a is None else a
+            assert attrs is not None  # a key of old or new, so in one of them
             kind = str(attrs.get("kind", group))
             if a is None or b is None:
                 change: Literal["added", "removed"] = "added" if a is None else "removed"

@@ -57,6 +57,9 @@ class NoGuard:
 
     def __init__(self) -> None:
         self.warnings: list[Problem] = []
+        # --lock-mode transaction: which steps are still to do once the history is read again
+        # (TransactionLock uses it; in session mode nothing can change under the lock).
+        self.recheck: Recheck | None = None
 
     def locked(self, *, catalog_path: bool = False) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
@@ -262,7 +265,7 @@ class TransactionLock(NoGuard):
                 conn.execute("SELECT set_config('sqlmig.step_started', "
                              "extract(epoch FROM clock_timestamp())::text, true)")
                 for statement in self.local_settings:
-                    conn.execute(statement)
+                    conn.execute(statement.as_string(conn))
                 if self._lease_ready:
                     lease_cur = conn.execute(self.lease_table.read())
                 if fingerprint:
