@@ -1,8 +1,8 @@
 """sqlmig: plain-SQL versioned migrations for PostgreSQL.
 
-    import sqlmig
-    config = sqlmig.resolve(root=Path("."), database_url="postgresql://…")
-    report = sqlmig.up(config)
+import sqlmig
+config = sqlmig.resolve(root=Path("."), database_url="postgresql://…")
+report = sqlmig.up(config)
 """
 
 from __future__ import annotations

@@ -69,8 +69,9 @@ class _LazyGroup(click.Group):
             raise TypeError(f"{target} is not a click command")
         return command
 
-    def resolve_command(self, ctx: click.Context,
-                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         try:
             return super().resolve_command(ctx, args)
         except click.UsageError as exc:
@@ -79,54 +80,101 @@ class _LazyGroup(click.Group):
             name = getattr(exc, "command_name", None)
             if name is None:
                 raise
-            raise type(exc)(name, possibilities=self.list_commands(ctx),  # type: ignore[call-arg]
-                            ctx=ctx) from None
+            raise type(exc)(
+                name,
+                possibilities=self.list_commands(ctx),  # type: ignore[call-arg]
+                ctx=ctx,
+            ) from None
 
 
-@click.group(cls=_LazyGroup, lazy_commands=_COMMANDS,
-             context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_LazyGroup, lazy_commands=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(sqlmig.__version__, prog_name="sqlmig")
-@click.option("--root", type=click.Path(file_okay=False), help="Project directory holding "
-              "migrations/, rollbacks/ and sqlmig.toml (default: nearest parent with migrations/, "
-              "sqlmig.toml or [tool.sqlmig] in pyproject.toml).")
-@click.option("--database-url", envvar=None, help="PostgreSQL URL; else SQLMIG_DATABASE_URL, "
-              "DATABASE_URL, the PG* environment, or the embedded server.")
-@click.option("--password-file", type=click.Path(dir_okay=False),
-              help="Read the password from this file (Docker secrets); else DATABASE_PASSWORD_FILE.")
-@click.option("--schema", default=None, help="Schema of the history table (default public); "
-              "any other schema is also put first on the migrations' search_path. "
-              "[env: SQLMIG_SCHEMA]")
-@click.option("--role", default=None, help="SET ROLE to this role after connecting, so what "
-              "migrations create belongs to it (the schema owner), not to the login role. "
-              "[env: SQLMIG_ROLE]")
-@click.option("--table", default=None, help="Name of the history table (default schema_version). "
-              "[env: SQLMIG_TABLE]")
-@click.option("--lock-timeout", metavar="DURATION", default=None,
-              help="How long to wait for another run's lock: 300 (seconds, the default), 5min, "
-              "500ms; 0 = do not wait. Not --migration-lock-timeout, which bounds a statement's "
-              "wait for a table lock. [env: SQLMIG_LOCK_TIMEOUT]")
-@click.option("--lock-mode", type=click.Choice(["session", "transaction"]), default=None,
-              help="session (default): one session advisory lock per run. transaction: a lock "
-              "per migration transaction and a lease for no-transaction files; use it behind "
-              "PgBouncer in pool_mode=transaction, where session locks do not hold. "
-              "[env: SQLMIG_LOCK_MODE]")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Say more: e.g. files pglast could not parse (left to the server to judge).")
-@click.option("-q", "--quiet", is_flag=True,
-              help="For scripts: no progress, no line per migration, no notices; the result, "
-              "the summary line, warnings and errors stay.")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False),
+    help="Project directory holding "
+    "migrations/, rollbacks/ and sqlmig.toml (default: nearest parent with migrations/, "
+    "sqlmig.toml or [tool.sqlmig] in pyproject.toml).",
+)
+@click.option(
+    "--database-url",
+    envvar=None,
+    help="PostgreSQL URL; else SQLMIG_DATABASE_URL, "
+    "DATABASE_URL, the PG* environment, or the embedded server.",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False),
+    help="Read the password from this file (Docker secrets); else DATABASE_PASSWORD_FILE.",
+)
+@click.option(
+    "--schema",
+    default=None,
+    help="Schema of the history table (default public); "
+    "any other schema is also put first on the migrations' search_path. "
+    "[env: SQLMIG_SCHEMA]",
+)
+@click.option(
+    "--role",
+    default=None,
+    help="SET ROLE to this role after connecting, so what "
+    "migrations create belongs to it (the schema owner), not to the login role. "
+    "[env: SQLMIG_ROLE]",
+)
+@click.option(
+    "--table", default=None, help="Name of the history table (default schema_version). [env: SQLMIG_TABLE]"
+)
+@click.option(
+    "--lock-timeout",
+    metavar="DURATION",
+    default=None,
+    help="How long to wait for another run's lock: 300 (seconds, the default), 5min, "
+    "500ms; 0 = do not wait. Not --migration-lock-timeout, which bounds a statement's "
+    "wait for a table lock. [env: SQLMIG_LOCK_TIMEOUT]",
+)
+@click.option(
+    "--lock-mode",
+    type=click.Choice(["session", "transaction"]),
+    default=None,
+    help="session (default): one session advisory lock per run. transaction: a lock "
+    "per migration transaction and a lease for no-transaction files; use it behind "
+    "PgBouncer in pool_mode=transaction, where session locks do not hold. "
+    "[env: SQLMIG_LOCK_MODE]",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Say more: e.g. files pglast could not parse (left to the server to judge).",
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="For scripts: no progress, no line per migration, no notices; the result, "
+    "the summary line, warnings and errors stay.",
+)
 # -- output options (issue 5): not settings of the config file, they describe where the
 # output goes (a terminal, a CI log, a log collector), not the project --
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              envvar="SQLMIG_LOG_FORMAT", show_envvar=True,
-              help="json: one JSON object per event line on stderr (up/down/baseline progress, "
-              "warnings, errors with their exit code); stdout keeps the command's result.")
-@click.option("--no-color", is_flag=True, help="No colours (also when NO_COLOR is set); there "
-              "are never any when the output is not a terminal.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="SQLMIG_LOG_FORMAT",
+    show_envvar=True,
+    help="json: one JSON object per event line on stderr (up/down/baseline progress, "
+    "warnings, errors with their exit code); stdout keeps the command's result.",
+)
+@click.option(
+    "--no-color",
+    is_flag=True,
+    help="No colours (also when NO_COLOR is set); there are never any when the output is not a terminal.",
+)
 # -- end of output options (issue 5) --
 @click.pass_context
-def cli(ctx: click.Context, log_format: str, no_color: bool, quiet: bool,
-        **options: Any) -> None:
+def cli(ctx: click.Context, log_format: str, no_color: bool, quiet: bool, **options: Any) -> None:
     """Plain-SQL versioned migrations for PostgreSQL."""
     state = ctx.ensure_object(_State)  # main() passes one, so its error handler can read it
     state.options.update(options)
@@ -187,8 +235,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _takes_value(param: click.Parameter | None, arg: str) -> bool:
-    return (isinstance(param, click.Option) and not param.is_flag and not param.count
-            and "=" not in arg)
+    return isinstance(param, click.Option) and not param.is_flag and not param.count and "=" not in arg
 
 
 def _globals_first(args: list[str]) -> list[str]:
@@ -214,10 +261,10 @@ def _globals_first(args: list[str]) -> list[str]:
             break
         if name in own or name not in group:
             width = 2 if name in own and _takes_value(own[name], arg) else 1
-            kept += args[j:j + width]
+            kept += args[j : j + width]
         else:
             width = 2 if _takes_value(group[name], arg) else 1
-            moved += args[j:j + width]
+            moved += args[j : j + width]
         j += width
     return [*args[:i], *moved, args[i], *kept]
 
@@ -232,8 +279,7 @@ def _report_error(exc: BaseException, output: Output, state: _State, args: list[
         return 130
     if isinstance(exc, click.ClickException):
         if output.json:
-            output.failure([exc.format_message()], exit_code=ExitCode.INVALID_INPUT,
-                           error=type(exc).__name__)
+            output.failure([exc.format_message()], exit_code=ExitCode.INVALID_INPUT, error=type(exc).__name__)
         else:
             exc.show()
         return ExitCode.INVALID_INPUT
@@ -243,15 +289,26 @@ def _report_error(exc: BaseException, output: Output, state: _State, args: list[
     fields: dict[str, Any] = {"error": type(exc).__name__, "hint": exc.hint}
     if isinstance(exc, MigrationFailed):
         step = state.step
-        fields.update(migration=step.name if step else None, version=step.version if step else None,
-                      path=exc.path, line=exc.line, column=exc.column, sqlstate=exc.sqlstate,
-                      detail=exc.detail, server_hint=exc.server_hint,
-                      rolled_back=exc.rolled_back, applied_before=exc.applied_before)
+        fields.update(
+            migration=step.name if step else None,
+            version=step.version if step else None,
+            path=exc.path,
+            line=exc.line,
+            column=exc.column,
+            sqlstate=exc.sqlstate,
+            detail=exc.detail,
+            server_hint=exc.server_hint,
+            rolled_back=exc.rolled_back,
+            applied_before=exc.applied_before,
+        )
     problems = getattr(exc, "problems", None)
     if problems and not all(isinstance(p, str) for p in problems):  # strings: they are `lines`
         fields["problems"] = [to_json(p) for p in problems]
-    output.failure([redact(line, *secrets) for line in exc.lines()], exit_code=exc.exit_code,
-                   **_redacted(fields, secrets))
+    output.failure(
+        [redact(line, *secrets) for line in exc.lines()],
+        exit_code=exc.exit_code,
+        **_redacted(fields, secrets),
+    )
     return exc.exit_code
 
 

@@ -21,8 +21,14 @@ from sqlmig.output import Output
 
 # Options that are Config settings: the group's --role, and the deploy options of up/down
 # (cli_run._DEPLOY_OPTIONS); absent from other commands, so read with .get().
-_DEPLOY_SETTINGS = ("role", "migration_lock_timeout", "statement_timeout", "retries",
-                    "retry_delay", "backup_dir")
+_DEPLOY_SETTINGS = (
+    "role",
+    "migration_lock_timeout",
+    "statement_timeout",
+    "retries",
+    "retry_delay",
+    "backup_dir",
+)
 
 
 class _State:
@@ -51,17 +57,23 @@ class _State:
             )
             for note in () if o.get("quiet_notes") else self._config._notes:
                 err(f"sqlmig: {note}", "yellow", level="warning", event="config")
-            if (self._config.uses_embedded and not o.get("quiet_embedded")
-                    and self._config.migrations_path.is_dir()  # else it is not started
-                    and not _embedded_running(self._config)):  # said once, when it starts
+            if (
+                self._config.uses_embedded
+                and not o.get("quiet_embedded")
+                and self._config.migrations_path.is_dir()  # else it is not started
+                and not _embedded_running(self._config)
+            ):  # said once, when it starts
                 from sqlmig.connect import describe
 
                 # migrate.sh says how it is called (SQLMIG_COMMAND_NAME), so that the advice
                 # is a command the user can run as it is.
                 command = os.environ.get("SQLMIG_COMMAND_NAME") or "sqlmig"
-                err(f"sqlmig: no database configured (--database-url, SQLMIG_DATABASE_URL, "
+                err(
+                    f"sqlmig: no database configured (--database-url, SQLMIG_DATABASE_URL, "
                     f"DATABASE_URL, PG*): using the {describe(self._config)}; "
-                    f"`{command} db stop` stops it", event="embedded")
+                    f"`{command} db stop` stops it",
+                    event="embedded",
+                )
         return self._config
 
     def secrets(self) -> list[str]:
@@ -95,8 +107,7 @@ class _Duration(click.ParamType):
 
     name = "duration"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-                ) -> float:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         from sqlmig.timeouts import parse_duration
 
         try:
@@ -131,22 +142,34 @@ def _json(data: Any) -> None:
 
 def _warn(problems: tuple[Problem, ...] | list[Problem]) -> None:
     for p in problems:
-        err(p.render(), "yellow", level="warning", event="warning", path=p.path, line=p.line,
-            code=p.code)
+        err(p.render(), "yellow", level="warning", event="warning", path=p.path, line=p.line, code=p.code)
 
 
 # -- deploy-grade operations (issue 5): lines printed by `up` and by `wait` / `backup` --
 def _backup_line(report: Any) -> str:
     size = report.size_bytes
-    shown = f"{size} B" if size < 10_000 else (f"{size / 1e3:.0f} kB" if size < 10_000_000
-                                               else f"{size / 1e6:.0f} MB")
+    shown = (
+        f"{size} B"
+        if size < 10_000
+        else (f"{size / 1e3:.0f} kB" if size < 10_000_000 else f"{size / 1e6:.0f} MB")
+    )
     note = f" ({report.note})" if report.note else ""
-    return (f"backup: {report.path} ({shown} in {report.duration_ms} ms, pg_dump "
-            f"{report.pg_dump_version} from {report.pg_dump}){note}")
+    return (
+        f"backup: {report.path} ({shown} in {report.duration_ms} ms, pg_dump "
+        f"{report.pg_dump_version} from {report.pg_dump}){note}"
+    )
 
 
 def _on_wait_attempt(attempt: Any) -> None:
-    err(f"sqlmig: waiting for the database: attempt {attempt.attempt} failed: {attempt.error}; "
-        f"next try in {attempt.next_in:g} s", level="info", event="wait_attempt",
-        attempt=attempt.attempt, error=attempt.error, next_in=attempt.next_in)
+    err(
+        f"sqlmig: waiting for the database: attempt {attempt.attempt} failed: {attempt.error}; "
+        f"next try in {attempt.next_in:g} s",
+        level="info",
+        event="wait_attempt",
+        attempt=attempt.attempt,
+        error=attempt.error,
+        next_in=attempt.next_in,
+    )
+
+
 # -- end of deploy-grade operations (issue 5) --

@@ -17,8 +17,9 @@ _NEWEST = 10  # applied migrations `status` lists
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--exit-code", is_flag=True,
-              help="Exit 1 if migrations are pending, 6 if history and files disagree.")
+@click.option(
+    "--exit-code", is_flag=True, help="Exit 1 if migrations are pending, 6 if history and files disagree."
+)
 @click.pass_obj
 def status(state: _State, as_json: bool, exit_code: bool) -> None:
     """Current version, applied and pending migrations, problems.
@@ -40,8 +41,7 @@ def status(state: _State, as_json: bool, exit_code: bool) -> None:
             if rows:
                 out(f"{kind + ':':<17}{len(rows)}")
             for rec in rows:
-                out(f"  {rec.name or rec.version} ({rec.version})"
-                    + (f": {rec.error}" if rec.error else ""))
+                out(f"  {rec.name or rec.version} ({rec.version})" + (f": {rec.error}" if rec.error else ""))
         out(f"pending:         {len(report.pending)}")
         # Applied and pending together, as Flyway's `info` lists them: the newest applied (all
         # of them are in `sqlmig history`), then what `up` would run.
@@ -100,8 +100,7 @@ def history(state: _State, limit: int | None, show_events: bool, as_json: bool) 
             who = (e.actor or "?") + (f"@{e.client_host}" if e.client_host else "")
             tool = f" (sqlmig {e.sqlmig_version})" if e.sqlmig_version else ""
             detail = f": {e.detail}" if e.detail else ""
-            out(f"{e.at:%Y-%m-%d %H:%M:%S%z} {e.action}{target} {outcome}{took} by {who}{tool}"
-                f"{detail}")
+            out(f"{e.at:%Y-%m-%d %H:%M:%S%z} {e.action}{target} {outcome}{took} by {who}{tool}{detail}")
         return
     records = sqlmig.history(state.config, limit)
     if as_json:
@@ -110,21 +109,29 @@ def history(state: _State, limit: int | None, show_events: bool, as_json: bool) 
     if not records:
         out("no migrations applied")
     else:
-        out(f"{'VERSION':<10} {'MIGRATION':<40} {'STATUS':<8} {'APPLIED AT':<24} "
-            f"{'TOOK':>8} BY")
+        out(f"{'VERSION':<10} {'MIGRATION':<40} {'STATUS':<8} {'APPLIED AT':<24} {'TOOK':>8} BY")
     for r in records:
         when = f"{r.applied_at:%Y-%m-%d %H:%M:%S%z}" if r.applied_at else "?"
         took = f"{r.execution_ms} ms" if r.execution_ms is not None else "-"
         flag = " baseline" if r.baseline else ""
-        login = (f" (login {r.login_user})" if r.login_user and r.applied_by
-                 and r.login_user != r.applied_by else "")  # --role
-        out(f"{r.version:<10} {r.name or '-':<40} {r.status:<8} {when} {took:>8} "
-            f"{r.applied_by or '-'}{login}{flag}")
+        login = (
+            f" (login {r.login_user})"
+            if r.login_user and r.applied_by and r.login_user != r.applied_by
+            else ""
+        )  # --role
+        out(
+            f"{r.version:<10} {r.name or '-':<40} {r.status:<8} {when} {took:>8} "
+            f"{r.applied_by or '-'}{login}{flag}"
+        )
 
 
 @click.command()
-@click.option("--allow", multiple=True, type=click.Choice(["changed", "missing", "out-of-order"]),
-              help="Report this kind of drift as a warning instead of an error.")
+@click.option(
+    "--allow",
+    multiple=True,
+    type=click.Choice(["changed", "missing", "out-of-order"]),
+    help="Report this kind of drift as a warning instead of an error.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def validate(state: _State, allow: tuple[str, ...], as_json: bool) -> None:
@@ -140,8 +147,11 @@ def validate(state: _State, allow: tuple[str, ...], as_json: bool) -> None:
         for p in report.problems:
             out(p.render())
         _drift_hint(report.problems)
-        out("ok: files and history agree" if report.ok else
-            f"{len(report.problems)} problem(s): history and files disagree")
+        out(
+            "ok: files and history agree"
+            if report.ok
+            else f"{len(report.problems)} problem(s): history and files disagree"
+        )
     if not report.ok:
         sys.exit(ExitCode.INCONSISTENT)
 
@@ -155,8 +165,13 @@ def _drift_hint(problems: tuple[Problem, ...] | list[Problem]) -> None:
 
 # -- deploy-grade operations (issue 5): a readiness probe, and waiting for the database --
 @click.command()
-@click.option("--require", "require", required=True, metavar="RANGE",
-              help="Versions the code can run with: '>=1.2,<2', '^1.2', '~1.2.3', '2'…")
+@click.option(
+    "--require",
+    "require",
+    required=True,
+    metavar="RANGE",
+    help="Versions the code can run with: '>=1.2,<2', '^1.2', '~1.2.3', '2'…",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def check(state: _State, require: str, as_json: bool) -> None:
@@ -175,8 +190,14 @@ def check(state: _State, require: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--timeout", type=DURATION, default=60.0, show_default=True, metavar="DURATION",
-              help="How long to keep trying: 60 (seconds), 2min, 500ms.")
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default=60.0,
+    show_default=True,
+    metavar="DURATION",
+    help="How long to keep trying: 60 (seconds), 2min, 500ms.",
+)
 @click.pass_obj
 def wait(state: _State, timeout: float) -> None:
     """Wait until the database accepts connections (exit 0), or exit 5 after --timeout.
@@ -188,8 +209,12 @@ def wait(state: _State, timeout: float) -> None:
     Example: sqlmig wait --timeout 2min && sqlmig up
     """
     report = sqlmig.wait(state.config, timeout, _on_wait_attempt)
-    out(f"ready: {report.database} on PostgreSQL {report.server_version} after "
-        f"{report.attempts} attempt{'s' if report.attempts != 1 else ''} in {report.waited_ms} ms")
+    out(
+        f"ready: {report.database} on PostgreSQL {report.server_version} after "
+        f"{report.attempts} attempt{'s' if report.attempts != 1 else ''} in {report.waited_ms} ms"
+    )
+
+
 # -- end of deploy-grade operations (issue 5) --
 
 
@@ -210,8 +235,10 @@ def config_command(state: _State, as_json: bool) -> None:
         return
     out(f"config file: {report.file or 'none (no sqlmig.toml, no [tool.sqlmig] in pyproject.toml)'}")
     out(f"database:    {report.database}")
-    rows = [(key, _setting_text(s.value), _setting_source(s.source, s.origin))
-            for key, s in report.settings.items()]
+    rows = [
+        (key, _setting_text(s.value), _setting_source(s.source, s.origin))
+        for key, s in report.settings.items()
+    ]
     key_width = max(len(r[0]) for r in rows)
     value_width = min(max(len(r[1]) for r in rows), 48)
     for key, value, source in rows:

@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
-@click.option("--requirement", metavar="REQ", help="What the project's migrate.sh installs: a "
-              "version (sqlmig==0.1.0), a wheel path or a git URL (default: this sqlmig's "
-              "version).")
+@click.option(
+    "--requirement",
+    metavar="REQ",
+    help="What the project's migrate.sh installs: a "
+    "version (sqlmig==0.1.0), a wheel path or a git URL (default: this sqlmig's "
+    "version).",
+)
 @click.pass_obj
 def init(state: _State, directory: str, requirement: str | None) -> None:
     """Set up sqlmig in a project: migrations/, rollbacks/, sqlmig.toml, migrate.sh and the
@@ -46,8 +50,11 @@ def init(state: _State, directory: str, requirement: str | None) -> None:
 
 @click.command()
 @click.argument("description")
-@click.option("--bump", type=click.Choice(["major", "minor", "patch"]),
-              help="Which part of the last version to increase (default minor).")
+@click.option(
+    "--bump",
+    type=click.Choice(["major", "minor", "patch"]),
+    help="Which part of the last version to increase (default minor).",
+)
 @click.option("--major", "bump", flag_value="major", help="Same as --bump major (breaking).")
 @click.option("--minor", "bump", flag_value="minor", help="Same as --bump minor (the default).")
 @click.option("--patch", "bump", flag_value="patch", help="Same as --bump patch.")
@@ -66,8 +73,13 @@ def new(state: _State, description: str, bump: str | None, version: str | None) 
 
 @click.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["human", "json", "github"]), default=None,
-              help="human (default), json, or github (GitHub Actions annotations).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["human", "json", "github"]),
+    default=None,
+    help="human (default), json, or github (GitHub Actions annotations).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_obj
 def lint(state: _State, files: tuple[str, ...], fmt: str | None, as_json: bool) -> None:
@@ -96,45 +108,99 @@ def lint(state: _State, files: tuple[str, ...], fmt: str | None, as_json: bool) 
 
 @click.command()
 @click.argument("direction", type=click.Choice(["up", "down"]))
-@click.option("--from", "start", metavar="VERSION|NUMBER",
-              help="The version the database is at (default: none for up, the newest for down).")
-@click.option("--to", "to", metavar="VERSION|NUMBER",
-              help="As for up/down: stop at (up) or roll back above (down) this.")
+@click.option(
+    "--from",
+    "start",
+    metavar="VERSION|NUMBER",
+    help="The version the database is at (default: none for up, the newest for down).",
+)
+@click.option(
+    "--to",
+    "to",
+    metavar="VERSION|NUMBER",
+    help="As for up/down: stop at (up) or roll back above (down) this.",
+)
 @click.option("--steps", type=int, help="render down: how many to roll back (default 1).")
-@click.option("--from-database", is_flag=True,
-              help="Read the history (read-only) to start from the database's version.")
-@click.option("--allow", multiple=True, type=click.Choice(["changed", "missing", "out-of-order"]),
-              help="With --from-database: proceed despite this kind of drift (repeatable).")
-@click.option("--review", is_flag=True,
-              help="For reading, not running: each step's SQL as written, with its transaction "
-                   "mode, timeouts and lint findings, without the bookkeeping.")
+@click.option(
+    "--from-database", is_flag=True, help="Read the history (read-only) to start from the database's version."
+)
+@click.option(
+    "--allow",
+    multiple=True,
+    type=click.Choice(["changed", "missing", "out-of-order"]),
+    help="With --from-database: proceed despite this kind of drift (repeatable).",
+)
+@click.option(
+    "--review",
+    is_flag=True,
+    help="For reading, not running: each step's SQL as written, with its transaction "
+    "mode, timeouts and lint findings, without the bookkeeping.",
+)
 @click.pass_obj
-def render(state: _State, direction: str, start: str | None, to: str | None, steps: int | None,
-           from_database: bool, allow: tuple[str, ...], review: bool) -> None:
+def render(
+    state: _State,
+    direction: str,
+    start: str | None,
+    to: str | None,
+    steps: int | None,
+    from_database: bool,
+    allow: tuple[str, ...],
+    review: bool,
+) -> None:
     """Print a psql script that does what up/down would do (for docker exec / DBA review).
 
     Example: sqlmig render up --from-database | docker exec -i db psql -X -U app app
     """
     if not from_database:
         state.options["quiet_embedded"] = True  # rendering from the files needs no database
-    click.echo(sqlmig.render(state.config, direction, start=start, to=to,  # type: ignore[arg-type]
-                             steps=steps, from_database=from_database, allow=allow,
-                             review=review), nl=False)
+    click.echo(
+        sqlmig.render(
+            state.config,
+            direction,  # type: ignore[arg-type]
+            start=start,
+            to=to,
+            steps=steps,
+            from_database=from_database,
+            allow=allow,
+            review=review,
+        ),
+        nl=False,
+    )
 
 
 @click.command()
-@click.option("--scratch-url", help="A server where sqlmig may CREATE and DROP a scratch "
-              "database (default: the project's embedded server). Never the target.")
-@click.option("--scratch-in-place", is_flag=True, help="Use the database of --scratch-url itself "
-              "(empty, no sqlmig history) instead of creating one; it is left fully migrated.")
-@click.option("--fail-fast", is_flag=True, help="Stop at the first rollback that fails or leaks "
-              "(default: go on, and name every one).")
-@click.option("--incremental", is_flag=True, help="Start from the state an earlier run proved the "
-              "same first migrations on (kept on the scratch server), and check only the rest.")
+@click.option(
+    "--scratch-url",
+    help="A server where sqlmig may CREATE and DROP a scratch "
+    "database (default: the project's embedded server). Never the target.",
+)
+@click.option(
+    "--scratch-in-place",
+    is_flag=True,
+    help="Use the database of --scratch-url itself "
+    "(empty, no sqlmig history) instead of creating one; it is left fully migrated.",
+)
+@click.option(
+    "--fail-fast",
+    is_flag=True,
+    help="Stop at the first rollback that fails or leaks (default: go on, and name every one).",
+)
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Start from the state an earlier run proved the "
+    "same first migrations on (kept on the scratch server), and check only the rest.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_fast: bool,
-           incremental: bool, as_json: bool) -> None:
+def verify(
+    state: _State,
+    scratch_url: str | None,
+    scratch_in_place: bool,
+    fail_fast: bool,
+    incremental: bool,
+    as_json: bool,
+) -> None:
     """Prove every rollback on a scratch database: apply, roll back, compare the schema, re-apply.
     Exit 1 if a rollback fails or does not restore the schema (all are checked, and listed, unless
     --fail-fast). The target database is never touched.
@@ -157,8 +223,7 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
         if step.outcome == "proven" and step.note:  # --incremental: said once, below
             cached.append(step.name)
         elif step.outcome == "proven":
-            out(f"proven {label}: rollback restores the schema, re-apply matches "
-                f"({step.duration_ms} ms)")
+            out(f"proven {label}: rollback restores the schema, re-apply matches ({step.duration_ms} ms)")
         elif step.outcome == "irreversible":
             out(f"skipped {label}: {step.note}")
         else:
@@ -166,9 +231,14 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
             for line in step.problems:
                 out(f"  {line}")
 
-    report = run_verify(state.config, scratch_url=scratch_url, in_place=scratch_in_place,
-                           on_step=None if as_json else on_step, fail_fast=fail_fast,
-                           incremental=incremental)
+    report = run_verify(
+        state.config,
+        scratch_url=scratch_url,
+        in_place=scratch_in_place,
+        on_step=None if as_json else on_step,
+        fail_fast=fail_fast,
+        incremental=incremental,
+    )
     if as_json:
         _json(to_json(report))
     else:
@@ -178,34 +248,62 @@ def verify(state: _State, scratch_url: str | None, scratch_in_place: bool, fail_
             out(f"proven by an earlier run with the same files (--incremental): {span(cached)}")
         unchecked = [s for s in report.steps if s.outcome == "not-checked"]
         if unchecked:
-            out(f"not checked ({(unchecked[0].note or '').removeprefix('not checked: ')}): "
-                f"{span([s.name for s in unchecked])}")
+            out(
+                f"not checked ({(unchecked[0].note or '').removeprefix('not checked: ')}): "
+                f"{span([s.name for s in unchecked])}"
+            )
         verdict = "verified" if report.ok else "verify FAILED"
-        out(f"{verdict}: {report.summary} ({report.duration_ms / 1000:.1f} s), on the "
-            f"{report.scratch}; the target database was not touched")
+        out(
+            f"{verdict}: {report.summary} ({report.duration_ms / 1000:.1f} s), on the "
+            f"{report.scratch}; the target database was not touched"
+        )
     if not report.ok:
         sys.exit(ExitCode.CHECK_FAILED)
 
 
 @click.command()
 @click.option("--mark-applied", metavar="VERSION", help="The step completed: mark it applied.")
-@click.option("--remove", metavar="VERSION", help="Undo done by hand: forget the row, so `up` "
-              "runs it again.")
-@click.option("--accept-formatting", is_flag=True, help="Record the new checksum of applied files "
-              "edited only in formatting or comments: the VERSIONs given, else all of them.")
-@click.option("--drop-invalid-indexes", is_flag=True, help="DROP INDEX CONCURRENTLY every invalid "
-              "index (what a failed CREATE INDEX CONCURRENTLY leaves).")
-@click.option("--drop-invalid-index", "drop_index", multiple=True, metavar="NAME",
-              help="Drop this invalid index (schema.index); repeatable.")
-@click.option("--refresh-rollback", "refresh", multiple=True, metavar="VERSION",
-              help="Store the rollback file of this applied version in place of the text stored "
-                   "when it was applied, which `down` runs; repeatable.")
+@click.option("--remove", metavar="VERSION", help="Undo done by hand: forget the row, so `up` runs it again.")
+@click.option(
+    "--accept-formatting",
+    is_flag=True,
+    help="Record the new checksum of applied files "
+    "edited only in formatting or comments: the VERSIONs given, else all of them.",
+)
+@click.option(
+    "--drop-invalid-indexes",
+    is_flag=True,
+    help="DROP INDEX CONCURRENTLY every invalid index (what a failed CREATE INDEX CONCURRENTLY leaves).",
+)
+@click.option(
+    "--drop-invalid-index",
+    "drop_index",
+    multiple=True,
+    metavar="NAME",
+    help="Drop this invalid index (schema.index); repeatable.",
+)
+@click.option(
+    "--refresh-rollback",
+    "refresh",
+    multiple=True,
+    metavar="VERSION",
+    help="Store the rollback file of this applied version in place of the text stored "
+    "when it was applied, which `down` runs; repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.argument("versions", nargs=-1, metavar="[VERSION]...")
 @click.pass_obj
-def repair(state: _State, mark_applied: str | None, remove: str | None, accept_formatting: bool,
-           drop_invalid_indexes: bool, drop_index: tuple[str, ...], refresh: tuple[str, ...],
-           as_json: bool, versions: tuple[str, ...]) -> None:
+def repair(
+    state: _State,
+    mark_applied: str | None,
+    remove: str | None,
+    accept_formatting: bool,
+    drop_invalid_indexes: bool,
+    drop_index: tuple[str, ...],
+    refresh: tuple[str, ...],
+    as_json: bool,
+    versions: tuple[str, ...],
+) -> None:
     """List what needs repair, or repair one thing (logged in the event log).
 
     Without an option: migrations left `started`/`failed`/`rolling_back` by a no-transaction
@@ -217,12 +315,16 @@ def repair(state: _State, mark_applied: str | None, remove: str | None, accept_f
     """
     if versions and not accept_formatting:
         raise click.UsageError("VERSION arguments go with --accept-formatting")
-    acting = any((mark_applied, remove, accept_formatting, drop_invalid_indexes, drop_index,
-                  refresh))
-    report = sqlmig.repair(state.config, mark_applied=mark_applied, remove=remove,
-                           accept_formatting=versions if accept_formatting else None,
-                           drop_invalid_indexes=drop_invalid_indexes, drop_index=drop_index,
-                           refresh_rollback=refresh)
+    acting = any((mark_applied, remove, accept_formatting, drop_invalid_indexes, drop_index, refresh))
+    report = sqlmig.repair(
+        state.config,
+        mark_applied=mark_applied,
+        remove=remove,
+        accept_formatting=versions if accept_formatting else None,
+        drop_invalid_indexes=drop_invalid_indexes,
+        drop_index=drop_index,
+        refresh_rollback=refresh,
+    )
     if as_json:
         _json(to_json(report))
         return
@@ -232,15 +334,24 @@ def repair(state: _State, mark_applied: str | None, remove: str | None, accept_f
         for line in report.done:
             out(line)
         if not report.done:
-            out("nothing to do: no invalid indexes" if drop_invalid_indexes or drop_index else
-                "nothing to do: the stored rollback is already the file's" if refresh else
-                "nothing to do: no formatting-only edits to accept")
+            out(
+                "nothing to do: no invalid indexes"
+                if drop_invalid_indexes or drop_index
+                else "nothing to do: the stored rollback is already the file's"
+                if refresh
+                else "nothing to do: no formatting-only edits to accept"
+            )
         return
     _print_repairs(report)
     droppable = [i.qualified for i in report.invalid_indexes if i.building_pid is None]
-    if droppable and sys.stdin.isatty() and sys.stdout.isatty() and click.confirm(
-            f"drop {len(droppable)} invalid index(es) now with DROP INDEX CONCURRENTLY?",
-            default=False):
+    if (
+        droppable
+        and sys.stdin.isatty()
+        and sys.stdout.isatty()
+        and click.confirm(
+            f"drop {len(droppable)} invalid index(es) now with DROP INDEX CONCURRENTLY?", default=False
+        )
+    ):
         for line in sqlmig.repair(state.config, drop_index=droppable).done:
             out(line)
 
@@ -251,44 +362,59 @@ def _print_repairs(report: RepairReport) -> None:
         cause = f": {rec.error}" if rec.error else ""
         out(f"{rec.name or rec.version} ({rec.version}) is `{rec.status}`{since}{cause}")
         if rec.status == "rolling_back":  # a no-transaction rollback stopped part-way
-            out(f"  rollback finished by hand (the migration is gone)? sqlmig repair --remove "
-                f"{rec.version}")
-            out(f"  its changes restored by hand (the migration is whole)? sqlmig repair "
-                f"--mark-applied {rec.version}")
+            out(f"  rollback finished by hand (the migration is gone)? sqlmig repair --remove {rec.version}")
+            out(
+                f"  its changes restored by hand (the migration is whole)? sqlmig repair "
+                f"--mark-applied {rec.version}"
+            )
         else:
             out(f"  finished by hand? sqlmig repair --mark-applied {rec.version}")
-            out(f"  undone by hand?   sqlmig repair --remove {rec.version}   (then `sqlmig up` "
-                "runs it again)")
+            out(
+                f"  undone by hand?   sqlmig repair --remove {rec.version}   (then `sqlmig up` runs it again)"
+            )
     for idx in report.invalid_indexes:
-        out(f"invalid index {idx.qualified} on {idx.table}"
-            + (f": {idx.definition}" if idx.definition else " (definition unavailable: locked)"))
+        out(
+            f"invalid index {idx.qualified} on {idx.table}"
+            + (f": {idx.definition}" if idx.definition else " (definition unavailable: locked)")
+        )
         if idx.building_pid is not None:
             out(f"  a concurrent build is still running in backend {idx.building_pid}: leave it")
         else:
-            out(f"  drop it: sqlmig repair --drop-invalid-index {idx.qualified}   "
-                f"(SQL: {idx.drop_sql})")
+            out(f"  drop it: sqlmig repair --drop-invalid-index {idx.qualified}   (SQL: {idx.drop_sql})")
     if len(report.invalid_indexes) > 1:
         out("  drop them all: sqlmig repair --drop-invalid-indexes")
     if report.unfinished and report.invalid_indexes:
-        out("after a failed CREATE INDEX CONCURRENTLY: drop its invalid index, `sqlmig repair "
-            "--remove VERSION`, fix the cause (e.g. duplicate rows), then `sqlmig up`")
+        out(
+            "after a failed CREATE INDEX CONCURRENTLY: drop its invalid index, `sqlmig repair "
+            "--remove VERSION`, fix the cause (e.g. duplicate rows), then `sqlmig up`"
+        )
     for rb in report.rollbacks_changed:
-        out(f"{rb.path} differs from the rollback stored when {rb.name} ({rb.version}) was "
+        out(
+            f"{rb.path} differs from the rollback stored when {rb.name} ({rb.version}) was "
             f"applied (checksum {rb.stored_checksum[:12]} in the history, {rb.checksum[:12]} on "
-            "disk); `down` runs the stored one")
+            "disk); `down` runs the stored one"
+        )
         out(f"  store the file's: sqlmig repair --refresh-rollback {rb.version}")
     for change in report.formatting_only:
-        out(f"formatting-only edit of {change.path} ({change.version}): same statements, checksum "
-            f"{change.stored_checksum[:12]} in the history, {change.checksum[:12]} on disk")
+        out(
+            f"formatting-only edit of {change.path} ({change.version}): same statements, checksum "
+            f"{change.stored_checksum[:12]} in the history, {change.checksum[:12]} on disk"
+        )
         out(f"  record it: sqlmig repair --accept-formatting {change.version}")
-    if not (report.unfinished or report.invalid_indexes or report.formatting_only
-            or report.rollbacks_changed):
+    if not (
+        report.unfinished or report.invalid_indexes or report.formatting_only or report.rollbacks_changed
+    ):
         out("nothing to repair")
 
 
 @click.command("backup")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
-              help="Where to write it (default: the backup_dir setting, else <root>/backups).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write it (default: the backup_dir setting, else <root>/backups).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def backup_command(state: _State, directory: str | None, as_json: bool) -> None:

@@ -78,13 +78,15 @@ class Secret:
 
         return core_schema.no_info_plain_validator_function(
             lambda value: value if isinstance(value, Secret) else Secret(str(value)),
-            serialization=core_schema.plain_serializer_function_ser_schema(str))
+            serialization=core_schema.plain_serializer_function_ser_schema(str),
+        )
 
 
 # How a field's value is checked and converted (_coerce): "identifier", "table" and "role" are strings
 # with a rule; "duration" is seconds (sqlmig.timeouts), "timeout" also None for "inherit".
-Kind = Literal["path", "secret", "str", "identifier", "table", "role", "float", "int", "choice",
-               "duration", "timeout"]
+Kind = Literal[
+    "path", "secret", "str", "identifier", "table", "role", "float", "int", "choice", "duration", "timeout"
+]
 LockMode = Literal["session", "transaction"]
 OnOff = Literal["on", "off"]
 
@@ -152,23 +154,21 @@ class Config:
     # session: one session advisory lock for the whole run (direct connections, session pooling).
     # transaction: a transaction-level lock per migration, and a lease for no-transaction files:
     # behind PgBouncer pool_mode=transaction (sqlmig.txlock, sqlmig.lease).
-    lock_mode: LockMode = field(default="session",
-                                metadata={"kind": "choice", "choices": typing.get_args(LockMode)})
+    lock_mode: LockMode = field(
+        default="session", metadata={"kind": "choice", "choices": typing.get_args(LockMode)}
+    )
     # -- end of settings: pooler-safe locking (issue 5) --
     # -- settings: speed (issue 6) --
     # on: a file whose stat is as when sqlmig last read it is not read again (sqlmig.filecache).
-    file_cache: OnOff = field(default="on",
-                              metadata={"kind": "choice", "choices": typing.get_args(OnOff)})
+    file_cache: OnOff = field(default="on", metadata={"kind": "choice", "choices": typing.get_args(OnOff)})
     # on: in a group of migrations sent back to back, only the last commit waits for its WAL
     # flush, which makes the group's earlier commits durable too (sqlmig.execute, _batch).
-    group_commit: OnOff = field(default="on",
-                                metadata={"kind": "choice", "choices": typing.get_args(OnOff)})
+    group_commit: OnOff = field(default="on", metadata={"kind": "choice", "choices": typing.get_args(OnOff)})
     # -- end of settings: speed (issue 6) --
 
     # Where each setting came from, for `sqlmig config` and error messages (set by resolve();
     # dataclasses.replace() keeps them).
-    _sources: dict[str, tuple[Source, str | None]] = field(default_factory=dict, repr=False,
-                                                           compare=False)
+    _sources: dict[str, tuple[Source, str | None]] = field(default_factory=dict, repr=False, compare=False)
     _file: str | None = field(default=None, repr=False, compare=False)
     _notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
     _env_notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
@@ -201,8 +201,11 @@ class Config:
 
 
 # Config's validated fields, in order: field name -> its _Spec.
-_SPECS: dict[str, _Spec] = {f.name: _Spec(**f.metadata, nullable=f.default is None)
-                            for f in dataclasses.fields(Config) if "kind" in f.metadata}
+_SPECS: dict[str, _Spec] = {
+    f.name: _Spec(**f.metadata, nullable=f.default is None)
+    for f in dataclasses.fields(Config)
+    if "kind" in f.metadata
+}
 
 
 def settings() -> dict[str, str]:
@@ -252,9 +255,11 @@ def _coerce(spec: _Spec, value: Any) -> Any:
     if kind == "table" and len(value) > _TABLE_MAX:
         # PostgreSQL cuts names at 63 bytes: a longer one's `_events`, `_lease` and `_snapshots`
         # tables would be cut to the same name, or to the history table's own.
-        raise ValueError(f"{value!r} is {len(value)} characters: at most {_TABLE_MAX}, so that "
-                         f"the tables named after it (`{value[:8]}…_snapshots`) fit PostgreSQL's "
-                         "63-byte names")
+        raise ValueError(
+            f"{value!r} is {len(value)} characters: at most {_TABLE_MAX}, so that "
+            f"the tables named after it (`{value[:8]}…_snapshots`) fit PostgreSQL's "
+            "63-byte names"
+        )
     if kind == "role" and not 0 < len(value.encode()) <= 63:
         raise ValueError(f"{value!r} is not a role name (1 to 63 bytes)")
     return Secret(value) if kind == "secret" else value
@@ -271,16 +276,17 @@ def _number(value: object, *, integer: bool) -> float:
                 return float(text)
             except ValueError:
                 pass
-        raise ValueError(f"Input should be a valid {'integer' if integer else 'number'}, "
-                         f"unable to parse string as {'an integer' if integer else 'a number'}")
+        raise ValueError(
+            f"Input should be a valid {'integer' if integer else 'number'}, "
+            f"unable to parse string as {'an integer' if integer else 'a number'}"
+        )
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError(f"Input should be a valid {'integer' if integer else 'number'}")
     if integer and not isinstance(value, int):
         if not math.isfinite(value):
             raise ValueError("Input should be a finite number")
         if value != int(value):
-            raise ValueError("Input should be a valid integer, got a number with a fractional "
-                             "part")
+            raise ValueError("Input should be a valid integer, got a number with a fractional part")
         return int(value)
     if integer:
         return int(value)
@@ -338,8 +344,12 @@ def resolve(
 
     if root is not None and not root_path.is_dir():
         # Never created: a typo in a deploy script must not grow an empty project and a server.
-        raise ConfigInvalid([f"{'--root' if given_as == 'flag' else 'root'}: {root_path} is not "
-                             "a directory (sqlmig does not create the project root)"])
+        raise ConfigInvalid(
+            [
+                f"{'--root' if given_as == 'flag' else 'root'}: {root_path} is not "
+                "a directory (sqlmig does not create the project root)"
+            ]
+        )
     file = configfile.read(root_path)
     problems: list[str] = []
     in_file: dict[str, str] = {}  # field -> its key as written in the file
@@ -348,11 +358,14 @@ def resolve(
             name = field_of_key.get(raw_key.replace("-", "_"))
             if name is None:
                 instead = _NOT_IN_FILE.get(raw_key.replace("-", "_"))
-                problems.append(f"{file.label}: {file.prefix}{raw_key}: unknown key" + (
-                    f": {instead}" if instead else _did_you_mean(raw_key, keys.values())))
+                problems.append(
+                    f"{file.label}: {file.prefix}{raw_key}: unknown key"
+                    + (f": {instead}" if instead else _did_you_mean(raw_key, keys.values()))
+                )
             elif name in in_file:
-                problems.append(f"{file.label}: {file.prefix}{raw_key}: given twice "
-                                f"(also as {in_file[name]})")
+                problems.append(
+                    f"{file.label}: {file.prefix}{raw_key}: given twice (also as {in_file[name]})"
+                )
             else:
                 in_file[name] = raw_key
 
@@ -368,8 +381,7 @@ def resolve(
         if name in explicit:
             values[name] = explicit[name]
             flag = (flag_names or {}).get(name) or (flag_names or {}).get(key)
-            sources[name] = (given_as, (flag or "--" + key.replace("_", "-"))
-                             if given_as == "flag" else None)
+            sources[name] = (given_as, (flag or "--" + key.replace("_", "-")) if given_as == "flag" else None)
         elif var is not None:
             values[name] = env[var]
             sources[name] = ("env", var)
@@ -381,8 +393,10 @@ def resolve(
     if values.get("database_url") == "":
         # An empty variable is unset (above); an empty value written down is a mistake that
         # would otherwise connect through PG* or the embedded server without a word.
-        problems.append(f"{where('database_url')}: empty: give a connection URL, or remove it "
-                        "to use DATABASE_URL, PG* or the embedded server")
+        problems.append(
+            f"{where('database_url')}: empty: give a connection URL, or remove it "
+            "to use DATABASE_URL, PG* or the embedded server"
+        )
         del values["database_url"]
     config: Config | None = None
     try:
@@ -396,24 +410,35 @@ def resolve(
         try:
             password = config.password_file.read_text().rstrip("\r\n")
         except OSError as exc:
-            raise ConfigInvalid([f"{where('password_file')}: cannot read password file "
-                                 f"{config.password_file}: {exc.strerror}"]) from exc
+            raise ConfigInvalid(
+                [
+                    f"{where('password_file')}: cannot read password file "
+                    f"{config.password_file}: {exc.strerror}"
+                ]
+            ) from exc
         config = dataclasses.replace(config, password=Secret(password))
 
     notes = list(file.notes) if file is not None else []
     if sources["database_url"][0] == "file" and config.database_url is not None and file is not None:
         url = config.database_url.get_secret_value()
         if dsn_secrets(url):
-            notes.append(f"{file.label}: warning: database_url holds a password: keep passwords "
-                         "out of files under version control (password_file, or DATABASE_URL in "
-                         "the environment)")
+            notes.append(
+                f"{file.label}: warning: database_url holds a password: keep passwords "
+                "out of files under version control (password_file, or DATABASE_URL in "
+                "the environment)"
+            )
     known_env = {env_name(k) for k in keys.values()} | _OTHER_ENV
     return dataclasses.replace(
-        config, _sources=sources, _file=file.label if file is not None else None,
-        _notes=tuple(notes), _env_notes=tuple(
+        config,
+        _sources=sources,
+        _file=file.label if file is not None else None,
+        _notes=tuple(notes),
+        _env_notes=tuple(
             f"{var} is not a setting; ignored{_did_you_mean(var, sorted(known_env))}"
-            for var in sorted(env) if var.startswith(ENV_PREFIX) and var not in known_env))
-
+            for var in sorted(env)
+            if var.startswith(ENV_PREFIX) and var not in known_env
+        ),
+    )
 
 
 def explain_config(config: Config) -> ConfigReport:
@@ -422,8 +447,10 @@ def explain_config(config: Config) -> ConfigReport:
     from sqlmig.reports import ConfigReport, Setting
 
     secrets = secrets_of(config)
-    effective: dict[str, Any] = {"migrations_dir": config.migrations_path,
-                                 "rollbacks_dir": config.rollbacks_path}
+    effective: dict[str, Any] = {
+        "migrations_dir": config.migrations_path,
+        "rollbacks_dir": config.rollbacks_path,
+    }
     shown: dict[str, Setting] = {}
     for name, key in {"root": "root", **settings()}.items():
         value = getattr(config, name)
@@ -431,16 +458,19 @@ def explain_config(config: Config) -> ConfigReport:
             value = effective.get(name)
         if isinstance(value, Secret):
             # Only a URL can be shown without its password; any other secret not at all.
-            value = (redact(value.get_secret_value(), *secrets) if name == "database_url"
-                     else "***")
+            value = redact(value.get_secret_value(), *secrets) if name == "database_url" else "***"
         elif isinstance(value, Path):
             value = str(value)
         elif isinstance(value, tuple | list | set | frozenset):
             value = [str(v) if isinstance(v, Path) else v for v in value]
         kind, origin = config._sources.get(name, ("default", None))
         shown[key] = Setting(value=value, source=kind, origin=origin)
-    return ConfigReport(file=config._file, database=describe(config), settings=shown,
-                        notes=(*config._notes, *config._env_notes))
+    return ConfigReport(
+        file=config._file,
+        database=describe(config),
+        settings=shown,
+        notes=(*config._notes, *config._env_notes),
+    )
 
 
 def _from_file(name: str, value: Any, root: Path) -> Any:

@@ -14,7 +14,8 @@ from sqlmig.errors import ConfigInvalid
 CONFIG_FILE = "sqlmig.toml"
 # A [tool.sqlmig] table header, or a dotted `tool.sqlmig.key =` line.
 _TOOL_SECTION = re.compile(
-    r"^[ \t]*(\[[ \t]*tool[ \t]*\.[ \t]*sqlmig[ \t]*[\].]|tool[ \t]*\.[ \t]*sqlmig[ \t]*[.=])", re.M)
+    r"^[ \t]*(\[[ \t]*tool[ \t]*\.[ \t]*sqlmig[ \t]*[\].]|tool[ \t]*\.[ \t]*sqlmig[ \t]*[.=])", re.M
+)
 
 
 class ConfigFile(NamedTuple):
@@ -29,8 +30,11 @@ def find_root(start: Path) -> Path:
     pyproject.toml with [tool.sqlmig] (else `start`)."""
     start = start.resolve()
     for candidate in (start, *start.parents):
-        if ((candidate / "migrations").is_dir() or (candidate / CONFIG_FILE).is_file()
-                or _has_tool_section(candidate / "pyproject.toml")):
+        if (
+            (candidate / "migrations").is_dir()
+            or (candidate / CONFIG_FILE).is_file()
+            or _has_tool_section(candidate / "pyproject.toml")
+        ):
             return candidate
     return start
 
@@ -41,8 +45,9 @@ def read(root: Path) -> ConfigFile | None:
     if toml_path.is_file():
         notes = []
         if _has_tool_section(pyproject):
-            notes.append(f"{label(pyproject)}: warning: [tool.sqlmig] is ignored: "
-                         f"{label(toml_path)} takes precedence")
+            notes.append(
+                f"{label(pyproject)}: warning: [tool.sqlmig] is ignored: {label(toml_path)} takes precedence"
+            )
         return ConfigFile(label(toml_path), "", _load(toml_path), notes)
     if not _has_tool_section(pyproject):
         return None

@@ -26,7 +26,8 @@ def target_url(config: Config) -> str:
             f"no database configured and {config.migrations_path} does not exist: not a sqlmig "
             "project, so the embedded server was not started",
             hint="run sqlmig in the project (the directory holding migrations/), give --root, "
-                 "or configure the database (--database-url, DATABASE_URL, PG*)")
+            "or configure the database (--database-url, DATABASE_URL, PG*)",
+        )
     from sqlmig.embedded import EmbeddedServer
 
     return EmbeddedServer(config.root).start()
@@ -35,13 +36,14 @@ def target_url(config: Config) -> str:
 def _connect_hint(message: str) -> str:
     """What to check, from what libpq said: a wrong password is not a server that is down."""
     if "password authentication failed" in message or "no password supplied" in message:
-        return ("the server refused the password of that user: check the password (the URL, "
-                "--password-file, DATABASE_PASSWORD_FILE, PGPASSWORD) and the user name")
+        return (
+            "the server refused the password of that user: check the password (the URL, "
+            "--password-file, DATABASE_PASSWORD_FILE, PGPASSWORD) and the user name"
+        )
     if "does not exist" in message and "database" in message:
         return "the server runs, but has no such database: check the database name"
     if "Connection refused" in message or "No such file or directory" in message:
-        return ("nothing accepts connections there: is the server running, and on that host "
-                "and port?")
+        return "nothing accepts connections there: is the server running, and on that host and port?"
     if "resolve host" in message or "could not translate host name" in message:
         return "the host name does not resolve: check the host in the URL (or PGHOST)"
     return "check --database-url / DATABASE_URL / PG* and that the server accepts connections"
@@ -56,14 +58,18 @@ def _check_url(url: str, config: Config) -> None:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         message = redact(str(exc).strip().splitlines()[0], *secrets_of(config))
-        raise InvalidInput(f"the database URL {describe(config)} is malformed: {message}",
-                           hint="postgresql://USER@HOST:PORT/DATABASE, or key=value pairs "
-                                "(host=… dbname=…); the password is best given apart "
-                                "(--password-file, DATABASE_PASSWORD_FILE)") from exc
+        raise InvalidInput(
+            f"the database URL {describe(config)} is malformed: {message}",
+            hint="postgresql://USER@HOST:PORT/DATABASE, or key=value pairs "
+            "(host=… dbname=…); the password is best given apart "
+            "(--password-file, DATABASE_PASSWORD_FILE)",
+        ) from exc
     for port in str(params.get("port") or "").split(","):
         if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-            raise InvalidInput(f"the database URL {describe(config)} is malformed: port "
-                               f"{port!r} is not a port number (1-65535)")
+            raise InvalidInput(
+                f"the database URL {describe(config)} is malformed: port "
+                f"{port!r} is not a port number (1-65535)"
+            )
 
 
 def describe(config: Config) -> str:
@@ -87,7 +93,7 @@ def refused(config: Config, exc: psycopg.Error) -> InvalidInput:
     return InvalidInput(
         f"{describe(config)}: ERROR{state}: {message}",
         hint=f"sqlmig keeps its history in {config.qualified_table}: the login role (or --role) "
-             "must be allowed to create and write it there, on a primary (not a read-only replica)",
+        "must be allowed to create and write it there, on a primary (not a read-only replica)",
     )
 
 
@@ -113,29 +119,33 @@ def connect(config: Config, url: str | None = None) -> psycopg.Connection:
         conn.sqlmig_pooled = pooled
         try:
             session_defaults(conn)
-        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidParameterValue,
-                psycopg.errors.UndefinedObject) as exc:  # not a member; no such role
+        except (
+            psycopg.errors.InsufficientPrivilege,
+            psycopg.errors.InvalidParameterValue,
+            psycopg.errors.UndefinedObject,
+        ) as exc:  # not a member; no such role
             conn.close()
             if config.role is None:
                 raise
             raise InvalidInput(
                 f"--role {config.role}: {str(exc).strip()}",
                 hint=f"the login role must be a member of {config.role} "
-                     f"(GRANT {config.role} TO <login role>), and the role must exist",
+                f"(GRANT {config.role} TO <login role>), and the role must exist",
             ) from exc
         except psycopg.Error:
             conn.close()
             raise
         return conn
     except (psycopg.Error, ValueError) as exc:
-        message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                         *secrets_of(config))
+        message = redact(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, *secrets_of(config)
+        )
         if re.match(r"(connection (failed|is bad): )?invalid \w+ value", message):
             # libpq refused a setting of the URL before reaching any server (sslmode=bogus)
-            raise InvalidInput(f"the database URL {describe(config)} is malformed: {message}"
-                               ) from exc
-        raise ConnectError(f"cannot connect to {describe(config)}: {message}",
-                           hint=_connect_hint(message)) from exc
+            raise InvalidInput(f"the database URL {describe(config)} is malformed: {message}") from exc
+        raise ConnectError(
+            f"cannot connect to {describe(config)}: {message}", hint=_connect_hint(message)
+        ) from exc
 
 
 def reset_session(conn: psycopg.Connection) -> None:
@@ -159,8 +169,10 @@ def reset_session(conn: psycopg.Connection) -> None:
 
 # Poll for a vanished client during a statement (PostgreSQL 14+): see session_defaults.
 CHECK_INTERVAL = "set_config('client_connection_check_interval', '1s', false)"
-_PLPGSQL = ("EXISTS (SELECT FROM pg_catalog.pg_language WHERE lanname = 'plpgsql'"
-            " AND has_language_privilege(oid, 'USAGE'))")
+_PLPGSQL = (
+    "EXISTS (SELECT FROM pg_catalog.pg_language WHERE lanname = 'plpgsql'"
+    " AND has_language_privilege(oid, 'USAGE'))"
+)
 
 
 def session_defaults(conn: psycopg.Connection) -> None:
@@ -212,12 +224,12 @@ def session_statements(config: Config, *, local: bool = False) -> tuple[sql.Comp
     """
     set_ = sql.SQL("SET LOCAL" if local else "SET")
     out: list[sql.Composable] = [
-        sql.SQL("{} ROLE {}").format(set_, sql.Identifier(config.role)) if config.role is not None
+        sql.SQL("{} ROLE {}").format(set_, sql.Identifier(config.role))
+        if config.role is not None
         else sql.SQL("SET LOCAL ROLE NONE" if local else "RESET ROLE")
     ]
     if config.schema_name != "public":
         # Unqualified names in migrations create and find objects in the project's schema; public
         # stays behind it for what extensions put there (uuid-ossp, citext, pgcrypto…).
-        out.append(sql.SQL("{} search_path TO {}, public").format(
-            set_, sql.Identifier(config.schema_name)))
+        out.append(sql.SQL("{} search_path TO {}, public").format(set_, sql.Identifier(config.schema_name)))
     return tuple(out)

@@ -38,8 +38,12 @@ _NAMEDATALEN = 63
 def own_tables(history: History) -> list[str]:
     """sqlmig's own tables, which a snapshot leaves out (names cut as PostgreSQL cuts them)."""
     # The lease table of --lock-mode transaction (sqlmig.lease) is sqlmig's too.
-    names = [history.table_name, f"{history.table_name}_events", f"{history.table_name}{SUFFIX}",
-             f"{history.table_name}_lease"]
+    names = [
+        history.table_name,
+        f"{history.table_name}_events",
+        f"{history.table_name}{SUFFIX}",
+        f"{history.table_name}_lease",
+    ]
     return [n.encode()[:_NAMEDATALEN].decode(errors="ignore") for n in names]
 
 
@@ -110,14 +114,14 @@ class SnapshotStore:
                ALTER TABLE {} ADD COLUMN IF NOT EXISTS catalog_stamp text"""
         ).format(self.table, self.table)
 
-    def meta(self, conn: psycopg.Connection, version: str, *,
-             stamp: bool = False) -> Recorded | None:
+    def meta(self, conn: psycopg.Connection, version: str, *, stamp: bool = False) -> Recorded | None:
         """The row for `version` without its snapshot; None if there is none (or no table).
         With `stamp`, `unchanged` says whether the catalogs still have the recorded stamp."""
         unchanged = sql.SQL(f"catalog_stamp = ({snapshot.stamp()})" if stamp else "false")
-        query = sql.SQL("SELECT applied_key, fingerprint, format, server_version, recorded_at, "
-                        "coalesce({}, false) FROM {} WHERE version = %s").format(unchanged,
-                                                                                 self.table)
+        query = sql.SQL(
+            "SELECT applied_key, fingerprint, format, server_version, recorded_at, "
+            "coalesce({}, false) FROM {} WHERE version = %s"
+        ).format(unchanged, self.table)
         try:
             row = conn.execute(query, (version,)).fetchone()
         except psycopg.errors.UndefinedTable:
@@ -130,20 +134,22 @@ class SnapshotStore:
     def load(self, conn: psycopg.Connection, version: str) -> Snapshot:
         from sqlmig.schemadiff import Snapshot
 
-        row = conn.execute(sql.SQL("SELECT format, server_version, snapshot FROM {} "
-                                   "WHERE version = %s").format(self.table), (version,)).fetchone()
+        row = conn.execute(
+            sql.SQL("SELECT format, server_version, snapshot FROM {} WHERE version = %s").format(self.table),
+            (version,),
+        ).fetchone()
         assert row is not None
         return Snapshot(format=row[0], server_version=row[1], objects=row[2])
 
-    def write(self, conn: psycopg.Connection, version: str, applied_key: str, action: str,
-              history: History) -> None:
+    def write(
+        self, conn: psycopg.Connection, version: str, applied_key: str, action: str, history: History
+    ) -> None:
         """Take the snapshot and record it, with its fingerprint, in one statement: the server
         builds the document and hashes it, and nothing of it travels to sqlmig and back."""
         from sqlmig import __version__
 
         table = self.table.as_string(conn)
-        query = (
-            f"""INSERT INTO {table} AS s (version, applied_key, fingerprint, format, server_version,
+        query = f"""INSERT INTO {table} AS s (version, applied_key, fingerprint, format, server_version,
                    snapshot, action, sqlmig_version, catalog_stamp)
                SELECT %(version)s, %(key)s, {snapshot.FINGERPRINT_OF.format("d.doc")},
                    %(format)s, %(server)s, d.doc::json, %(action)s, %(sqlmig)s, ({snapshot.stamp()})
@@ -153,20 +159,40 @@ class SnapshotStore:
                    server_version = EXCLUDED.server_version, snapshot = EXCLUDED.snapshot,
                    action = EXCLUDED.action, recorded_at = now(), recorded_by = current_user,
                    sqlmig_version = EXCLUDED.sqlmig_version,
-                   catalog_stamp = EXCLUDED.catalog_stamp""")
-        snapshot.run(conn, [(query, {
-            "version": version, "key": applied_key, "format": snapshot.FORMAT,
-            "server": conn.info.server_version // 10000, "action": action, "sqlmig": __version__,
-            "schema": history.schema, "tables": own_tables(history),
-        })], read_only=False)
+                   catalog_stamp = EXCLUDED.catalog_stamp"""
+        snapshot.run(
+            conn,
+            [
+                (
+                    query,
+                    {
+                        "version": version,
+                        "key": applied_key,
+                        "format": snapshot.FORMAT,
+                        "server": conn.info.server_version // 10000,
+                        "action": action,
+                        "sqlmig": __version__,
+                        "schema": history.schema,
+                        "tables": own_tables(history),
+                    },
+                )
+            ],
+            read_only=False,
+        )
 
 
 def _comparable(rec: Recorded, conn: psycopg.Connection) -> bool:
     return rec.format == snapshot.FORMAT and rec.server_version == conn.info.server_version // 10000
 
 
-def record(conn: psycopg.Connection, history: History, action: str, *,
-           applied: Iterable[str] | None = None, if_missing: bool = False) -> Problem | None:
+def record(
+    conn: psycopg.Connection,
+    history: History,
+    action: str,
+    *,
+    applied: Iterable[str] | None = None,
+    if_missing: bool = False,
+) -> Problem | None:
     """Record the schema as it is now for the current state; with the lock held.
 
     `applied`: the applied versions (see `applied_after`; read from the history if not given,
@@ -195,13 +221,17 @@ def record(conn: psycopg.Connection, history: History, action: str, *,
     except psycopg.OperationalError:
         raise
     except psycopg.Error as exc:
-        return Problem(code="snapshot", severity="warning",
-                       message=f"could not record the schema snapshot: {str(exc).strip()}; "
-                               "drift is not checked until a later run records one")
+        return Problem(
+            code="snapshot",
+            severity="warning",
+            message=f"could not record the schema snapshot: {str(exc).strip()}; "
+            "drift is not checked until a later run records one",
+        )
 
 
-def check(conn: psycopg.Connection, history: History,
-          records: list[AppliedRecord]) -> tuple[list[Problem], list[Problem]]:
+def check(
+    conn: psycopg.Connection, history: History, records: list[AppliedRecord]
+) -> tuple[list[Problem], list[Problem]]:
     """(errors, warnings): how the live schema differs from the one recorded for this state.
 
     Nothing when no snapshot was recorded for the current state (a database migrated by an
@@ -216,15 +246,21 @@ def check(conn: psycopg.Connection, history: History,
         if rec is None or rec.applied_key != key:
             return [], []
         if not _comparable(rec, conn):
-            return [], [Problem(
-                code="drift", severity="warning",
-                message=f"the schema snapshot of {version} was recorded by another sqlmig or "
-                        f"PostgreSQL {rec.server_version}: not compared; the next `sqlmig up` "
-                        "records a new one")]
+            return [], [
+                Problem(
+                    code="drift",
+                    severity="warning",
+                    message=f"the schema snapshot of {version} was recorded by another sqlmig or "
+                    f"PostgreSQL {rec.server_version}: not compared; the next `sqlmig up` "
+                    "records a new one",
+                )
+            ]
         # Untouched catalogs need no more; else the server hashes the live schema, and only
         # when that differs are both snapshots read.
-        if rec.unchanged or snapshot.fingerprint(conn, history.schema,
-                                                 own_tables(history)) == rec.fingerprint:
+        if (
+            rec.unchanged
+            or snapshot.fingerprint(conn, history.schema, own_tables(history)) == rec.fingerprint
+        ):
             return [], []
         from sqlmig.schemadiff import diff
 
@@ -232,19 +268,27 @@ def check(conn: psycopg.Connection, history: History,
     except psycopg.OperationalError:
         raise
     except psycopg.Error as exc:
-        return [], [Problem(code="drift", severity="warning",
-                            message=f"could not compare the schema with its snapshot: "
-                                    f"{str(exc).strip()}")]
+        return [], [
+            Problem(
+                code="drift",
+                severity="warning",
+                message=f"could not compare the schema with its snapshot: {str(exc).strip()}",
+            )
+        ]
     at = f"of {version}" if version != NOTHING else "with nothing applied"
     when = f", {rec.recorded_at:%Y-%m-%d %H:%M}" if rec.recorded_at else ""
     words = {"added": "was added outside sqlmig", "removed": "was dropped outside sqlmig"}
-    return [Problem(code="drift",
-                    message=f"schema drift: {d.line(**words)} (since the recorded schema {at}{when})")
-            for d in differences], []
+    return [
+        Problem(
+            code="drift", message=f"schema drift: {d.line(**words)} (since the recorded schema {at}{when})"
+        )
+        for d in differences
+    ], []
 
 
-DRIFT_HINT = ("the live schema differs from the one sqlmig recorded after its last run: undo the "
-              "change, or make it a migration and run `sqlmig up`")
+DRIFT_HINT = (
+    "the live schema differs from the one sqlmig recorded after its last run: undo the "
+    "change, or make it a migration and run `sqlmig up`"
+)
 
-__all__ = ["DRIFT_HINT", "SnapshotStore", "applied_after", "check", "own_tables", "record", "state",
-           "take"]
+__all__ = ["DRIFT_HINT", "SnapshotStore", "applied_after", "check", "own_tables", "record", "state", "take"]

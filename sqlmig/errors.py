@@ -95,8 +95,7 @@ class HistoryInconsistent(SqlmigError):
         self.problems = list(problems)
         count = len(self.problems)
         super().__init__(
-            f"history and files disagree ({count} problem{'s' if count != 1 else ''}); "
-            "nothing was run",
+            f"history and files disagree ({count} problem{'s' if count != 1 else ''}); nothing was run",
             hint=hint,
         )
 
@@ -191,30 +190,37 @@ class MigrationFailed(SqlmigError):
     def _state(self) -> str:
         """What the failure left: the truth for this direction and transaction mode."""
         v = self.version or "VERSION"
-        lines = ("lines " if len(self.committed) > 1 else "line ") + ", ".join(
-            map(str, self.committed))
+        lines = ("lines " if len(self.committed) > 1 else "line ") + ", ".join(map(str, self.committed))
         if self.direction == "down":
             if self.rolled_back:
                 return "the failed rollback was rolled back; the migration is still applied"
             if not self.committed:
-                return ("nothing of this no-transaction rollback committed (its first statement "
-                        "failed): the migration is still whole; it is recorded as `rolling_back`: "
-                        f"`sqlmig repair --mark-applied {v}` returns it to `applied`")
-            return (f"this no-transaction rollback stopped part-way: its statements at {lines} "
-                    "committed; it is recorded as `rolling_back`: finish the rollback by "
-                    f"hand, then `sqlmig repair --remove {v}` (the migration is gone), or restore "
-                    f"what it undid, then `sqlmig repair --mark-applied {v}`")
+                return (
+                    "nothing of this no-transaction rollback committed (its first statement "
+                    "failed): the migration is still whole; it is recorded as `rolling_back`: "
+                    f"`sqlmig repair --mark-applied {v}` returns it to `applied`"
+                )
+            return (
+                f"this no-transaction rollback stopped part-way: its statements at {lines} "
+                "committed; it is recorded as `rolling_back`: finish the rollback by "
+                f"hand, then `sqlmig repair --remove {v}` (the migration is gone), or restore "
+                f"what it undid, then `sqlmig repair --mark-applied {v}`"
+            )
         if self.rolled_back:
             return "the failed migration was rolled back; nothing of it remains"
         if not self.committed:
-            return ("nothing of this no-transaction migration committed (its first statement "
-                    "failed; a failed CREATE INDEX CONCURRENTLY can still leave an INVALID index: "
-                    "`sqlmig repair` lists them); it is recorded as `failed`: fix the cause, then "
-                    f"`sqlmig repair --remove {v}` and `sqlmig up` again")
-        return (f"this no-transaction migration stopped part-way: its statements at {lines} "
-                f"committed; it is recorded as `failed`: finish it by hand, then `sqlmig repair "
-                f"--mark-applied {v}`, or undo them, then `sqlmig repair --remove {v}` and `sqlmig "
-                "up` again")
+            return (
+                "nothing of this no-transaction migration committed (its first statement "
+                "failed; a failed CREATE INDEX CONCURRENTLY can still leave an INVALID index: "
+                "`sqlmig repair` lists them); it is recorded as `failed`: fix the cause, then "
+                f"`sqlmig repair --remove {v}` and `sqlmig up` again"
+            )
+        return (
+            f"this no-transaction migration stopped part-way: its statements at {lines} "
+            f"committed; it is recorded as `failed`: finish it by hand, then `sqlmig repair "
+            f"--mark-applied {v}`, or undo them, then `sqlmig repair --remove {v}` and `sqlmig "
+            "up` again"
+        )
 
 
 def span(names: Sequence[str], most: int = 3) -> str:

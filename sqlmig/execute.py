@@ -40,19 +40,23 @@ _BATCH_CHARS = 1 << 20
 _NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
 
 
-def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], list[str],
-                                     str | None]:
+def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], list[str], str | None]:
     """Split a step's SQL and check it can run as the file asks (filechecks: the same checks
     files.load made). Returns statements, problems, notes, and the canonical checksum if the
     same parse gave it (see sqltext.split)."""
-    checked = filechecks.check(step.path, step.sql, transactional=step.transactional,
-                               rollback=step.direction == "down", canonical=step.direction == "up")
-    return (list(checked.statements), list(checked.problems), list(checked.notes),
-            checked.canonical)
+    checked = filechecks.check(
+        step.path,
+        step.sql,
+        transactional=step.transactional,
+        rollback=step.direction == "down",
+        canonical=step.direction == "up",
+    )
+    return (list(checked.statements), list(checked.problems), list(checked.notes), checked.canonical)
 
 
-def check_all(steps: list[PlanStep]) -> tuple[dict[int, list[sqltext.Statement]], list[str],
-                                              dict[str, str | None]]:
+def check_all(
+    steps: list[PlanStep],
+) -> tuple[dict[int, list[sqltext.Statement]], list[str], dict[str, str | None]]:
     """Prepare every step before running any, so a bad file stops the run before it starts.
     Returns the statements by step index, notes, and canonical checksums by version (for
     record_fields: each file is parsed once, not again for its checksum)."""
@@ -72,31 +76,48 @@ def check_all(steps: list[PlanStep]) -> tuple[dict[int, list[sqltext.Statement]]
     return prepared, notes, canonical
 
 
-def record_fields(mig: Migration, *, status: str, baseline: bool = False,
-                  execution_ms: int | None = None,
-                  canonical: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+def record_fields(
+    mig: Migration,
+    *,
+    status: str,
+    baseline: bool = False,
+    execution_ms: int | None = None,
+    canonical: Mapping[str, str | None] | None = None,
+) -> dict[str, Any]:
     """A history row's values. `canonical`: canonical checksums already taken, by version."""
     from sqlmig import __version__
 
     version = str(mig.version)
 
     return {
-        "version": version, "number": mig.number, "name": mig.name,
-        "description": mig.description, "checksum": mig.checksum,
-        "rollback_checksum": mig.rollback.checksum, "execution_ms": execution_ms,
-        "status": status, "transactional": mig.transactional, "baseline": baseline,
+        "version": version,
+        "number": mig.number,
+        "name": mig.name,
+        "description": mig.description,
+        "checksum": mig.checksum,
+        "rollback_checksum": mig.rollback.checksum,
+        "execution_ms": execution_ms,
+        "status": status,
+        "transactional": mig.transactional,
+        "baseline": baseline,
         "sqlmig_version": __version__,
         # Stored so that a later edit can be told apart: formatting only, or the SQL itself.
-        "canonical_checksum": canonical[version] if canonical and version in canonical
+        "canonical_checksum": canonical[version]
+        if canonical and version in canonical
         else sqltext.canonical_checksum(mig.text),
     }
 
 
 class Executor:
-    def __init__(self, conn: psycopg.Connection, history: History, config: Config | None = None,
-                 on_retry: Callable[[RetryNotice], None] | None = None,
-                 guard: TransactionLock | None = None,
-                 canonical: Mapping[str, str | None] | None = None) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        history: History,
+        config: Config | None = None,
+        on_retry: Callable[[RetryNotice], None] | None = None,
+        guard: TransactionLock | None = None,
+        canonical: Mapping[str, str | None] | None = None,
+    ) -> None:
         self.conn = conn
         self.history = history
         self.canonical = canonical  # checksums check_all already took, by version
@@ -110,8 +131,7 @@ class Executor:
         self._ahead: list[tuple[PlanStep, Migration | None, list[sqltext.Statement]]] = []
         self._outcomes: dict[str, StepResult | MigrationFailed | ConnectError] = {}  # by version
 
-    def lookahead(self, items: list[tuple[PlanStep, Migration | None,
-                                          list[sqltext.Statement]]]) -> None:
+    def lookahead(self, items: list[tuple[PlanStep, Migration | None, list[sqltext.Statement]]]) -> None:
         """Tell `apply` (or `revert`: steps of direction down, Migration None) which steps it
         will be asked for, in order, so that it can run transactional ones back to back in one
         pipeline (see _batch): the server then never waits for sqlmig between them. Each call
@@ -132,14 +152,17 @@ class Executor:
                 self._in_transaction(step, body, [self._applied(step, mig)])
             else:
                 with self._leased(step):
-                    self._autocommit(step, body,
-                                     before=self.history.insert(record_fields(mig, status="started",
-                                                                             canonical=self.canonical),
-                                                                mig.rollback.text),
-                                     after=[self.history.finish(step.version, "applied", None),
-                                            self.history.event("up", "applied",
-                                                               version=step.version,
-                                                               name=step.name)])
+                    self._autocommit(
+                        step,
+                        body,
+                        before=self.history.insert(
+                            record_fields(mig, status="started", canonical=self.canonical), mig.rollback.text
+                        ),
+                        after=[
+                            self.history.finish(step.version, "applied", None),
+                            self.history.event("up", "applied", version=step.version, name=step.name),
+                        ],
+                    )
 
         self._attempts(step, stmts, once, first_failure=outcome)
         return self._result(step, start, stmts)
@@ -153,25 +176,32 @@ class Executor:
         start = time.perf_counter()
 
         def once(body: list[sqltext.Statement]) -> None:
-            done = [self.history.together(
-                self.history.delete(step.version),
-                self.history.event("down", "reverted", version=step.version, name=step.name))]
+            done = [
+                self.history.together(
+                    self.history.delete(step.version),
+                    self.history.event("down", "reverted", version=step.version, name=step.name),
+                )
+            ]
             if step.transactional:
                 self._in_transaction(step, body, done)
             else:
                 with self._leased(step):
-                    self._autocommit(step, body, before=self.history.set_status(step.version,
-                                                                                "rolling_back"),
-                                     after=done)
+                    self._autocommit(
+                        step, body, before=self.history.set_status(step.version, "rolling_back"), after=done
+                    )
 
         self._attempts(step, stmts, once, first_failure=outcome)
         return self._result(step, start, stmts)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _attempts(self, step: PlanStep, stmts: list[sqltext.Statement],
-                  once: Callable[[list[sqltext.Statement]], None],
-                  first_failure: MigrationFailed | None = None) -> None:
+    def _attempts(
+        self,
+        step: PlanStep,
+        stmts: list[sqltext.Statement],
+        once: Callable[[list[sqltext.Statement]], None],
+        first_failure: MigrationFailed | None = None,
+    ) -> None:
         """Run a step behind its SET [LOCAL] lock_timeout/statement_timeout. A transactional step
         rolled back by a lock timeout or a deadlock runs again from the start, after a pause
         that doubles, at most `retries` times. A no-transaction step is never run again: its
@@ -189,15 +219,25 @@ class Executor:
                 once(body)
                 return
             except MigrationFailed as exc:
-                if not (step.transactional and exc.rolled_back and attempt <= retries
-                        and exc.sqlstate in timeouts.RETRYABLE):
+                if not (
+                    step.transactional
+                    and exc.rolled_back
+                    and attempt <= retries
+                    and exc.sqlstate in timeouts.RETRYABLE
+                ):
                     exc.attempts = attempt
                     raise
                 assert self.config is not None
                 notice = RetryNotice(
-                    direction=step.direction, name=step.name, version=step.version,
-                    attempt=attempt, attempts=retries + 1, sqlstate=exc.sqlstate,
-                    error=exc.message, delay=timeouts.retry_delay(self.config.retry_delay, attempt))
+                    direction=step.direction,
+                    name=step.name,
+                    version=step.version,
+                    attempt=attempt,
+                    attempts=retries + 1,
+                    sqlstate=exc.sqlstate,
+                    error=exc.message,
+                    delay=timeouts.retry_delay(self.config.retry_delay, attempt),
+                )
             self._log_retry(step, notice)
             if self.on_retry:
                 self.on_retry(notice)
@@ -206,22 +246,34 @@ class Executor:
 
     def _log_retry(self, step: PlanStep, notice: RetryNotice) -> None:
         cause = timeouts.RETRYABLE.get(notice.sqlstate or "", notice.sqlstate)
-        detail = (f"try {notice.attempt} of {notice.attempts} rolled back by a {cause}; "
-                  f"next try in {notice.delay:g} s: {notice.error}")
+        detail = (
+            f"try {notice.attempt} of {notice.attempts} rolled back by a {cause}; "
+            f"next try in {notice.delay:g} s: {notice.error}"
+        )
         with contextlib.suppress(psycopg.Error):
-            self.conn.execute(*self.history.event(step.direction, "retrying", version=step.version,
-                                                  name=step.name, detail=detail))
+            self.conn.execute(
+                *self.history.event(
+                    step.direction, "retrying", version=step.version, name=step.name, detail=detail
+                )
+            )
 
-    def _result(self, step: PlanStep, start: float, stmts: list,
-                duration_ms: int | None = None) -> StepResult:
+    def _result(
+        self, step: PlanStep, start: float, stmts: list, duration_ms: int | None = None
+    ) -> StepResult:
         warnings = list(step.warnings)
         if not stmts:
             done = "applied" if step.direction == "up" else "rolled back"
             warnings.append(f"{step.path}: warning: has no SQL statements; {done} as a no-op")
         if duration_ms is None:
             duration_ms = round((time.perf_counter() - start) * 1000)
-        return StepResult(direction=step.direction, number=step.number, version=step.version,
-                          name=step.name, duration_ms=duration_ms, warnings=tuple(warnings))
+        return StepResult(
+            direction=step.direction,
+            number=step.number,
+            version=step.version,
+            name=step.name,
+            duration_ms=duration_ms,
+            warnings=tuple(warnings),
+        )
 
     def _batched(self, step: PlanStep) -> StepResult | MigrationFailed | ConnectError | None:
         """What came of `step` in a batch, running one if `step` is next and the steps from it
@@ -230,10 +282,14 @@ class Executor:
         if step.version not in self._outcomes and ahead and ahead[0][0] is step:
             n = size = 0
             # A large file runs on its own, sent in parts (see _in_transaction).
-            while (n < len(ahead) and n < _BATCH_STEPS
-                   and size + len(ahead[n][0].sql) <= _BATCH_CHARS
-                   and self.guard is None and ahead[n][0].transactional
-                   and all(st.size <= _PIPELINE_MAX for st in ahead[n][2])):
+            while (
+                n < len(ahead)
+                and n < _BATCH_STEPS
+                and size + len(ahead[n][0].sql) <= _BATCH_CHARS
+                and self.guard is None
+                and ahead[n][0].transactional
+                and all(st.size <= _PIPELINE_MAX for st in ahead[n][2])
+            ):
                 size += len(ahead[n][0].sql)
                 n += 1
             if n > 1:
@@ -252,10 +308,10 @@ class Executor:
         return self.history.together(
             self.history.delete(step.version),
             self.history.event("down", "reverted", version=step.version, name=step.name),
-            elapsed=True)
+            elapsed=True,
+        )
 
-    def _batch(self, items: list[tuple[PlanStep, Migration | None,
-                                       list[sqltext.Statement]]]) -> None:
+    def _batch(self, items: list[tuple[PlanStep, Migration | None, list[sqltext.Statement]]]) -> None:
         """Run transactional steps back to back in one pipeline, each in its own transaction
         with its history row, as `apply` does one by one, but without waiting for each one's
         results before sending the next: sqlmig prepares and sends step k+1 while the server
@@ -269,8 +325,7 @@ class Executor:
         try:
             with self.conn.pipeline():
                 for n, (step, mig, stmts) in enumerate(items):
-                    one = _Sent(self.conn, step, stmts,
-                                [*timeouts.set_statements(step, self.config), *stmts])
+                    one = _Sent(self.conn, step, stmts, [*timeouts.set_statements(step, self.config), *stmts])
                     sent.append(one)
                     one.begin.execute("BEGIN")
                     if grouped and n + 1 < len(items):
@@ -291,7 +346,8 @@ class Executor:
             if one.done() and reset:
                 row = one.row.fetchone()
                 self._outcomes[one.step.version] = self._result(
-                    one.step, 0.0, one.stmts, duration_ms=(row[0] if row else None) or 0)
+                    one.step, 0.0, one.stmts, duration_ms=(row[0] if row else None) or 0
+                )
                 continue
             assert failure is not None
             self._rollback()
@@ -305,11 +361,12 @@ class Executor:
                 one, n = sent[0], 0
             self._log_failure(one.step, error)  # its synchronous commit flushes those before
             self._outcomes[one.step.version] = error
-            self._ahead[:0] = items[n + 1:]
+            self._ahead[:0] = items[n + 1 :]
             return
 
-    def _in_transaction(self, step: PlanStep, stmts: list[sqltext.Statement],
-                        bookkeeping: list[tuple[Any, dict]]) -> None:
+    def _in_transaction(
+        self, step: PlanStep, stmts: list[sqltext.Statement], bookkeeping: list[tuple[Any, dict]]
+    ) -> None:
         """Body, history row and COMMIT in one pipeline: one round trip per migration. A large
         body goes in parts (see _parts), still in the one transaction."""
         guard = self.guard
@@ -352,8 +409,13 @@ class Executor:
             self._log_failure(step, error)
             raise error from exc
 
-    def _autocommit(self, step: PlanStep, stmts: list[sqltext.Statement],
-                    before: tuple[Any, dict], after: list[tuple[Any, dict]]) -> None:
+    def _autocommit(
+        self,
+        step: PlanStep,
+        stmts: list[sqltext.Statement],
+        before: tuple[Any, dict],
+        after: list[tuple[Any, dict]],
+    ) -> None:
         """no-transaction: a visible `started` row first, so a crash is never silent."""
         try:
             self.conn.execute(*before)
@@ -367,8 +429,7 @@ class Executor:
                 # The row keeps the error: `status` and `repair` show what stopped it.
                 status = "failed" if step.direction == "up" else "rolling_back"
                 if isinstance(error, MigrationFailed):
-                    self._log_failure(step, error, self.history.finish(step.version, status,
-                                                                       error.message))
+                    self._log_failure(step, error, self.history.finish(step.version, status, error.message))
                 else:
                     self._log_failure(step, error)
                 raise error from exc
@@ -380,14 +441,17 @@ class Executor:
         except psycopg.Error as exc:
             raise self._failure(step, stmts, None, exc, rolled_back=False) from exc
 
-    def _applied(self, step: PlanStep, mig: Migration,
-                 returning: str | None = None) -> tuple[sql.Composed, dict]:
+    def _applied(
+        self, step: PlanStep, mig: Migration, returning: str | None = None
+    ) -> tuple[sql.Composed, dict]:
         """The history row of an applied transactional migration and its event, one statement."""
         return self.history.together(
-            self.history.insert(record_fields(mig, status="applied", canonical=self.canonical),
-                                mig.rollback.text),
+            self.history.insert(
+                record_fields(mig, status="applied", canonical=self.canonical), mig.rollback.text
+            ),
             self.history.event("up", "applied", version=step.version, name=step.name),
-            returning=returning)
+            returning=returning,
+        )
 
     def _leased(self, step: PlanStep) -> contextlib.AbstractContextManager[None]:
         """The lease around a no-transaction step (--lock-mode transaction), else nothing."""
@@ -399,8 +463,11 @@ class Executor:
         try:
             for query, params in extra:
                 self.conn.execute(query, params)
-            self.conn.execute(*self.history.event(step.direction, "failed", version=step.version,
-                                                  name=step.name, detail=str(error)))
+            self.conn.execute(
+                *self.history.event(
+                    step.direction, "failed", version=step.version, name=step.name, detail=str(error)
+                )
+            )
         except psycopg.Error:
             pass  # the failure itself is what the user must see
 
@@ -410,16 +477,27 @@ class Executor:
         if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
             self.conn.execute("ROLLBACK")
 
-    def _failure(self, step: PlanStep, stmts: list[sqltext.Statement], failed: int | None,
-                 exc: psycopg.Error, *, rolled_back: bool) -> MigrationFailed | ConnectError:
+    def _failure(
+        self,
+        step: PlanStep,
+        stmts: list[sqltext.Statement],
+        failed: int | None,
+        exc: psycopg.Error,
+        *,
+        rolled_back: bool,
+    ) -> MigrationFailed | ConnectError:
         if isinstance(exc, psycopg.OperationalError) and (self.conn.closed or self.conn.broken):
-            state = ("the server rolls back the open transaction; the next run retries it"
-                     if rolled_back else
-                     "this no-transaction step stays in state `started`: check the database, "
-                     "then `sqlmig repair`")
-            return ConnectionLost(f"{step.path}: connection lost while running {step.name}: "
-                                  f"{str(exc).strip()}", reason=" ".join(str(exc).split()),
-                                  hint=state)
+            state = (
+                "the server rolls back the open transaction; the next run retries it"
+                if rolled_back
+                else "this no-transaction step stays in state `started`: check the database, "
+                "then `sqlmig repair`"
+            )
+            return ConnectionLost(
+                f"{step.path}: connection lost while running {step.name}: {str(exc).strip()}",
+                reason=" ".join(str(exc).split()),
+                hint=state,
+            )
         diag = exc.diag
         line = column = None
         if failed is not None and failed < len(stmts):
@@ -437,13 +515,23 @@ class Executor:
         if not rolled_back and failed is not None:
             index = sqltext.LineIndex(step.sql)
             # The file's statements before the failed one (not the SETs of its timeouts).
-            committed = [index.position(st.start)[0] for st in stmts[:failed]
-                         if step.sql[st.start:st.start + st.size] == st.text]
+            committed = [
+                index.position(st.start)[0]
+                for st in stmts[:failed]
+                if step.sql[st.start : st.start + st.size] == st.text
+            ]
         return MigrationFailed(
-            path=step.path, line=line, column=column, sqlstate=diag.sqlstate,
+            path=step.path,
+            line=line,
+            column=column,
+            sqlstate=diag.sqlstate,
             server_message=diag.message_primary or str(exc).strip(),
-            detail=detail, server_hint=diag.message_hint, rolled_back=rolled_back,
-            direction=step.direction, version=step.version, committed=committed,
+            detail=detail,
+            server_hint=diag.message_hint,
+            rolled_back=rolled_back,
+            direction=step.direction,
+            version=step.version,
+            committed=committed,
         )
 
 
@@ -473,17 +561,27 @@ def _unconfirmed(error: ConnectError, names: list[str]) -> ConnectError:
     no commit has yet waited for their flush, so a server that crashed may have lost them."""
     listed = names[0] if len(names) == 1 else f"{len(names)} migrations ({names[0]} … {names[-1]})"
     were = "was" if len(names) == 1 else "were"
-    return ConnectionLost(error.message, reason=getattr(error, "reason", error.message), hint=(
-        f"{error.hint}; {listed}, sent before it in the same group, had committed but {were} "
-        "not yet confirmed on disk: `sqlmig status` shows what is applied (all of them, unless "
-        "the server crashed)"))
+    return ConnectionLost(
+        error.message,
+        reason=getattr(error, "reason", error.message),
+        hint=(
+            f"{error.hint}; {listed}, sent before it in the same group, had committed but {were} "
+            "not yet confirmed on disk: `sqlmig status` shows what is applied (all of them, unless "
+            "the server crashed)"
+        ),
+    )
 
 
 class _Sent:
     """A step of a batch, with the cursors of what was sent for it."""
 
-    def __init__(self, conn: psycopg.Connection, step: PlanStep,
-                 stmts: list[sqltext.Statement], body: list[sqltext.Statement]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        step: PlanStep,
+        stmts: list[sqltext.Statement],
+        body: list[sqltext.Statement],
+    ) -> None:
         self.step = step
         self.stmts = stmts  # the file's statements
         self.body = body  # what runs: the step's SET LOCAL timeouts, then the file's statements

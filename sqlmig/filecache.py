@@ -88,8 +88,9 @@ class FileCache:
     def __enter__(self) -> FileCache:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.save()
 
     def stat(self, kind: str, directory: Path, names: Iterable[str]) -> None:
@@ -121,8 +122,12 @@ class FileCache:
     def keep(self, kind: str, name: str, facts: list[Any]) -> None:
         """A file just read; stored if it is old enough to be told apart from a later edit."""
         key = self._stats[kind].get(name)
-        if (key is None or self._probe is None or key[0] != self._device
-                or max(key[3], key[4]) >= self._cutoff_ns):
+        if (
+            key is None
+            or self._probe is None
+            or key[0] != self._device
+            or max(key[3], key[4]) >= self._cutoff_ns
+        ):
             return
         self._seen[kind][name] = [key, facts]
         self._added = True
@@ -133,7 +138,8 @@ class FileCache:
             return
         try:
             unchanged = not self._added and all(
-                len(self._seen[kind]) == len(self._known[kind]) for kind in self._seen)
+                len(self._seen[kind]) == len(self._known[kind]) for kind in self._seen
+            )
             if unchanged:
                 os.unlink(probe)
                 return
@@ -165,8 +171,12 @@ def _read(path: Path) -> dict[str, dict[str, list[Any]]]:
         return empty
     # A cache with a right checksum can still hold anything (written by another build, or by
     # hand): every entry not of the exact shape sqlmig.files keeps is dropped, not believed.
-    return {kind: {name: entry for name, entry in entries.items() if _valid(kind, entry)}
-            if type(entries) is dict else {} for kind, entries in data.items()}
+    return {
+        kind: {name: entry for name, entry in entries.items() if _valid(kind, entry)}
+        if type(entries) is dict
+        else {}
+        for kind, entries in data.items()
+    }
 
 
 # What sqlmig.files keeps of a file (see its _facts), as the types of its fields: a set of the
@@ -175,10 +185,18 @@ def _read(path: Path) -> dict[str, dict[str, list[Any]]]:
 _NUMBER = (int, float, type(None))
 _TEXT = (str, type(None))
 _SHAPES: dict[str, set[tuple[type, ...]]] = {
-    "migrations": {(str, bool, int, int, int, text, bool, lock, statement)
-                   for text in _TEXT for lock in _NUMBER for statement in _NUMBER},
-    "rollbacks": {(str, bool, text, bool, lock, statement)
-                  for text in _TEXT for lock in _NUMBER for statement in _NUMBER},
+    "migrations": {
+        (str, bool, int, int, int, text, bool, lock, statement)
+        for text in _TEXT
+        for lock in _NUMBER
+        for statement in _NUMBER
+    },
+    "rollbacks": {
+        (str, bool, text, bool, lock, statement)
+        for text in _TEXT
+        for lock in _NUMBER
+        for statement in _NUMBER
+    },
 }
 _KEY = (int,) * 5
 _DIGEST = re.compile(r"[0-9a-f]{64}").fullmatch
@@ -190,8 +208,13 @@ def _valid(kind: str, entry: Any) -> bool:
     if type(entry) is not list or len(entry) != 2:
         return False
     key, facts = entry
-    return (type(key) is list and tuple(map(type, key)) == _KEY and type(facts) is list
-            and tuple(map(type, facts)) in _SHAPES[kind] and _DIGEST(facts[0]) is not None)
+    return (
+        type(key) is list
+        and tuple(map(type, key)) == _KEY
+        and type(facts) is list
+        and tuple(map(type, facts)) in _SHAPES[kind]
+        and _DIGEST(facts[0]) is not None
+    )
 
 
 def _mkstemp(path: Path) -> tuple[int, str]:
@@ -209,8 +232,7 @@ def _sweep(current: Path) -> None:
         for entry in it:
             age = now - entry.stat().st_mtime
             if (entry.name.endswith(".tmp") and age > _STALE_S) or (
-                    entry.name.startswith("files-") and entry.name != current.name
-                    and age > _UNUSED_S):
+                entry.name.startswith("files-") and entry.name != current.name and age > _UNUSED_S
+            ):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
-

@@ -25,11 +25,17 @@ _COPY_FROM_STDIN = re.compile(r"COPY\b[^;]*?\bFROM\s+STDIN\b", re.IGNORECASE)
 # a no-op `up` on a fresh checkout reads every file); see problems().
 _SUSPECT = re.compile(
     r"\\|\b(?:BEGIN|START|COMMIT|END|ROLLBACK|ABORT|PREPARE|SAVEPOINT|RELEASE|COPY|CONCURRENTLY"
-    r"|DATABASE|SYSTEM|TABLESPACE|SUBSCRIPTION|VACUUM|CLUSTER|DISCARD|REINDEX)\b", re.IGNORECASE)
-_OPENING = re.compile(r"(?:BEGIN|START|COMMIT|END|ROLLBACK|ABORT|PREPARE|SAVEPOINT|RELEASE|COPY)\b",
-                      re.IGNORECASE)
-_AUTOCOMMIT = re.compile(r"\b(?:CONCURRENTLY|DATABASE|SYSTEM|TABLESPACE|SUBSCRIPTION|VACUUM"
-                         r"|CLUSTER|DISCARD|REINDEX)\b", re.IGNORECASE)
+    r"|DATABASE|SYSTEM|TABLESPACE|SUBSCRIPTION|VACUUM|CLUSTER|DISCARD|REINDEX)\b",
+    re.IGNORECASE,
+)
+_OPENING = re.compile(
+    r"(?:BEGIN|START|COMMIT|END|ROLLBACK|ABORT|PREPARE|SAVEPOINT|RELEASE|COPY)\b", re.IGNORECASE
+)
+_AUTOCOMMIT = re.compile(
+    r"\b(?:CONCURRENTLY|DATABASE|SYSTEM|TABLESPACE|SUBSCRIPTION|VACUUM"
+    r"|CLUSTER|DISCARD|REINDEX)\b",
+    re.IGNORECASE,
+)
 _LEX_MAX = 256 << 10  # the pure-Python lexer beyond this costs more than pglast's parse
 _HARMLESS_META = {"\\echo", "\\qecho", "\\warn", "\\timing", "\\pset", "\\encoding"}
 _ON = {"on", "1", "true", "yes", ""}
@@ -46,8 +52,7 @@ class Checked:
     canonical: str | None
 
 
-def problems(path: str, text: str, *, transactional: bool, rollback: bool = False
-             ) -> tuple[Problem, ...]:
+def problems(path: str, text: str, *, transactional: bool, rollback: bool = False) -> tuple[Problem, ...]:
     """check(…).problems, without parsing a file that cannot have any (see _SUSPECT)."""
     if _SUSPECT.search(text) is None:
         return ()
@@ -57,14 +62,15 @@ def problems(path: str, text: str, *, transactional: bool, rollback: bool = Fals
         metas: list[sqltext.MetaCommand] = []
         pieces = [text[a:b] for a, b in sqltext._lex_statements(text, metas)]
         if not metas and not any(
-                _OPENING.match(piece) or (transactional and _AUTOCOMMIT.search(piece))
-                for piece in pieces):
+            _OPENING.match(piece) or (transactional and _AUTOCOMMIT.search(piece)) for piece in pieces
+        ):
             return ()
     return check(path, text, transactional=transactional, rollback=rollback).problems
 
 
-def check(path: str, text: str, *, transactional: bool, rollback: bool = False,
-          canonical: bool = False) -> Checked:
+def check(
+    path: str, text: str, *, transactional: bool, rollback: bool = False, canonical: bool = False
+) -> Checked:
     """Split `text` (the file at `path`, a rollback's if `rollback`) and check it can run as its
     header asks. `canonical`: also take its canonical checksum from the same parse."""
     kind = "rollback" if rollback else "migration"
@@ -72,41 +78,61 @@ def check(path: str, text: str, *, transactional: bool, rollback: bool = False,
     stmts = list(result.statements)
     notes: list[str] = []
     if not result.parsed:
-        notes.append(f"{path}: pglast could not parse the file ({result.parse_error}); "
-                     "split it with the fallback lexer and left the SQL to the server")
+        notes.append(
+            f"{path}: pglast could not parse the file ({result.parse_error}); "
+            "split it with the fallback lexer and left the SQL to the server"
+        )
     problems: list[Problem] = []
     index = sqltext.LineIndex(text)
     for meta in result.meta_commands:
         verdict = _meta_verdict(meta)
         if verdict is not None:
-            problems.append(Problem(path=path, line=index.position(meta.start)[0],
-                                    code="psql-meta-command", message=verdict))
+            problems.append(
+                Problem(
+                    path=path, line=index.position(meta.start)[0], code="psql-meta-command", message=verdict
+                )
+            )
     # The hand-written style wraps the whole file in BEGIN; … COMMIT; the engine adds its own.
-    if (len(stmts) >= 2 and stmts[0].transaction_control in ("BEGIN", "START")
-            and stmts[-1].transaction_control == "COMMIT"):
+    if (
+        len(stmts) >= 2
+        and stmts[0].transaction_control in ("BEGIN", "START")
+        and stmts[-1].transaction_control == "COMMIT"
+    ):
         stmts = stmts[1:-1]
     for st in stmts:
         line, _ = index.position(st.start)
         if st.transaction_control and (
             not transactional or st.transaction_control not in _ALLOWED_IN_TRANSACTION
         ):
-            problems.append(Problem(
-                path=path, line=line, code="transaction-control",
-                message=f"{st.transaction_control} inside a {kind}: sqlmig runs each file in its "
-                        "own transaction; remove it (a whole-file BEGIN; … COMMIT; wrapper is fine)",
-            ))
+            problems.append(
+                Problem(
+                    path=path,
+                    line=line,
+                    code="transaction-control",
+                    message=f"{st.transaction_control} inside a {kind}: sqlmig runs each file in its "
+                    "own transaction; remove it (a whole-file BEGIN; … COMMIT; wrapper is fine)",
+                )
+            )
         elif _COPY_FROM_STDIN.match(st.text):
-            problems.append(Problem(
-                path=path, line=line, code="copy-from-stdin",
-                message="COPY … FROM stdin with inline data is psql syntax, not SQL; load the "
-                        "data with INSERT … VALUES, or COPY from a server-side file",
-            ))
+            problems.append(
+                Problem(
+                    path=path,
+                    line=line,
+                    code="copy-from-stdin",
+                    message="COPY … FROM stdin with inline data is psql syntax, not SQL; load the "
+                    "data with INSERT … VALUES, or COPY from a server-side file",
+                )
+            )
         elif st.needs_autocommit and transactional:
-            problems.append(Problem(
-                path=path, line=line, code="needs-no-transaction",
-                message=f"{st.needs_autocommit} cannot run inside a transaction; put it in its own "
-                        "file marked `-- sqlmig: no-transaction`",
-            ))
+            problems.append(
+                Problem(
+                    path=path,
+                    line=line,
+                    code="needs-no-transaction",
+                    message=f"{st.needs_autocommit} cannot run inside a transaction; put it in its own "
+                    "file marked `-- sqlmig: no-transaction`",
+                )
+            )
     problems.sort(key=lambda p: p.line or 0)
     return Checked(tuple(stmts), tuple(problems), tuple(notes), result.canonical)
 
@@ -119,8 +145,12 @@ def _meta_verdict(meta: sqltext.MetaCommand) -> str | None:
     if meta.name == "\\set" and len(words) >= 2 and words[1] == "ON_ERROR_STOP":
         if (words[2] if len(words) > 2 else "").lower() in _ON:
             return None  # sqlmig always stops at the first error
-        return ("`\\set ON_ERROR_STOP off` asks psql to continue after errors; sqlmig always "
-                "stops at the first error and rolls the migration back: remove the line")
-    return (f"psql meta-command `{meta.text[:60]}` is not SQL and sqlmig does not run psql: "
-            "only `\\set ON_ERROR_STOP on` and `\\echo` are accepted (and skipped); inline an "
-            "included file's SQL, or make it its own migration")
+        return (
+            "`\\set ON_ERROR_STOP off` asks psql to continue after errors; sqlmig always "
+            "stops at the first error and rolls the migration back: remove the line"
+        )
+    return (
+        f"psql meta-command `{meta.text[:60]}` is not SQL and sqlmig does not run psql: "
+        "only `\\set ON_ERROR_STOP on` and `\\echo` are accepted (and skipped); inline an "
+        "included file's SQL, or make it its own migration"
+    )

@@ -55,8 +55,11 @@ def decode(raw: bytes) -> tuple[str | None, str | None, int | None]:
         # PostgreSQL takes no NUL in SQL text, and pglast (C strings) would stop reading at it,
         # silently dropping every statement after it.
         line = len(re.findall(rb"\r\n|\r|\n", raw[:nul])) + 1
-        return None, (f"contains a NUL byte (at offset {nul}), which SQL text cannot hold "
-                      "(UTF-16? save it as UTF-8)"), line
+        return (
+            None,
+            (f"contains a NUL byte (at offset {nul}), which SQL text cannot hold (UTF-16? save it as UTF-8)"),
+            line,
+        )
     return text.removeprefix(BOM), None, None
 
 
@@ -65,16 +68,17 @@ def parse_rollback(path: str, text: str) -> tuple[Rollback, list[Problem]]:
     return _rollback(path, parse_header(text), checksum(text), text)
 
 
-def _rollback(path: str, header: Header, text_checksum: str,
-              source: str | Unread) -> tuple[Rollback, list[Problem]]:
+def _rollback(
+    path: str, header: Header, text_checksum: str, source: str | Unread
+) -> tuple[Rollback, list[Problem]]:
     found, bad = directives(header, ROLLBACK_DIRECTIVES)
     timeouts, bad_timeouts = parse_timeouts(header, found)
     bad += bad_timeouts
-    problems = [Problem(path=path, line=ln, code="bad-header", message=msg)
-                for ln, msg in bad] if bad else []
+    problems = [Problem(path=path, line=ln, code="bad-header", message=msg) for ln, msg in bad] if bad else []
     if "irreversible" in found and not found["irreversible"]:
-        problems.append(Problem(path=path, code="bad-header",
-                                message="`-- sqlmig: irreversible` needs a reason after it"))
+        problems.append(
+            Problem(path=path, code="bad-header", message="`-- sqlmig: irreversible` needs a reason after it")
+        )
     rollback = Rollback(
         path=path,
         checksum=text_checksum,
@@ -98,18 +102,28 @@ class _Candidate(NamedTuple):
 _NUMBER_MAX = 2**63 - 1
 
 
-def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
-          problems: list[Problem], refused: set[tuple[int, str]],
-          warnings: list[Problem]) -> list[_Candidate]:
+def _scan(
+    directory: Path,
+    pattern: re.Pattern[str],
+    kind: str,
+    root: Path,
+    problems: list[Problem],
+    refused: set[tuple[int, str]],
+    warnings: list[Problem],
+) -> list[_Candidate]:
     """The well-named files; `refused` gets the (number, slug) of well-named ones that are
     reported for what they are (a link out, not a regular file), so that their pair is not
     reported as an orphan or as missing on top."""
     found: list[_Candidate] = []
     if not directory.is_dir():
-        problems.append(Problem(
-            path=relative(directory, root), code="missing-directory",
-            message=f"{kind} directory {directory} does not exist: run sqlmig in the project "
-                    f"(the directory holding {kind}/), or give --root or {kind}_dir"))
+        problems.append(
+            Problem(
+                path=relative(directory, root),
+                code="missing-directory",
+                message=f"{kind} directory {directory} does not exist: run sqlmig in the project "
+                f"(the directory holding {kind}/), or give --root or {kind}_dir",
+            )
+        )
         return found
     base = relative(directory, root)  # resolved once: per-file resolve() cost 0.3 s per 1,000
     # os.scandir and plain names: Path objects, their sorting and a stat per file for
@@ -126,35 +140,52 @@ def _scan(directory: Path, pattern: re.Pattern[str], kind: str, root: Path,
         if name[:1] == ".":
             # Hidden: an editor's or a tool's copy, or a migration someone meant to switch off;
             # not run, but never without a word.
-            warnings.append(Problem(path=rel, code="hidden-file", severity="warning",
-                                    message="hidden file (its name starts with `.`): not read; "
-                                            "if it is a migration, rename it without the dot"))
+            warnings.append(
+                Problem(
+                    path=rel,
+                    code="hidden-file",
+                    severity="warning",
+                    message="hidden file (its name starts with `.`): not read; "
+                    "if it is a migration, rename it without the dot",
+                )
+            )
             continue
         match = pattern.match(name)
-        if (match is not None and forwards and name.endswith("_rollback.sql")
-                and ROLLBACK_NAME.match(name)):
-            problems.append(Problem(
-                path=rel, code="bad-name",
-                message="named like a rollback: rollbacks belong in the rollbacks directory "
-                        "(a migration's slug cannot end in _rollback)",
-            ))
+        if match is not None and forwards and name.endswith("_rollback.sql") and ROLLBACK_NAME.match(name):
+            problems.append(
+                Problem(
+                    path=rel,
+                    code="bad-name",
+                    message="named like a rollback: rollbacks belong in the rollbacks directory "
+                    "(a migration's slug cannot end in _rollback)",
+                )
+            )
             continue
         if match is None:
             expected = "NNN_slug.sql" if kind == "migrations" else "NNN_slug_rollback.sql"
-            problems.append(Problem(
-                path=rel, code="bad-name",
-                message=f"file name does not match {expected} (slug is lowercase a-z, 0-9, _)",
-            ))
+            problems.append(
+                Problem(
+                    path=rel,
+                    code="bad-name",
+                    message=f"file name does not match {expected} (slug is lowercase a-z, 0-9, _)",
+                )
+            )
             continue
         number = int(match["number"])
         if number <= 0:
-            problems.append(Problem(path=rel, code="bad-name",
-                                    message="the number must be a positive integer"))
+            problems.append(
+                Problem(path=rel, code="bad-name", message="the number must be a positive integer")
+            )
             continue
         if number > _NUMBER_MAX:
-            problems.append(Problem(path=rel, code="bad-name",
-                                    message=f"the number is too large: at most {_NUMBER_MAX} (the "
-                                            "history keeps it as a bigint)"))
+            problems.append(
+                Problem(
+                    path=rel,
+                    code="bad-name",
+                    message=f"the number is too large: at most {_NUMBER_MAX} (the "
+                    "history keeps it as a bigint)",
+                )
+            )
             continue
         refusal = _refusal(entry, directory, kind)
         if refusal is not None:
@@ -169,17 +200,22 @@ def _refusal(entry: os.DirEntry[str], directory: Path, kind: str) -> tuple[str, 
     """(code, message) when a well-named entry is not a file sqlmig may read."""
     if entry.is_symlink() and not _inside(Path(entry.path), directory):
         # A checkout must not make sqlmig read (and store, and print) a file elsewhere.
-        return ("outside-directory",
-                f"a symlink to {_printable(os.readlink(entry))}, outside the {kind} directory: "
-                "sqlmig reads only files inside it; copy the file in instead")
+        return (
+            "outside-directory",
+            f"a symlink to {_printable(os.readlink(entry))}, outside the {kind} directory: "
+            "sqlmig reads only files inside it; copy the file in instead",
+        )
     try:
         regular = entry.is_file()  # the type from the directory: no stat unless a symlink
     except OSError as exc:  # a symlink loop
         return "unreadable", f"cannot read: {exc.strerror}"
     if not regular:
         # Reading a FIFO would wait for a writer forever; a directory cannot be read.
-        return ("not-a-file", "not a regular file (a directory, FIFO, socket, device or broken "
-                              "symlink): sqlmig reads only regular files")
+        return (
+            "not-a-file",
+            "not a regular file (a directory, FIFO, socket, device or broken "
+            "symlink): sqlmig reads only regular files",
+        )
     return None
 
 
@@ -206,12 +242,12 @@ def _printable(name: str) -> str:
     if name.isprintable():
         return name
     text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100
-                   else f"\\u{ord(c):04x}" for c in text)
+    return "".join(
+        c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in text
+    )
 
 
-def load(root: Path, migrations_dir: Path, rollbacks_dir: Path, *,
-         cache: Path | None = None) -> MigrationSet:
+def load(root: Path, migrations_dir: Path, rollbacks_dir: Path, *, cache: Path | None = None) -> MigrationSet:
     """Read and validate every migration and rollback; raise FileProblems listing all errors.
 
     `cache`: a file cache (sqlmig.filecache) there; a file whose stat it knows is not read,
@@ -226,23 +262,23 @@ def load(root: Path, migrations_dir: Path, rollbacks_dir: Path, *,
     return files
 
 
-def load_all(root: Path, migrations_dir: Path, rollbacks_dir: Path
-             ) -> tuple[MigrationSet, tuple[Problem, ...]]:
+def load_all(
+    root: Path, migrations_dir: Path, rollbacks_dir: Path
+) -> tuple[MigrationSet, tuple[Problem, ...]]:
     """As load, without raising: the migrations without problems, and every problem (for lint,
     which reports them beside its own findings)."""
     files, problems = _load(root, migrations_dir, rollbacks_dir, None)
     return files, tuple(problems)
 
 
-def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
-          cache: FileCache | None) -> tuple[MigrationSet, list[Problem]]:
+def _load(
+    root: Path, migrations_dir: Path, rollbacks_dir: Path, cache: FileCache | None
+) -> tuple[MigrationSet, list[Problem]]:
     problems: list[Problem] = []
     warnings: list[Problem] = []
     refused: set[tuple[int, str]] = set()
-    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems, refused,
-                     warnings)
-    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems, refused,
-                      warnings)
+    forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems, refused, warnings)
+    backwards = _scan(rollbacks_dir, ROLLBACK_NAME, "rollbacks", root, problems, refused, warnings)
     if cache is not None:
         cache.stat("migrations", migrations_dir, (cand.name for cand in forwards))
         cache.stat("rollbacks", rollbacks_dir, (cand.name for cand in backwards))
@@ -250,10 +286,13 @@ def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
     by_number: dict[int, _Candidate] = {}
     for cand in forwards:
         if cand.number in by_number:
-            problems.append(Problem(
-                path=cand.rel, code="duplicate-number",
-                message=f"number {cand.number} is also used by {by_number[cand.number].rel}",
-            ))
+            problems.append(
+                Problem(
+                    path=cand.rel,
+                    code="duplicate-number",
+                    message=f"number {cand.number} is also used by {by_number[cand.number].rel}",
+                )
+            )
         else:
             by_number[cand.number] = cand
     rollbacks: dict[tuple[int, str], _Candidate] = {}
@@ -262,42 +301,55 @@ def _load(root: Path, migrations_dir: Path, rollbacks_dir: Path,
     for cand in backwards:
         if (cand.number, cand.slug) in rollbacks:
             # 001_a_rollback.sql and 1_a_rollback.sql: only one of them could ever run.
-            problems.append(Problem(
-                path=cand.rel, code="duplicate-number",
-                message=f"number {cand.number} is also used by "
-                        f"{rollbacks[(cand.number, cand.slug)].rel}",
-            ))
+            problems.append(
+                Problem(
+                    path=cand.rel,
+                    code="duplicate-number",
+                    message=f"number {cand.number} is also used by {rollbacks[(cand.number, cand.slug)].rel}",
+                )
+            )
             continue
         rollbacks[(cand.number, cand.slug)] = cand
         # The rollback of a duplicate-numbered migration is not an orphan: the duplicate is
         # already reported.
         if (cand.number, cand.slug) not in forward_names:
             expected = f"{migrations_dir.name}/{cand.name.removesuffix('_rollback.sql')}.sql"
-            problems.append(Problem(path=cand.rel, code="orphan-rollback",
-                                    message=f"rollback without a migration (expected {expected})"))
+            problems.append(
+                Problem(
+                    path=cand.rel,
+                    code="orphan-rollback",
+                    message=f"rollback without a migration (expected {expected})",
+                )
+            )
 
     loaded: list[Migration] = []
     for number in sorted(by_number):
         cand = by_number[number]
         rb_cand = rollbacks.get((number, cand.slug))
         if rb_cand is None and (number, cand.slug) not in refused:
-            problems.append(Problem(
-                path=cand.rel, code="missing-rollback",
-                message=f"no rollback: create {relative(rollbacks_dir, root)}/"
-                        f"{cand.name.removesuffix('.sql')}_rollback.sql "
-                        "(or mark it `-- sqlmig: irreversible <reason>`)",
-            ))
+            problems.append(
+                Problem(
+                    path=cand.rel,
+                    code="missing-rollback",
+                    message=f"no rollback: create {relative(rollbacks_dir, root)}/"
+                    f"{cand.name.removesuffix('.sql')}_rollback.sql "
+                    "(or mark it `-- sqlmig: irreversible <reason>`)",
+                )
+            )
         migration = _load_one(cand, rb_cand, problems, warnings, cache)
         if migration is not None:
             loaded.append(migration)
 
     for prev, cur in itertools.pairwise(loaded):
         if not prev.version < cur.version:
-            problems.append(Problem(
-                path=cur.path, code="version-order",
-                message=f"version {cur.version} must be greater than {prev.version} "
-                        f"of {prev.path} (versions strictly increase with the number)",
-            ))
+            problems.append(
+                Problem(
+                    path=cur.path,
+                    code="version-order",
+                    message=f"version {cur.version} must be greater than {prev.version} "
+                    f"of {prev.path} (versions strictly increase with the number)",
+                )
+            )
     return MigrationSet(migrations=tuple(loaded), warnings=tuple(warnings)), problems
 
 
@@ -308,11 +360,17 @@ def read_unread(unread: Unread, record: Migration | Rollback) -> str:
     problems: list[Problem] = []
     text, digest = _read(unread.path, unread.rel, problems)
     if text is None or digest != unread.checksum:
-        raise FileProblems(problems or [Problem(
-            path=unread.rel, code="changed-during-run",
-            message="changed while sqlmig was running (its checksum is no longer the one "
+        raise FileProblems(
+            problems
+            or [
+                Problem(
+                    path=unread.rel,
+                    code="changed-during-run",
+                    message="changed while sqlmig was running (its checksum is no longer the one "
                     "checked at the start); run the command again",
-        )])
+                )
+            ]
+        )
     if isinstance(record, Migration):
         _confirm(record, text, unread)
     return text
@@ -332,18 +390,29 @@ def _confirm(migration: Migration, text: str, unread: Unread) -> None:
     facts, _ = _migration_facts(migration.path, text, migration.checksum, statements=False)
     _, _, major, minor, patch, description, transactional, lock, statement = facts
     slug = description if description is not None else migration.slug.replace("_", " ")
-    told = (migration.version.key, migration.transactional, migration.lock_timeout,
-            migration.statement_timeout, migration.description)
+    told = (
+        migration.version.key,
+        migration.transactional,
+        migration.lock_timeout,
+        migration.statement_timeout,
+        migration.description,
+    )
     if told == ((major, minor, patch), transactional, lock, statement, slug):
         return
     if unread.cache is not None:
         with contextlib.suppress(OSError):
             os.unlink(unread.cache)
-    raise FileProblems([Problem(
-        path=migration.path, code="file-cache-wrong",
-        message="the file cache (.sqlmig/cache) said otherwise of this file than its text does "
+    raise FileProblems(
+        [
+            Problem(
+                path=migration.path,
+                code="file-cache-wrong",
+                message="the file cache (.sqlmig/cache) said otherwise of this file than its text does "
                 "(version, transaction mode, timeouts or description); the cache was removed "
-                "and nothing was run: run the command again")])
+                "and nothing was run: run the command again",
+            )
+        ]
+    )
 
 
 def _read(path: str, rel: str, problems: list[Problem]) -> tuple[str | None, str | None]:
@@ -362,8 +431,9 @@ def _read(path: str, rel: str, problems: list[Problem]) -> tuple[str | None, str
             pass
     text, error, line = decode(raw)
     if error is not None or text is None:
-        problems.append(Problem(path=rel, line=line, code="bad-encoding",
-                                message=error or "cannot be decoded"))
+        problems.append(
+            Problem(path=rel, line=line, code="bad-encoding", message=error or "cannot be decoded")
+        )
         return None, None
     del raw
     return text, checksum(text)
@@ -390,14 +460,18 @@ def _read_bytes(path: str) -> bytes:
 _FIRST_READ = 1 << 16
 
 
-def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Problem],
-              warnings: list[Problem], cache: FileCache | None) -> Migration | None:
+def _load_one(
+    cand: _Candidate,
+    rb_cand: _Candidate | None,
+    problems: list[Problem],
+    warnings: list[Problem],
+    cache: FileCache | None,
+) -> Migration | None:
     fields = _migration_fields(cand, problems, warnings, cache)
     rollback = _rollback_file(rb_cand, problems, warnings, cache) if rb_cand else None
     if fields is None or rollback is None:
         return None
-    return Migration(number=cand.number, slug=cand.slug, path=cand.rel, rollback=rollback,
-                     **fields)
+    return Migration(number=cand.number, slug=cand.slug, path=cand.rel, rollback=rollback, **fields)
 
 
 # What the file cache keeps of a file, after its stat (sqlmig.filecache: bump its FORMAT when
@@ -406,9 +480,12 @@ def _load_one(cand: _Candidate, rb_cand: _Candidate | None, problems: list[Probl
 # rollback [checksum, empty, irreversible, transactional, lock_timeout, statement_timeout].
 # Only a file without problems is kept: one the cache knows is loaded as before without being
 # read (its text is read if a command uses it).
-def _facts(cand: _Candidate, problems: list[Problem], cache: FileCache | None,
-           derive: Callable[[str, str, str], tuple[list[Any], list[Problem]]],
-           ) -> tuple[list[Any], str | Unread] | None:
+def _facts(
+    cand: _Candidate,
+    problems: list[Problem],
+    cache: FileCache | None,
+    derive: Callable[[str, str, str], tuple[list[Any], list[Problem]]],
+) -> tuple[list[Any], str | Unread] | None:
     """The file's facts, as `derive` makes them of (path, text, checksum), and its source (the
     text, or where to read it): from the cache if it knows the file, else by reading it. None
     after adding its problems."""
@@ -428,8 +505,9 @@ def _facts(cand: _Candidate, problems: list[Problem], cache: FileCache | None,
     return facts, text
 
 
-def _migration_fields(cand: _Candidate, problems: list[Problem], warnings: list[Problem],
-                      cache: FileCache | None) -> dict[str, Any] | None:
+def _migration_fields(
+    cand: _Candidate, problems: list[Problem], warnings: list[Problem], cache: FileCache | None
+) -> dict[str, Any] | None:
     """The Migration fields its file gives (all but number, slug, path and rollback); None
     after adding its problems to `problems`."""
     found = _facts(cand, problems, cache, _migration_facts)
@@ -437,28 +515,46 @@ def _migration_fields(cand: _Candidate, problems: list[Problem], warnings: list[
         return None
     (digest, empty, major, minor, patch, description, transactional, lock, statement), source = found
     if empty:
-        warnings.append(Problem(path=cand.rel, code="empty", severity="warning",
-                                message="has no SQL statements; it will be recorded as a no-op"))
-    return {"version": Version(major=major, minor=minor, patch=patch),
-            "description": cand.slug.replace("_", " ") if description is None else description,
-            "transactional": transactional, "lock_timeout": lock, "statement_timeout": statement,
-            "checksum": digest, "source": source}
+        warnings.append(
+            Problem(
+                path=cand.rel,
+                code="empty",
+                severity="warning",
+                message="has no SQL statements; it will be recorded as a no-op",
+            )
+        )
+    return {
+        "version": Version(major=major, minor=minor, patch=patch),
+        "description": cand.slug.replace("_", " ") if description is None else description,
+        "transactional": transactional,
+        "lock_timeout": lock,
+        "statement_timeout": statement,
+        "checksum": digest,
+        "source": source,
+    }
 
 
-def _migration_facts(rel: str, text: str, digest: str, *, statements: bool = True
-                     ) -> tuple[list[Any], list[Problem]]:
+def _migration_facts(
+    rel: str, text: str, digest: str, *, statements: bool = True
+) -> tuple[list[Any], list[Problem]]:
     """`statements`: also check the statements (filechecks), not only the header."""
     header = parse_header(text)
     found, bad = directives(header, MIGRATION_DIRECTIVES)
     timeouts, bad_timeouts = parse_timeouts(header, found)
-    problems = [Problem(path=rel, line=ln, code="bad-header", message=msg)
-                for ln, msg in header.problems + bad + bad_timeouts]
+    problems = [
+        Problem(path=rel, line=ln, code="bad-header", message=msg)
+        for ln, msg in header.problems + bad + bad_timeouts
+    ]
     version = ZERO
     if "version" not in header.values:
-        problems.append(Problem(
-            path=rel, line=1, code="missing-version",
-            message="no `-- Version: MAJOR.MINOR.PATCH` header before the first statement",
-        ))
+        problems.append(
+            Problem(
+                path=rel,
+                line=1,
+                code="missing-version",
+                message="no `-- Version: MAJOR.MINOR.PATCH` header before the first statement",
+            )
+        )
     else:
         raw_version, line = header.values["version"]
         try:
@@ -469,28 +565,52 @@ def _migration_facts(rel: str, text: str, digest: str, *, statements: bool = Tru
     transactional = "no-transaction" not in found
     if statements:
         problems += filechecks.problems(rel, text, transactional=transactional)
-    return [digest, sqltext.is_empty(text), *version.key, description,
-            transactional, timeouts.get("lock_timeout"),
-            timeouts.get("statement_timeout")], problems
+    return [
+        digest,
+        sqltext.is_empty(text),
+        *version.key,
+        description,
+        transactional,
+        timeouts.get("lock_timeout"),
+        timeouts.get("statement_timeout"),
+    ], problems
 
 
 def _rollback_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[Problem]]:
     rollback, problems = _rollback(rel, parse_header(text), digest, text)
-    problems += filechecks.problems(rel, text, transactional=rollback.transactional,
-                                    rollback=True)
-    return [digest, sqltext.is_empty(text), rollback.irreversible, rollback.transactional,
-            rollback.lock_timeout, rollback.statement_timeout], problems
+    problems += filechecks.problems(rel, text, transactional=rollback.transactional, rollback=True)
+    return [
+        digest,
+        sqltext.is_empty(text),
+        rollback.irreversible,
+        rollback.transactional,
+        rollback.lock_timeout,
+        rollback.statement_timeout,
+    ], problems
 
 
-def _rollback_file(cand: _Candidate, problems: list[Problem], warnings: list[Problem],
-                   cache: FileCache | None) -> Rollback | None:
+def _rollback_file(
+    cand: _Candidate, problems: list[Problem], warnings: list[Problem], cache: FileCache | None
+) -> Rollback | None:
     found = _facts(cand, problems, cache, _rollback_facts)
     if found is None:
         return None
     (digest, empty, irreversible, transactional, lock, statement), source = found
     if irreversible is None and empty:
-        warnings.append(Problem(path=cand.rel, code="empty", severity="warning",
-                                message="has no SQL statements; rolling back is a no-op"))
-    return Rollback(path=cand.rel, checksum=digest, irreversible=irreversible,
-                    transactional=transactional, lock_timeout=lock, statement_timeout=statement,
-                    source=source)
+        warnings.append(
+            Problem(
+                path=cand.rel,
+                code="empty",
+                severity="warning",
+                message="has no SQL statements; rolling back is a no-op",
+            )
+        )
+    return Rollback(
+        path=cand.rel,
+        checksum=digest,
+        irreversible=irreversible,
+        transactional=transactional,
+        lock_timeout=lock,
+        statement_timeout=statement,
+        source=source,
+    )

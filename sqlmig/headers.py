@@ -60,7 +60,7 @@ def _parse_header_cr(text: str) -> Header:
     assert block is not None  # it matches the empty string
     # With the line after it, which may be a last comment line without a line end.
     after = _NEWLINE.search(text, block.end())
-    head = text[:after.start() if after else len(text)]
+    head = text[: after.start() if after else len(text)]
     for lineno, line in enumerate(_NEWLINE.split(head), start=1):
         stripped = line.strip()
         if not stripped:
@@ -83,8 +83,7 @@ def _add(header: Header, match: re.Match[str], lineno: int) -> None:
         header.values[key] = (match["value"], lineno)
 
 
-def directives(header: Header,
-               allowed: frozenset[str]) -> tuple[dict[str, str], list[tuple[int, str]]]:
+def directives(header: Header, allowed: frozenset[str]) -> tuple[dict[str, str], list[tuple[int, str]]]:
     found: dict[str, str] = {}
     problems: list[tuple[int, str]] = []
     if not header.directives:
@@ -119,8 +118,7 @@ def parse_timeouts(header: Header, found: dict[str, str]) -> tuple[dict[str, flo
     for word, field_name in _TIMEOUTS.items():
         if word not in found:
             continue
-        line = next((ln for value, ln in header.directives
-                     if value.partition(" ")[0].lower() == word), 1)
+        line = next((ln for value, ln in header.directives if value.partition(" ")[0].lower() == word), 1)
         try:
             values[field_name] = parse_duration(found[word], bare=None)
         except ValueError as exc:

@@ -51,16 +51,22 @@ assert {f.name for f in fields(AppliedRecord)} == set(_SLOTS)
 _SETTERS = tuple(getattr(AppliedRecord, name).__set__ for name in _SLOTS)
 # The columns whose field's default is not None (status, baseline): a NULL there (a hand-written
 # table may allow it) must become the default.
-_DEFAULTED = itemgetter(*(_READ_COLUMNS.index(f.name) for f in fields(AppliedRecord)
-                          if f.default is not None and f.default is not MISSING))
+_DEFAULTED = itemgetter(
+    *(
+        _READ_COLUMNS.index(f.name)
+        for f in fields(AppliedRecord)
+        if f.default is not None and f.default is not MISSING
+    )
+)
 _EVENT_FIELDS = tuple(f.name for f in fields(EventRecord))
 
 
 class History:
     """Statements for one history table `schema.table` and its `schema.table_events` log."""
 
-    def __init__(self, schema: str, table: str, *, step_clock: bool = False,
-                 client_of_session: bool = False) -> None:
+    def __init__(
+        self, schema: str, table: str, *, step_clock: bool = False, client_of_session: bool = False
+    ) -> None:
         self.schema = schema
         self.table_name = table
         self.table = sql.Identifier(schema, table)
@@ -70,12 +76,17 @@ class History:
         # --lock-mode transaction, where the transaction starts before waiting for the lock and
         # sqlmig.txlock notes the time the lock was granted (SET LOCAL sqlmig.step_started).
         self.since = sql.SQL(
-            "coalesce(to_timestamp(nullif(current_setting('sqlmig.step_started', true), '')"
-            "::float8), now())" if step_clock else "now()")
+            "coalesce(to_timestamp(nullif(current_setting('sqlmig.step_started', true), '')::float8), now())"
+            if step_clock
+            else "now()"
+        )
         # Who ran it, for the event log: this machine's name, or for the rendered psql script
         # (run elsewhere, later) the address of the session that runs it.
-        self.client = (sql.SQL("coalesce(host(inet_client_addr()), 'local socket')")
-                       if client_of_session else sql.SQL("%(host)s"))
+        self.client = (
+            sql.SQL("coalesce(host(inet_client_addr()), 'local socket')")
+            if client_of_session
+            else sql.SQL("%(host)s")
+        )
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -88,7 +99,8 @@ class History:
         # history do not upgrade it): to_jsonb reads any shape.
         names = _READ_COLUMNS
         query = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, names)), self.table)
+            sql.SQL(", ").join(map(sql.Identifier, names)), self.table
+        )
         in_transaction = conn.info.transaction_status != pq.TransactionStatus.IDLE
         try:
             # Inside a transaction (--lock-mode transaction), a savepoint keeps the fallback's
@@ -147,8 +159,11 @@ class History:
             changes.append(f"created {self.qualified}")
         elif "version" not in existing:
             raise HistoryInconsistent(
-                [Problem(code="foreign-table",
-                         message=f"{self.qualified} exists but has no `version` column")],
+                [
+                    Problem(
+                        code="foreign-table", message=f"{self.qualified} exists but has no `version` column"
+                    )
+                ],
                 hint="use --table to pick another history table name",
             )
         missing = [n for n, _ in _COLUMNS if n not in existing]
@@ -178,12 +193,12 @@ class History:
 
     def schema_missing_query(self) -> sql.Composed:
         return sql.SQL("SELECT to_regnamespace({}) IS NULL").format(
-            sql.Literal(sql.Identifier(self.schema).as_string(None)))
+            sql.Literal(sql.Identifier(self.schema).as_string(None))
+        )
 
     def create_table(self) -> sql.Composed:
         """A bare history table; every other column comes from add_columns."""
-        return sql.SQL("CREATE TABLE IF NOT EXISTS {} (version varchar(50) PRIMARY KEY)").format(
-            self.table)
+        return sql.SQL("CREATE TABLE IF NOT EXISTS {} (version varchar(50) PRIMARY KEY)").format(self.table)
 
     def _schema_exists(self, conn: psycopg.Connection) -> bool:
         row = conn.execute(self.schema_missing_query()).fetchone()
@@ -191,9 +206,13 @@ class History:
 
     def add_columns(self, existing: Container[str] = ()) -> list[sql.Composed]:
         """ADD COLUMN IF NOT EXISTS for every column not in `existing`."""
-        return [sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + ddl).format(
-                    self.table, sql.Identifier(name))
-                for name, ddl in _COLUMNS if name not in existing]
+        return [
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + ddl).format(
+                self.table, sql.Identifier(name)
+            )
+            for name, ddl in _COLUMNS
+            if name not in existing
+        ]
 
     def retype_applied_at(self) -> sql.Composed:
         # Hand-written tables store local time without zone: keep the meaning.
@@ -201,7 +220,8 @@ class History:
 
     def number_index(self) -> sql.Composed:
         return sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (number)").format(
-            sql.Identifier(f"{self.table_name}_number_key"), self.table)
+            sql.Identifier(f"{self.table_name}_number_key"), self.table
+        )
 
     def create_events(self) -> sql.Composed:
         return sql.SQL(
@@ -241,13 +261,18 @@ class History:
         checksum, is applied; down: no row and the database is below the version: skip it),
         `ok` (at $3, nothing unsettled, and for up no row for this version or number, for down
         its row with that rollback), and `msg`, why not."""
-        key = ("(SELECT array_agg(d[1]::numeric ORDER BY i) FROM regexp_matches({}, '[0-9]+', "
-               "'g') WITH ORDINALITY AS x(d, i))")
+        key = (
+            "(SELECT array_agg(d[1]::numeric ORDER BY i) FROM regexp_matches({}, '[0-9]+', "
+            "'g') WITH ORDINALITY AS x(d, i))"
+        )
         return sql.SQL(
             "SELECT CASE WHEN $1::text IS NULL THEN false\n"
             "            WHEN $4::text IS NOT NULL THEN mine = 'applied' AND same\n"
-            "            ELSE NOT taken AND (current IS NULL OR " + key.format("current")
-            + " < " + key.format("$1::text") + ") END AS done,\n"
+            "            ELSE NOT taken AND (current IS NULL OR "
+            + key.format("current")
+            + " < "
+            + key.format("$1::text")
+            + ") END AS done,\n"
             "       current IS NOT DISTINCT FROM $3::text AND unsettled IS NULL\n"
             "         AND CASE WHEN $1::text IS NULL THEN true\n"
             "                  WHEN $4::text IS NOT NULL THEN NOT taken\n"
@@ -278,8 +303,7 @@ class History:
         ).format(t=self.table)
 
     def events_exist(self, conn: psycopg.Connection) -> bool:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                           (self.events.as_string(conn),)).fetchone()
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (self.events.as_string(conn),)).fetchone()
         return bool(row and row[0])
 
     def _columns(self, conn: psycopg.Connection) -> tuple[dict[str, str] | None, bool]:
@@ -289,8 +313,7 @@ class History:
             """SELECT a.attname, format_type(a.atttypid, NULL), to_regclass(%s) IS NOT NULL
                  FROM pg_attribute a
                 WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped""",
-            (self.events.as_string(conn),
-             sql.Identifier(self.schema, self.table_name).as_string(conn)),
+            (self.events.as_string(conn), sql.Identifier(self.schema, self.table_name).as_string(conn)),
         ).fetchall()
         if not rows:
             return None, False
@@ -312,9 +335,9 @@ class History:
         ).format(self.table, since=self.since)
         return query, {**record, "rollback_sql": rollback_sql}
 
-    def together(self, *parts: tuple[sql.Composable, dict],
-                 returning: str | None = None, elapsed: bool = False
-                 ) -> tuple[sql.Composed, dict]:
+    def together(
+        self, *parts: tuple[sql.Composable, dict], returning: str | None = None, elapsed: bool = False
+    ) -> tuple[sql.Composed, dict]:
         """Bookkeeping statements (insert, event…) as one statement of data-modifying CTEs:
         within a migration's pipeline each statement costs ~0.15 ms of client and server time,
         as much as a small migration's DDL. `returning`: a column of the first part's rows,
@@ -326,14 +349,17 @@ class History:
                 assert params.get(key, value) == value, f"parameter {key} given two values"
                 params[key] = value
         first, *rest = (query for query, _ in parts)
-        ctes = [sql.SQL("p0 AS ({}{})").format(
-            first, sql.SQL(f" RETURNING {returning}") if returning else sql.SQL(""))]
-        ctes += [sql.SQL("p{} AS ({})").format(sql.Literal(i + 1), query)
-                 for i, query in enumerate(rest)]
+        ctes = [
+            sql.SQL("p0 AS ({}{})").format(
+                first, sql.SQL(f" RETURNING {returning}") if returning else sql.SQL("")
+            )
+        ]
+        ctes += [sql.SQL("p{} AS ({})").format(sql.Literal(i + 1), query) for i, query in enumerate(rest)]
         tail: sql.Composable = sql.SQL(f"SELECT {returning} FROM p0" if returning else "SELECT")
         if elapsed:  # the transaction's server time so far, in ms: a rollback's duration
-            tail = sql.SQL("SELECT (extract(epoch FROM clock_timestamp() - {}) * 1000)::integer"
-                           ).format(self.since)
+            tail = sql.SQL("SELECT (extract(epoch FROM clock_timestamp() - {}) * 1000)::integer").format(
+                self.since
+            )
         return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(ctes), tail), params
 
     def finish(self, version: str, status: str, error: str | None) -> tuple[sql.Composed, dict]:
@@ -346,13 +372,13 @@ class History:
         return query, {"version": version, "status": status, "error": error}
 
     def delete(self, version: str) -> tuple[sql.Composed, dict]:
-        return sql.SQL("DELETE FROM {} WHERE version = %(version)s").format(self.table), {
-            "version": version
-        }
+        return sql.SQL("DELETE FROM {} WHERE version = %(version)s").format(self.table), {"version": version}
 
     def set_status(self, version: str, status: str) -> tuple[sql.Composed, dict]:
-        return sql.SQL("UPDATE {} SET status = %(status)s WHERE version = %(version)s").format(
-            self.table), {"version": version, "status": status}
+        return sql.SQL("UPDATE {} SET status = %(status)s WHERE version = %(version)s").format(self.table), {
+            "version": version,
+            "status": status,
+        }
 
     def adopt(self, version: str, fields: dict[str, Any]) -> tuple[sql.Composed, dict]:
         """Fill in number/name/checksums of a row written by a hand-written script."""
@@ -381,9 +407,16 @@ class History:
         ).format(self.table)
         return query, {"version": version, "text": text, "checksum": checksum}
 
-    def event(self, action: str, outcome: str, *, version: str | None = None,
-              name: str | None = None, duration_ms: int | None = None,
-              detail: str | None = None) -> tuple[sql.Composed, dict]:
+    def event(
+        self,
+        action: str,
+        outcome: str,
+        *,
+        version: str | None = None,
+        name: str | None = None,
+        duration_ms: int | None = None,
+        detail: str | None = None,
+    ) -> tuple[sql.Composed, dict]:
         from sqlmig import __version__
 
         query = sql.SQL(
@@ -396,9 +429,16 @@ class History:
                         ELSE session_user || ' as ' || current_user END,
                    {client}, %(sqlmig_version)s, %(detail)s)"""
         ).format(self.events, since=self.since, client=self.client)
-        return query, {"action": action, "version": version, "name": name, "outcome": outcome,
-                       "duration_ms": duration_ms, "host": _HOST, "sqlmig_version": __version__,
-                       "detail": detail}
+        return query, {
+            "action": action,
+            "version": version,
+            "name": name,
+            "outcome": outcome,
+            "duration_ms": duration_ms,
+            "host": _HOST,
+            "sqlmig_version": __version__,
+            "detail": detail,
+        }
 
 
 _HOST = socket.gethostname()
@@ -406,8 +446,9 @@ _HOST = socket.gethostname()
 
 def fingerprint(rows: Iterable[tuple[str, str, str | None]]) -> str:
     """What History.fingerprint_query computes, from (version, status, checksum) rows."""
-    lines = sorted((f"{v}\t{s}\t{c or ''}" for v, s, c in rows),
-                   key=lambda line: line.split("\t", 1)[0].encode())
+    lines = sorted(
+        (f"{v}\t{s}\t{c or ''}" for v, s, c in rows), key=lambda line: line.split("\t", 1)[0].encode()
+    )
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -420,8 +461,9 @@ def _records(rows: list[tuple[Any, ...]]) -> list[AppliedRecord]:
     out: list[AppliedRecord] = []
     for row in rows:
         if None in defaulted(row):
-            out.append(AppliedRecord(**{k: v for k, v in zip(_READ_COLUMNS, row, strict=True)
-                                        if v is not None}))
+            out.append(
+                AppliedRecord(**{k: v for k, v in zip(_READ_COLUMNS, row, strict=True) if v is not None})
+            )
             continue
         record = new(cls)
         for set_slot, value in zip(setters, (*row, None), strict=True):

@@ -30,20 +30,26 @@ SELECT n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
 """)
 
 
-def invalid(conn: psycopg.Connection, *, definitions: bool = True
-            ) -> list[tuple[str, str, str, str, str | None, int | None]]:
+def invalid(
+    conn: psycopg.Connection, *, definitions: bool = True
+) -> list[tuple[str, str, str, str, str | None, int | None]]:
     """(schema, index, schema.index, schema.table, definition or None, pid of a build still
     running or None) of every invalid index outside the system schemas."""
     if not definitions:
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
-            _INVALID_INDEXES.format(definition=sql.NULL)).fetchall()]
+        return [
+            tuple(r)
+            for r in conn.execute(  # type: ignore[misc]
+                _INVALID_INDEXES.format(definition=sql.NULL)
+            ).fetchall()
+        ]
     # pg_get_indexdef locks the index: a session holding ACCESS EXCLUSIVE on the table (a long
     # ALTER TABLE) would block the listing, so wait a second and then list without definitions.
     try:
         with conn.transaction():
             conn.execute("SET LOCAL lock_timeout = '1s'")
-            rows = conn.execute(_INVALID_INDEXES.format(
-                definition=sql.SQL("pg_get_indexdef(i.indexrelid)"))).fetchall()
+            rows = conn.execute(
+                _INVALID_INDEXES.format(definition=sql.SQL("pg_get_indexdef(i.indexrelid)"))
+            ).fetchall()
     except psycopg.errors.LockNotAvailable:
         rows = conn.execute(_INVALID_INDEXES.format(definition=sql.NULL)).fetchall()
     return [tuple(row) for row in rows]  # type: ignore[misc]

@@ -68,9 +68,11 @@ class Lease:
     def describe(self) -> str:
         what = f"{self.name} ({self.version})" if self.version else (self.name or "a step")
         ago = (self.now - self.heartbeat_at).total_seconds()
-        return (f"runner {self.holder} (application_name '{self.application_name}') running "
-                f"{self.action} {what} since {self.acquired_at:%Y-%m-%d %H:%M:%S%z}, last "
-                f"heartbeat {ago:.0f} s ago, lease good until {self.expires_at:%H:%M:%S%z}")
+        return (
+            f"runner {self.holder} (application_name '{self.application_name}') running "
+            f"{self.action} {what} since {self.acquired_at:%Y-%m-%d %H:%M:%S%z}, last "
+            f"heartbeat {ago:.0f} s ago, lease good until {self.expires_at:%H:%M:%S%z}"
+        )
 
 
 class LeaseTable:
@@ -100,8 +102,9 @@ class LeaseTable:
             " expires_at, expires_at <= clock_timestamp(), clock_timestamp() FROM {}"
         ).format(self.table)
 
-    def take(self, holder: str, action: str, version: str | None, name: str | None,
-             ttl: float) -> tuple[sql.Composed, dict]:
+    def take(
+        self, holder: str, action: str, version: str | None, name: str | None, ttl: float
+    ) -> tuple[sql.Composed, dict]:
         query = sql.SQL(
             """INSERT INTO {} AS l (singleton, holder, action, version, name, client_host,
                    application_name, acquired_at, heartbeat_at, expires_at)
@@ -115,8 +118,14 @@ class LeaseTable:
                    acquired_at = EXCLUDED.acquired_at, heartbeat_at = EXCLUDED.heartbeat_at,
                    expires_at = EXCLUDED.expires_at"""
         ).format(self.table)
-        return query, {"holder": holder, "action": action, "version": version, "name": name,
-                       "host": socket.gethostname(), "ttl": ttl}
+        return query, {
+            "holder": holder,
+            "action": action,
+            "version": version,
+            "name": name,
+            "host": socket.gethostname(),
+            "ttl": ttl,
+        }
 
     def renew(self, holder: str, ttl: float) -> tuple[sql.Composed, dict]:
         query = sql.SQL(
@@ -127,8 +136,7 @@ class LeaseTable:
         return query, {"holder": holder, "ttl": ttl}
 
     def release(self, holder: str) -> tuple[sql.Composed, dict]:
-        query = sql.SQL("DELETE FROM {} WHERE holder = %(holder)s RETURNING holder").format(
-            self.table)
+        query = sql.SQL("DELETE FROM {} WHERE holder = %(holder)s RETURNING holder").format(self.table)
         return query, {"holder": holder}
 
 
@@ -145,16 +153,22 @@ class Heartbeat:
     when those last longer than the TTL. The main thread never waits for a heartbeat.
     """
 
-    def __init__(self, connect: Callable[[], psycopg.Connection], table: LeaseTable,
-                 holder: str, *, ttl: float = TTL, interval: float = HEARTBEAT) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection],
+        table: LeaseTable,
+        holder: str,
+        *,
+        ttl: float = TTL,
+        interval: float = HEARTBEAT,
+    ) -> None:
         self._connect = connect
         self._table = table
         self._holder = holder
         self._ttl = ttl
         self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sqlmig-lease-heartbeat",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="sqlmig-lease-heartbeat", daemon=True)
         self.lost = False
         self.renewals = 0
         self.problem: str | None = None
@@ -189,5 +203,4 @@ class Heartbeat:
                     conn.close()
 
 
-__all__ = ["HEARTBEAT", "POLL", "SUFFIX", "TTL", "Heartbeat", "Lease", "LeaseTable", "current",
-           "new_holder"]
+__all__ = ["HEARTBEAT", "POLL", "SUFFIX", "TTL", "Heartbeat", "Lease", "LeaseTable", "current", "new_holder"]

@@ -23,32 +23,63 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType, VariableSetKind
 # STABLE: since PostgreSQL 11 ADD COLUMN evaluates such a default once and stores it in the
 # catalog, without touching the rows. Functions of your own are VOLATILE unless declared
 # otherwise; the linter cannot see them, so review such defaults by hand.
-VOLATILE_FUNCTIONS = frozenset({
-    "random", "random_normal", "gen_random_uuid", "gen_random_bytes", "uuidv4", "uuidv7",
-    "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4", "clock_timestamp",
-    "timeofday", "nextval",
-})
-_SQL_NAMES = {"int8": "bigint", "int4": "integer", "int2": "smallint", "float8": "double precision",
-              "float4": "real", "bool": "boolean", "bpchar": "char"}
+VOLATILE_FUNCTIONS = frozenset(
+    {
+        "random",
+        "random_normal",
+        "gen_random_uuid",
+        "gen_random_bytes",
+        "uuidv4",
+        "uuidv7",
+        "uuid_generate_v1",
+        "uuid_generate_v1mc",
+        "uuid_generate_v4",
+        "clock_timestamp",
+        "timeofday",
+        "nextval",
+    }
+)
+_SQL_NAMES = {
+    "int8": "bigint",
+    "int4": "integer",
+    "int2": "smallint",
+    "float8": "double precision",
+    "float4": "real",
+    "bool": "boolean",
+    "bpchar": "char",
+}
 _SERIAL = frozenset({"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"})
 
 # ALTER TABLE subcommands that take a lock weaker than ACCESS EXCLUSIVE (PostgreSQL docs, ALTER
 # TABLE): SHARE UPDATE EXCLUSIVE or SHARE ROW EXCLUSIVE. Any other subcommand counts as ACCESS
 # EXCLUSIVE, the safe assumption.
-_WEAKER_SUBCOMMANDS = frozenset({
-    AlterTableType.AT_ValidateConstraint, AlterTableType.AT_SetStatistics,
-    AlterTableType.AT_SetOptions, AlterTableType.AT_ResetOptions,
-    AlterTableType.AT_SetRelOptions, AlterTableType.AT_ResetRelOptions,
-    AlterTableType.AT_ClusterOn, AlterTableType.AT_DropCluster,
-    AlterTableType.AT_AttachPartition,
-    AlterTableType.AT_EnableTrig, AlterTableType.AT_EnableAlwaysTrig,
-    AlterTableType.AT_EnableReplicaTrig, AlterTableType.AT_DisableTrig,
-    AlterTableType.AT_EnableTrigAll, AlterTableType.AT_DisableTrigAll,
-    AlterTableType.AT_EnableTrigUser, AlterTableType.AT_DisableTrigUser,
-})
+_WEAKER_SUBCOMMANDS = frozenset(
+    {
+        AlterTableType.AT_ValidateConstraint,
+        AlterTableType.AT_SetStatistics,
+        AlterTableType.AT_SetOptions,
+        AlterTableType.AT_ResetOptions,
+        AlterTableType.AT_SetRelOptions,
+        AlterTableType.AT_ResetRelOptions,
+        AlterTableType.AT_ClusterOn,
+        AlterTableType.AT_DropCluster,
+        AlterTableType.AT_AttachPartition,
+        AlterTableType.AT_EnableTrig,
+        AlterTableType.AT_EnableAlwaysTrig,
+        AlterTableType.AT_EnableReplicaTrig,
+        AlterTableType.AT_DisableTrig,
+        AlterTableType.AT_EnableTrigAll,
+        AlterTableType.AT_DisableTrigAll,
+        AlterTableType.AT_EnableTrigUser,
+        AlterTableType.AT_DisableTrigUser,
+    }
+)
 _ACCESS_EXCLUSIVE_MODE = 8  # LOCK TABLE's default mode, AccessExclusiveLock
-_RELATIONS = {ObjectType.OBJECT_TABLE: "table", ObjectType.OBJECT_VIEW: "view",
-              ObjectType.OBJECT_MATVIEW: "materialized view"}
+_RELATIONS = {
+    ObjectType.OBJECT_TABLE: "table",
+    ObjectType.OBJECT_VIEW: "view",
+    ObjectType.OBJECT_MATVIEW: "materialized view",
+}
 
 
 @dataclass(frozen=True)
@@ -90,8 +121,7 @@ def _lock_wait_problem(seconds: float | None) -> str | None:
     if seconds == 0:
         return "lock_timeout off"
     if seconds > LOCK_TIMEOUT_MAX:
-        return (f"lock_timeout {format_duration(seconds)}, longer than "
-                f"{format_duration(LOCK_TIMEOUT_MAX)}")
+        return f"lock_timeout {format_duration(seconds)}, longer than {format_duration(LOCK_TIMEOUT_MAX)}"
     return None
 
 
@@ -102,9 +132,14 @@ def check(stmt: ast.Node, fs: FileState, ss: SetState) -> list[Hit]:
     unbounded = _lock_wait_problem(fs.lock_timeout) if locked is not None else None
     if locked is not None and unbounded is not None:
         verb, target = locked
-        hits.append(Hit("missing-lock-timeout", 0,
-                        f"{verb} takes an ACCESS EXCLUSIVE lock on {target} with {unbounded}: "
-                        "while it waits, every query on it waits too"))
+        hits.append(
+            Hit(
+                "missing-lock-timeout",
+                0,
+                f"{verb} takes an ACCESS EXCLUSIVE lock on {target} with {unbounded}: "
+                "while it waits, every query on it waits too",
+            )
+        )
     if isinstance(stmt, ast.VariableSetStmt):
         _set_variable(stmt, fs)
     elif isinstance(stmt, ast.CreateStmt):
@@ -116,9 +151,14 @@ def check(stmt: ast.Node, fs: FileState, ss: SetState) -> list[Hit]:
     elif isinstance(stmt, ast.IndexStmt):
         table = _name(stmt.relation)
         if not stmt.concurrent and table not in fs.new_tables:
-            hits.append(Hit("index-not-concurrent", 0,
-                            f"CREATE INDEX on existing table {table} without CONCURRENTLY "
-                            "blocks writes to it until the index is built"))
+            hits.append(
+                Hit(
+                    "index-not-concurrent",
+                    0,
+                    f"CREATE INDEX on existing table {table} without CONCURRENTLY "
+                    "blocks writes to it until the index is built",
+                )
+            )
         if stmt.idxname and table in fs.new_tables:
             # Dropping it locks only a new table. A new index on an old table is no excuse:
             # DROP INDEX locks the table itself.
@@ -133,6 +173,7 @@ def check(stmt: ast.Node, fs: FileState, ss: SetState) -> list[Hit]:
 
 
 # -- statements ---------------------------------------------------------------------------------
+
 
 def _create_table(stmt: ast.CreateStmt, fs: FileState, ss: SetState) -> list[Hit]:
     table = _name(stmt.relation)
@@ -162,24 +203,38 @@ def _alter_table(stmt: ast.AlterTableStmt, fs: FileState, ss: SetState) -> list[
         elif sub == AlterTableType.AT_AlterColumnType:
             hits += _column_types(cmd.def_)
             if existing:
-                hits.append(Hit("column-type-change", _loc(cmd.def_.typeName),
-                                f"ALTER COLUMN {cmd.name} TYPE {_type_name(cmd.def_.typeName)} "
-                                f"on existing table {table}: rewrites it under an ACCESS "
-                                "EXCLUSIVE lock and changes what running code reads"))
+                hits.append(
+                    Hit(
+                        "column-type-change",
+                        _loc(cmd.def_.typeName),
+                        f"ALTER COLUMN {cmd.name} TYPE {_type_name(cmd.def_.typeName)} "
+                        f"on existing table {table}: rewrites it under an ACCESS "
+                        "EXCLUSIVE lock and changes what running code reads",
+                    )
+                )
         elif sub == AlterTableType.AT_SetNotNull and existing:
             hits += _set_not_null(table, cmd.name, ss)
         elif sub == AlterTableType.AT_DropColumn and existing:
-            hits.append(Hit("drop-column", 0,
-                            f"DROP COLUMN {table}.{cmd.name}: running code that uses it breaks, "
-                            "and its data is gone"))
+            hits.append(
+                Hit(
+                    "drop-column",
+                    0,
+                    f"DROP COLUMN {table}.{cmd.name}: running code that uses it breaks, and its data is gone",
+                )
+            )
         elif sub == AlterTableType.AT_AddConstraint:
             hits += _add_constraint(cmd.def_, table, existing, fs, ss)
         elif sub == AlterTableType.AT_ValidateConstraint:
             if fs.transactional and (table, cmd.name) in fs.added_not_valid:
-                hits.append(Hit("validate-in-same-transaction", 0,
-                                f"VALIDATE CONSTRAINT {cmd.name} runs in the transaction that "
-                                f"added it NOT VALID: the scan of {table} happens under the "
-                                "ADD's lock"))
+                hits.append(
+                    Hit(
+                        "validate-in-same-transaction",
+                        0,
+                        f"VALIDATE CONSTRAINT {cmd.name} runs in the transaction that "
+                        f"added it NOT VALID: the scan of {table} happens under the "
+                        "ADD's lock",
+                    )
+                )
             for (t, _), checks in ss.not_null_checks.items():
                 if t == table and cmd.name in checks:
                     checks[cmd.name] = True
@@ -203,30 +258,48 @@ def _add_column(col: ast.ColumnDef, table: str) -> list[Hit]:
         rewrite = f"{type_name} implies DEFAULT nextval(), a new value for every existing row"
     elif ConstrType.CONSTR_IDENTITY in kinds:
         rewrite = "an identity column takes nextval() for every existing row"
-    elif any(c.contype == ConstrType.CONSTR_GENERATED and c.generated_kind == "s"
-             for c in constraints):
+    elif any(c.contype == ConstrType.CONSTR_GENERATED and c.generated_kind == "s" for c in constraints):
         rewrite = "a stored generated column is computed for every existing row"
     elif default is not None:
-        volatile = sorted({_func_name(n) for n in _walk(default)
-                           if isinstance(n, ast.FuncCall) and _func_name(n) in VOLATILE_FUNCTIONS})
+        volatile = sorted(
+            {
+                _func_name(n)
+                for n in _walk(default)
+                if isinstance(n, ast.FuncCall) and _func_name(n) in VOLATILE_FUNCTIONS
+            }
+        )
         if volatile:
             rewrite = f"DEFAULT calls {', '.join(v + '()' for v in volatile)}, which is volatile"
     if rewrite:
-        hits.append(Hit("volatile-default", where,
-                        f"ADD COLUMN {name} to existing table {table}: {rewrite}, so the whole "
-                        "table is rewritten under an ACCESS EXCLUSIVE lock"))
-    elif (kinds & {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY} or col.is_not_null) \
-            and default is None and ConstrType.CONSTR_GENERATED not in kinds:
-        hits.append(Hit("required-column", where,
-                        f"ADD COLUMN {name} NOT NULL without a DEFAULT: fails if {table} has "
-                        "rows, and inserts by running code that omits it fail"))
+        hits.append(
+            Hit(
+                "volatile-default",
+                where,
+                f"ADD COLUMN {name} to existing table {table}: {rewrite}, so the whole "
+                "table is rewritten under an ACCESS EXCLUSIVE lock",
+            )
+        )
+    elif (
+        (kinds & {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY} or col.is_not_null)
+        and default is None
+        and ConstrType.CONSTR_GENERATED not in kinds
+    ):
+        hits.append(
+            Hit(
+                "required-column",
+                where,
+                f"ADD COLUMN {name} NOT NULL without a DEFAULT: fails if {table} has "
+                "rows, and inserts by running code that omits it fail",
+            )
+        )
     for con in constraints:
         hits += _constraint_hits(con, table, f"ADD COLUMN {name}")
     return hits
 
 
-def _add_constraint(con: ast.Constraint, table: str, existing: bool, fs: FileState,
-                    ss: SetState) -> list[Hit]:
+def _add_constraint(
+    con: ast.Constraint, table: str, existing: bool, fs: FileState, ss: SetState
+) -> list[Hit]:
     if con.contype == ConstrType.CONSTR_CHECK:
         _remember_check(ss, table, con, validated=not con.skip_validation)
     if con.skip_validation and con.conname:
@@ -242,16 +315,30 @@ def _constraint_hits(con: ast.Constraint, table: str, what: str) -> list[Hit]:
     kind = con.contype
     if kind in (ConstrType.CONSTR_CHECK, ConstrType.CONSTR_FOREIGN) and not con.skip_validation:
         label = "CHECK" if kind == ConstrType.CONSTR_CHECK else "FOREIGN KEY"
-        return [Hit("constraint-without-not-valid", _loc(con),
-                    f"{what} {label} without NOT VALID checks every row of existing table "
-                    f"{table} while blocking writes")]
-    if kind in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_EXCLUSION) \
-            and not con.indexname:
-        label = {ConstrType.CONSTR_PRIMARY: "PRIMARY KEY", ConstrType.CONSTR_UNIQUE: "UNIQUE",
-                 ConstrType.CONSTR_EXCLUSION: "EXCLUDE"}[kind]
-        return [Hit("constraint-builds-index", _loc(con),
-                    f"{what} {label} builds an index on existing table {table} under an ACCESS "
-                    "EXCLUSIVE lock")]
+        return [
+            Hit(
+                "constraint-without-not-valid",
+                _loc(con),
+                f"{what} {label} without NOT VALID checks every row of existing table "
+                f"{table} while blocking writes",
+            )
+        ]
+    if (
+        kind in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_EXCLUSION)
+        and not con.indexname
+    ):
+        label = {
+            ConstrType.CONSTR_PRIMARY: "PRIMARY KEY",
+            ConstrType.CONSTR_UNIQUE: "UNIQUE",
+            ConstrType.CONSTR_EXCLUSION: "EXCLUDE",
+        }[kind]
+        return [
+            Hit(
+                "constraint-builds-index",
+                _loc(con),
+                f"{what} {label} builds an index on existing table {table} under an ACCESS EXCLUSIVE lock",
+            )
+        ]
     return []
 
 
@@ -264,9 +351,14 @@ def _set_not_null(table: str, column: str, ss: SetState) -> list[Hit]:
         detail = f"CHECK {pending} is NOT VALID: VALIDATE CONSTRAINT it in an earlier migration"
     else:
         detail = f"no validated CHECK ({column} IS NOT NULL) precedes it"
-    return [Hit("set-not-null", 0,
-                f"SET NOT NULL on {table}.{column} scans the whole table under an ACCESS "
-                f"EXCLUSIVE lock: {detail}")]
+    return [
+        Hit(
+            "set-not-null",
+            0,
+            f"SET NOT NULL on {table}.{column} scans the whole table under an ACCESS "
+            f"EXCLUSIVE lock: {detail}",
+        )
+    ]
 
 
 def _rename(stmt: ast.RenameStmt, fs: FileState) -> list[Hit]:
@@ -278,32 +370,56 @@ def _rename(stmt: ast.RenameStmt, fs: FileState) -> list[Hit]:
             fs.new_tables.discard(table)
             fs.new_tables.add(stmt.newname or "?")
             return []
-        return [Hit("rename-table", 0,
-                    f"ALTER {_RELATIONS[stmt.renameType].upper()} {table} RENAME TO "
-                    f"{stmt.newname}: running code that uses {table} breaks")]
-    if stmt.renameType == ObjectType.OBJECT_COLUMN and stmt.relationType in _RELATIONS \
-            and table not in fs.new_tables:
-        return [Hit("rename-column", 0,
-                    f"RENAME COLUMN {table}.{stmt.subname} TO {stmt.newname}: running code that "
-                    f"uses {stmt.subname} breaks")]
+        return [
+            Hit(
+                "rename-table",
+                0,
+                f"ALTER {_RELATIONS[stmt.renameType].upper()} {table} RENAME TO "
+                f"{stmt.newname}: running code that uses {table} breaks",
+            )
+        ]
+    if (
+        stmt.renameType == ObjectType.OBJECT_COLUMN
+        and stmt.relationType in _RELATIONS
+        and table not in fs.new_tables
+    ):
+        return [
+            Hit(
+                "rename-column",
+                0,
+                f"RENAME COLUMN {table}.{stmt.subname} TO {stmt.newname}: running code that "
+                f"uses {stmt.subname} breaks",
+            )
+        ]
     return []
 
 
 def _drop(stmt: ast.DropStmt, fs: FileState) -> list[Hit]:
     names = [_qualified_last(obj) for obj in stmt.objects or ()]
     if stmt.removeType in _RELATIONS:
-        hits = [Hit("drop-table", 0,
-                    f"DROP {_RELATIONS[stmt.removeType].upper()} {name}: running code that uses "
-                    "it breaks, and its data is gone")
-                for name in names if name not in fs.new_tables]
+        hits = [
+            Hit(
+                "drop-table",
+                0,
+                f"DROP {_RELATIONS[stmt.removeType].upper()} {name}: running code that uses "
+                "it breaks, and its data is gone",
+            )
+            for name in names
+            if name not in fs.new_tables
+        ]
         fs.new_tables.difference_update(names)
         return hits
     if stmt.removeType == ObjectType.OBJECT_INDEX and not stmt.concurrent:
         old = [name for name in names if name not in fs.new_indexes]
         fs.new_indexes.difference_update(names)
-        return [Hit("drop-index-not-concurrent", 0,
-                    f"DROP INDEX {name} without CONCURRENTLY locks its table against reads and "
-                    "writes") for name in old]
+        return [
+            Hit(
+                "drop-index-not-concurrent",
+                0,
+                f"DROP INDEX {name} without CONCURRENTLY locks its table against reads and writes",
+            )
+            for name in old
+        ]
     return []
 
 
@@ -329,28 +445,40 @@ def _set_variable(stmt: ast.VariableSetStmt, fs: FileState) -> None:
 
 # -- locks --------------------------------------------------------------------------------------
 
+
 def _access_exclusive_target(stmt: ast.Node, fs: FileState) -> tuple[str, str] | None:
     """(statement, what it locks) when it takes ACCESS EXCLUSIVE on a table that exists."""
+
     def existing(rel: ast.RangeVar | None) -> bool:
         return rel is not None and rel.relname not in fs.new_tables
 
     if isinstance(stmt, ast.AlterTableStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
-        strong = [c for c in stmt.cmds or () if c.subtype not in _WEAKER_SUBCOMMANDS and not (
-            c.subtype == AlterTableType.AT_AddConstraint
-            and c.def_.contype == ConstrType.CONSTR_FOREIGN)]
+        strong = [
+            c
+            for c in stmt.cmds or ()
+            if c.subtype not in _WEAKER_SUBCOMMANDS
+            and not (
+                c.subtype == AlterTableType.AT_AddConstraint and c.def_.contype == ConstrType.CONSTR_FOREIGN
+            )
+        ]
         if strong and existing(stmt.relation):
             return "ALTER TABLE", _name(stmt.relation)
-    elif isinstance(stmt, ast.RenameStmt) and existing(stmt.relation) and (
+    elif (
+        isinstance(stmt, ast.RenameStmt)
+        and existing(stmt.relation)
+        and (
             stmt.renameType in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_TABCONSTRAINT)
-            or (stmt.renameType == ObjectType.OBJECT_COLUMN
-                and stmt.relationType == ObjectType.OBJECT_TABLE)):
+            or (stmt.renameType == ObjectType.OBJECT_COLUMN and stmt.relationType == ObjectType.OBJECT_TABLE)
+        )
+    ):
         return "ALTER TABLE … RENAME", _name(stmt.relation)
     elif isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_TABLE:
         old = [n for n in map(_qualified_last, stmt.objects or ()) if n not in fs.new_tables]
         if old:
             return "DROP TABLE", old[0]
-    elif isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_INDEX \
-            and not stmt.concurrent:
+    elif (
+        isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_INDEX and not stmt.concurrent
+    ):
         old = [n for n in map(_qualified_last, stmt.objects or ()) if n not in fs.new_indexes]
         if old:
             return "DROP INDEX", f"the table of index {old[0]}"
@@ -367,7 +495,8 @@ def _access_exclusive_target(stmt: ast.Node, fs: FileState) -> tuple[str, str] |
     elif isinstance(stmt, ast.ClusterStmt) and existing(stmt.relation):
         return "CLUSTER", _name(stmt.relation)
     elif isinstance(stmt, ast.VacuumStmt) and any(
-            o.defname == "full" and _option_on(o.arg) for o in stmt.options or ()):
+        o.defname == "full" and _option_on(o.arg) for o in stmt.options or ()
+    ):
         old = [r.relation.relname for r in stmt.rels or () if existing(r.relation)]
         if old:
             return "VACUUM FULL", old[0]
@@ -382,6 +511,7 @@ def _option_on(arg: Any) -> bool:
 
 # -- types --------------------------------------------------------------------------------------
 
+
 def _column_types(col: ast.ColumnDef | None) -> list[Hit]:
     if col is None or col.typeName is None:
         return []
@@ -390,32 +520,43 @@ def _column_types(col: ast.ColumnDef | None) -> list[Hit]:
     where = _loc(tn)
     label = f"column {col.colname}" if col.colname else "the new type"
     if names == ["pg_catalog", "timestamp"] or names == ["timestamp"]:
-        return [Hit("prefer-timestamptz", where,
-                    f"{label} is timestamp without time zone: use timestamptz")]
+        return [Hit("prefer-timestamptz", where, f"{label} is timestamp without time zone: use timestamptz")]
     if names == ["pg_catalog", "varchar"] and tn.typmods:
-        return [Hit("prefer-text", where,
-                    f"{label} is varchar({_typmod(tn)}): use text (with a CHECK on length if "
-                    "the limit is a real rule)")]
+        return [
+            Hit(
+                "prefer-text",
+                where,
+                f"{label} is varchar({_typmod(tn)}): use text (with a CHECK on length if "
+                "the limit is a real rule)",
+            )
+        ]
     if names == ["pg_catalog", "bpchar"]:
-        return [Hit("prefer-text", where,
-                    f"{label} is char({_typmod(tn)}), which pads with spaces: use text")]
+        return [
+            Hit("prefer-text", where, f"{label} is char({_typmod(tn)}), which pads with spaces: use text")
+        ]
     if names[-1:] == ["money"]:
         return [Hit("prefer-numeric", where, f"{label} is money: use numeric(p, s)")]
     if len(names) == 1 and names[0] in _SERIAL:
-        return [Hit("prefer-identity", where,
-                    f"{label} is {names[0]}: use bigint GENERATED ALWAYS AS IDENTITY")]
+        return [
+            Hit("prefer-identity", where, f"{label} is {names[0]}: use bigint GENERATED ALWAYS AS IDENTITY")
+        ]
     return []
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
-def _remember_check(ss: SetState, table: str, con: ast.Constraint, *, validated: bool,
-                    column: str | None = None) -> None:
+
+def _remember_check(
+    ss: SetState, table: str, con: ast.Constraint, *, validated: bool, column: str | None = None
+) -> None:
     """Record CHECK (col IS NOT NULL), the check that lets SET NOT NULL skip its scan."""
     expr = con.raw_expr
-    if not (isinstance(expr, ast.NullTest) and expr.nulltesttype is not None
-            and expr.nulltesttype.name == "IS_NOT_NULL"
-            and isinstance(expr.arg, ast.ColumnRef)):
+    if not (
+        isinstance(expr, ast.NullTest)
+        and expr.nulltesttype is not None
+        and expr.nulltesttype.name == "IS_NOT_NULL"
+        and isinstance(expr.arg, ast.ColumnRef)
+    ):
         return
     fields = expr.arg.fields or ()
     col = fields[-1].sval if fields and isinstance(fields[-1], ast.String) else column
@@ -450,8 +591,7 @@ def _type_name(tn: ast.TypeName | None) -> str:
 
 
 def _typmod(tn: ast.TypeName) -> str:
-    return ", ".join(str(getattr(m.val, "ival", "?")) for m in tn.typmods or ()
-                     if isinstance(m, ast.A_Const))
+    return ", ".join(str(getattr(m.val, "ival", "?")) for m in tn.typmods or () if isinstance(m, ast.A_Const))
 
 
 def _qualified_last(obj: Any) -> str:

@@ -80,14 +80,17 @@ def lint(config: Config, paths: Iterable[str | Path] = ()) -> LintReport:
     findings.sort(key=lambda f: (f.path, f.line, f.column))
     reported = [u.path for u in units if u.report]
     reported += sorted({f.path for f in refused} - set(reported))
-    return LintReport(files=tuple(reported), findings=tuple(findings), allowed=tuple(allowed),
-                      refused_count=len(refused))
+    return LintReport(
+        files=tuple(reported), findings=tuple(findings), allowed=tuple(allowed), refused_count=len(refused)
+    )
 
 
 # -- which files --------------------------------------------------------------------------------
 
-_REFUSED_FIX = ("sqlmig refuses the file as it is: `up`, `down`, `validate`, `verify` and "
-                "`render` stop before running anything (exit 2); fix what the message says")
+_REFUSED_FIX = (
+    "sqlmig refuses the file as it is: `up`, `down`, `validate`, `verify` and "
+    "`render` stop before running anything (exit 2); fix what the message says"
+)
 
 
 def _units(config: Config, paths: list[Path]) -> tuple[list[_Unit], list[LintFinding]]:
@@ -103,8 +106,7 @@ def _units(config: Config, paths: list[Path]) -> tuple[list[_Unit], list[LintFin
     refused: list[LintFinding] = []
     setting = config.migration_lock_timeout
     if not paths or any(p.parent in set_dirs for p in wanted):
-        migration_set, problems = files_mod.load_all(root, config.migrations_path,
-                                                     config.rollbacks_path)
+        migration_set, problems = files_mod.load_all(root, config.migrations_path, config.rollbacks_path)
         in_set = {(root / p.path).resolve() for p in problems if p.path}
         for problem in problems:
             if not paths or (problem.path and (root / problem.path).resolve() in wanted):
@@ -113,19 +115,31 @@ def _units(config: Config, paths: list[Path]) -> tuple[list[_Unit], list[LintFin
         rollbacks: list[_Unit] = []
         for mig in migration_set.migrations:
             full = (root / mig.path).resolve()
-            units.append(_Unit(path=mig.path, text=mig.text, transactional=mig.transactional,
-                               report=not paths or full in wanted, version=mig.version,
-                               previous=previous,
-                               lock_timeout=_effective(mig.lock_timeout, mig.transactional,
-                                                       setting)))
+            units.append(
+                _Unit(
+                    path=mig.path,
+                    text=mig.text,
+                    transactional=mig.transactional,
+                    report=not paths or full in wanted,
+                    version=mig.version,
+                    previous=previous,
+                    lock_timeout=_effective(mig.lock_timeout, mig.transactional, setting),
+                )
+            )
             previous = (mig.version, mig.path)
             rb = mig.rollback
             rb_full = (root / rb.path).resolve()
             if rb.irreversible is None and (not paths or rb_full in wanted):
-                rollbacks.append(_Unit(path=rb.path, text=rb.text, transactional=rb.transactional,
-                                       report=True, rollback=True,
-                                       lock_timeout=_effective(rb.lock_timeout, rb.transactional,
-                                                               setting)))
+                rollbacks.append(
+                    _Unit(
+                        path=rb.path,
+                        text=rb.text,
+                        transactional=rb.transactional,
+                        report=True,
+                        rollback=True,
+                        lock_timeout=_effective(rb.lock_timeout, rb.transactional, setting),
+                    )
+                )
             in_set |= {full, rb_full}
         units += rollbacks
         wanted = [p for p in wanted if p not in in_set]
@@ -140,18 +154,29 @@ def _units(config: Config, paths: list[Path]) -> tuple[list[_Unit], list[LintFin
             raise InvalidInput(f"{rel}:{line}: {error}")
         directives = headers.parse_header(text).directives
         transactional = not any(v.split()[:1] == ["no-transaction"] for v, _ in directives)
-        refused += [_refusal(p) for p in
-                    filechecks.check(rel, text, transactional=transactional).problems]
-        units.append(_Unit(path=rel, text=text, transactional=transactional, report=True,
-                           lock_timeout=_effective(_header_lock_timeout(directives),
-                                                   transactional, setting)))
+        refused += [_refusal(p) for p in filechecks.check(rel, text, transactional=transactional).problems]
+        units.append(
+            _Unit(
+                path=rel,
+                text=text,
+                transactional=transactional,
+                report=True,
+                lock_timeout=_effective(_header_lock_timeout(directives), transactional, setting),
+            )
+        )
     return units, refused
 
 
 def _refusal(problem: Problem) -> LintFinding:
-    return LintFinding(rule=problem.code, severity=problem.severity, path=problem.path or "",
-                       line=problem.line or 1, column=1, message=problem.message,
-                       fix=_REFUSED_FIX)
+    return LintFinding(
+        rule=problem.code,
+        severity=problem.severity,
+        path=problem.path or "",
+        line=problem.line or 1,
+        column=1,
+        message=problem.message,
+        fix=_REFUSED_FIX,
+    )
 
 
 def _effective(header: float | None, transactional: bool, setting: float | None) -> float | None:
@@ -175,6 +200,7 @@ def _header_lock_timeout(directives: list[tuple[str, int]]) -> float | None:
 
 
 # -- one file -----------------------------------------------------------------------------------
+
 
 def _lint_unit(unit: _Unit, shared: SetState) -> tuple[list[LintFinding], list[LintFinding]]:
     split = sqltext.split(unit.text)
@@ -204,15 +230,35 @@ def _lint_unit(unit: _Unit, shared: SetState) -> tuple[list[LintFinding], list[L
             active.append(finding)
     for a in allows:
         if not a.used and a.reason:
-            meta.append((a.line, a.column, Hit(
-                "unused-allow", 0,
-                f"`-- sqlmig: allow {a.rule}` suppresses nothing: "
-                + ("it is not on the comment lines right above a statement"
-                   if a.statement is None else f"the statement below has no {a.rule} finding"))))
+            meta.append(
+                (
+                    a.line,
+                    a.column,
+                    Hit(
+                        "unused-allow",
+                        0,
+                        f"`-- sqlmig: allow {a.rule}` suppresses nothing: "
+                        + (
+                            "it is not on the comment lines right above a statement"
+                            if a.statement is None
+                            else f"the statement below has no {a.rule} finding"
+                        ),
+                    ),
+                )
+            )
     for line, column, hit in meta:
         rule = RULES[hit.rule]
-        active.append(LintFinding(rule=hit.rule, severity=rule.severity, path=unit.path, line=line,
-                                  column=column, message=hit.message, fix=rule.fix))
+        active.append(
+            LintFinding(
+                rule=hit.rule,
+                severity=rule.severity,
+                path=unit.path,
+                line=line,
+                column=column,
+                message=hit.message,
+                fix=rule.fix,
+            )
+        )
     active.sort(key=lambda f: (f.line, f.column))
     return active, suppressed
 
@@ -247,15 +293,24 @@ def _version_hits(unit: _Unit, found: list[_Found]) -> list[_Found]:
     for f in found:
         if RULES[f.hit.rule].breaking and f.statement not in seen:
             seen.add(f.statement)
-            out.append(_Found(f.statement, Hit(
-                "breaking-needs-major", f.hit.offset,
-                f"{f.hit.rule} is breaking for running code, but version {cur} is not a major "
-                f"bump over {prev}{after}: make it {prev.major + 1}.0.0"), f.offset))
+            out.append(
+                _Found(
+                    f.statement,
+                    Hit(
+                        "breaking-needs-major",
+                        f.hit.offset,
+                        f"{f.hit.rule} is breaking for running code, but version {cur} is not a major "
+                        f"bump over {prev}{after}: make it {prev.major + 1}.0.0",
+                    ),
+                    f.offset,
+                )
+            )
     return out
 
 
-def _allows(unit: _Unit, statements: tuple[sqltext.Statement, ...],
-            index: sqltext.LineIndex) -> tuple[list[_Allow], list[tuple[int, int, Hit]]]:
+def _allows(
+    unit: _Unit, statements: tuple[sqltext.Statement, ...], index: sqltext.LineIndex
+) -> tuple[list[_Allow], list[tuple[int, int, Hit]]]:
     """Every allow comment outside the statements, with the statement right below it."""
     text = unit.text
     spans = [(st.start, st.start + len(st.text)) for st in statements]
@@ -273,13 +328,22 @@ def _allows(unit: _Unit, statements: tuple[sqltext.Statement, ...],
             close = difflib.get_close_matches(rule, list(RULES), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             what = f"names an unknown rule `{rule}`{hint}" if rule else "names no rule"
-            meta.append((line, column, Hit("unused-allow", 0,
-                                           f"`-- sqlmig: allow` {what}: it suppresses nothing")))
+            meta.append(
+                (line, column, Hit("unused-allow", 0, f"`-- sqlmig: allow` {what}: it suppresses nothing"))
+            )
             continue
         if not reason:
-            meta.append((line, column, Hit(
-                "allow-needs-reason", 0,
-                f"`-- sqlmig: allow {rule}` gives no reason, so it suppresses nothing")))
+            meta.append(
+                (
+                    line,
+                    column,
+                    Hit(
+                        "allow-needs-reason",
+                        0,
+                        f"`-- sqlmig: allow {rule}` gives no reason, so it suppresses nothing",
+                    ),
+                )
+            )
         allows.append(_Allow(line, column, rule, reason, _statement_below(line, lines, first_line)))
     return allows, meta
 
@@ -297,19 +361,29 @@ def _statement_below(line: int, lines: list[str], first_line: dict[int, int]) ->
 def _finding(path: str, index: sqltext.LineIndex, offset: int, hit: Hit) -> LintFinding:
     rule = RULES[hit.rule]
     line, column = index.position(offset)
-    return LintFinding(rule=hit.rule, severity=rule.severity, path=path, line=line, column=column,
-                       message=hit.message, fix=rule.fix)
+    return LintFinding(
+        rule=hit.rule,
+        severity=rule.severity,
+        path=path,
+        line=line,
+        column=column,
+        message=hit.message,
+        fix=rule.fix,
+    )
 
 
 # -- output -------------------------------------------------------------------------------------
+
 
 def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def summary(report: LintReport) -> str:
-    return (f"lint: {_count(len(report.files), 'file')}, {_count(report.error_count, 'error')}, "
-            f"{_count(report.warning_count, 'warning')}, {len(report.allowed)} allowed")
+    return (
+        f"lint: {_count(len(report.files), 'file')}, {_count(report.error_count, 'error')}, "
+        f"{_count(report.warning_count, 'warning')}, {len(report.allowed)} allowed"
+    )
 
 
 def format_human(report: LintReport) -> list[str]:
@@ -336,12 +410,15 @@ def format_github(report: LintReport) -> list[str]:
     """GitHub Actions workflow commands: an annotation per finding, a notice per allowed one."""
     out: list[str] = []
     for f in report.findings:
-        props = (f"file={_escape_property(f.path)},line={f.line},col={f.column},"
-                 f"title={_escape_property(f.rule)}")
+        props = (
+            f"file={_escape_property(f.path)},line={f.line},col={f.column},title={_escape_property(f.rule)}"
+        )
         out.append(f"::{f.severity} {props}::{_escape_data(f'{f.message}. Fix: {f.fix}')}")
     for f in report.allowed:
-        props = (f"file={_escape_property(f.path)},line={f.line},col={f.column},"
-                 f"title={_escape_property(f'allowed {f.rule}')}")
+        props = (
+            f"file={_escape_property(f.path)},line={f.line},col={f.column},"
+            f"title={_escape_property(f'allowed {f.rule}')}"
+        )
         out.append(f"::notice {props}::{_escape_data(f'{f.message}. Allowed: {f.allowed}')}")
     out.append(summary(report))
     return out

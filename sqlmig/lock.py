@@ -95,8 +95,7 @@ def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> in
     delays = poll_delays(timeout)
     try:
         while True:
-            got = conn.execute("SELECT pg_try_advisory_lock(%s), pg_backend_pid()",
-                               (key,)).fetchone()
+            got = conn.execute("SELECT pg_try_advisory_lock(%s), pg_backend_pid()", (key,)).fetchone()
             if got and got[0]:
                 return int(got[1])
             pause = next(delays, None)
@@ -105,8 +104,10 @@ def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> in
             time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
         who = holder(conn, key)
     except psycopg.errors.DeadlockDetected as exc:  # not expected while polling; said as it is
-        raise LockTimeout(f"deadlock detected while waiting for the migration lock on {what}: "
-                          f"{str(exc).strip()}", hint="run the command again") from exc
+        raise LockTimeout(
+            f"deadlock detected while waiting for the migration lock on {what}: {str(exc).strip()}",
+            hint="run the command again",
+        ) from exc
     except psycopg.OperationalError as exc:
         raise ConnectError(f"lost the connection while waiting for the lock: {exc}") from exc
     raise LockTimeout(
@@ -115,9 +116,11 @@ def acquire(conn: psycopg.Connection, key: int, timeout: float, what: str) -> in
     )
 
 
-_POOLER = ("a connection pooler in transaction mode (PgBouncer pool_mode=transaction) is "
-           "probably between sqlmig and the server, where session locks do not hold: use "
-           "--lock-mode transaction")
+_POOLER = (
+    "a connection pooler in transaction mode (PgBouncer pool_mode=transaction) is "
+    "probably between sqlmig and the server, where session locks do not hold: use "
+    "--lock-mode transaction"
+)
 
 
 def release(conn: psycopg.Connection, key: int, pid: int | None = None) -> Problem | None:
@@ -130,33 +133,42 @@ def release(conn: psycopg.Connection, key: int, pid: int | None = None) -> Probl
     except psycopg.Error as exc:
         if conn.closed or conn.broken:
             return None  # the session is gone, and its lock with it
-        return Problem(code="unlock-failed", severity="warning",
-                       message=f"could not release the migration lock: {str(exc).strip()}; the "
-                               "server releases it when the session ends")
+        return Problem(
+            code="unlock-failed",
+            severity="warning",
+            message=f"could not release the migration lock: {str(exc).strip()}; the "
+            "server releases it when the session ends",
+        )
     assert row is not None
     unlocked, now = bool(row[0]), int(row[1])
     if unlocked and (pid is None or pid == now):
         return None
     moved = pid is not None and pid != now
     if not unlocked:
-        what = ("the migration lock was not held at the end of this run: pg_advisory_unlock "
-                f"returned false in server session {now}")
+        what = (
+            "the migration lock was not held at the end of this run: pg_advisory_unlock "
+            f"returned false in server session {now}"
+        )
         if moved:
-            what += (f", not the session {pid} that took it (which may still hold it, keeping "
-                     "other runners waiting until that server connection closes)")
+            what += (
+                f", not the session {pid} that took it (which may still hold it, keeping "
+                "other runners waiting until that server connection closes)"
+            )
         else:
             what += " (something released it during the run, e.g. pg_advisory_unlock_all())"
         what += "; another runner may have run at the same time"
     else:
-        what = (f"this run moved from server session {pid}, which took the migration lock, to "
-                f"session {now}, so the lock did not keep other runners out")
-    return Problem(code="lock-lost", severity="warning",
-                   message=f"{what}{'; ' + _POOLER if moved else ''}")
+        what = (
+            f"this run moved from server session {pid}, which took the migration lock, to "
+            f"session {now}, so the lock did not keep other runners out"
+        )
+    return Problem(code="lock-lost", severity="warning", message=f"{what}{'; ' + _POOLER if moved else ''}")
 
 
 @contextlib.contextmanager
-def held(conn: psycopg.Connection, key: int, timeout: float, what: str,
-         warnings: list[Problem] | None = None) -> Iterator[None]:
+def held(
+    conn: psycopg.Connection, key: int, timeout: float, what: str, warnings: list[Problem] | None = None
+) -> Iterator[None]:
     """The session lock around a block; a lost lock found at release goes to `warnings`."""
     pid = acquire(conn, key, timeout, what)
     try:

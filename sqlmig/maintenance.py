@@ -50,8 +50,7 @@ def backup(config: Config, directory: Path | str | None = None) -> BackupReport:
     `<root>/backups`), named `<database>-<UTC time>-v<current version>.dump`."""
     from sqlmig import dump
 
-    target = Path(directory) if directory is not None else (config.backup_dir
-                                                            or config.root / "backups")
+    target = Path(directory) if directory is not None else (config.backup_dir or config.root / "backups")
     with _session(config, locked=False) as (conn, history):
         current = plan.current_version(history.read(conn))
         try:
@@ -59,13 +58,13 @@ def backup(config: Config, directory: Path | str | None = None) -> BackupReport:
         except SqlmigError as exc:
             _log_backup(conn, history, "failed", current, detail=exc.message)
             raise
-        _log_backup(conn, history, "ok", current, detail=report.path,
-                    duration_ms=report.duration_ms)
+        _log_backup(conn, history, "ok", current, detail=report.path, duration_ms=report.duration_ms)
         return report
 
 
-def _log_backup(conn: psycopg.Connection, history: History, outcome: str, version: str | None,
-                **fields: Any) -> None:
+def _log_backup(
+    conn: psycopg.Connection, history: History, outcome: str, version: str | None, **fields: Any
+) -> None:
     """The event of a standalone backup, as `up --backup` logs its own; where sqlmig has no
     event log yet (a backup before the first migration) there is nothing to log it in."""
     if not history.events_exist(conn):
@@ -87,8 +86,10 @@ def check(config: Config, require: str) -> CheckResult:
     with _session(config, locked=False) as (conn, history):
         current = plan.current_version(history.read(conn))
     if current is None:
-        ok, message = False, (f"no version applied ({config.qualified_table} is empty or "
-                              f"missing); required {wanted.text}")
+        ok, message = (
+            False,
+            (f"no version applied ({config.qualified_table} is empty or missing); required {wanted.text}"),
+        )
     else:
         try:
             ok = wanted.satisfied_by(Version.parse(current).key)
@@ -98,13 +99,21 @@ def check(config: Config, require: str) -> CheckResult:
         else:
             verb = "satisfies" if ok else "does not satisfy"
             message = f"version {current} {verb} {wanted.text} ({wanted.meaning})"
-    return CheckResult(ok=ok, require=wanted.text, meaning=wanted.meaning,
-                       current_version=current, message=message)
+    return CheckResult(
+        ok=ok, require=wanted.text, meaning=wanted.meaning, current_version=current, message=message
+    )
 
 
-def repair(config: Config, *, mark_applied: str | None = None, remove: str | None = None,
-           accept_formatting: Iterable[str] | None = None, drop_invalid_indexes: bool = False,
-           drop_index: Iterable[str] = (), refresh_rollback: Iterable[str] = ()) -> RepairReport:
+def repair(
+    config: Config,
+    *,
+    mark_applied: str | None = None,
+    remove: str | None = None,
+    accept_formatting: Iterable[str] | None = None,
+    drop_invalid_indexes: bool = False,
+    drop_index: Iterable[str] = (),
+    refresh_rollback: Iterable[str] = (),
+) -> RepairReport:
     """Without an action, list what can be repaired (read-only, no lock). With one action, do it
     under the lock; every change is logged in the event log.
 
@@ -120,11 +129,18 @@ def repair(config: Config, *, mark_applied: str | None = None, remove: str | Non
 
     names = list(drop_index)
     refresh = list(refresh_rollback)
-    chosen = [mark_applied is not None, remove is not None, accept_formatting is not None,
-              drop_invalid_indexes or bool(names), bool(refresh)]
+    chosen = [
+        mark_applied is not None,
+        remove is not None,
+        accept_formatting is not None,
+        drop_invalid_indexes or bool(names),
+        bool(refresh),
+    ]
     if sum(chosen) > 1:
-        raise InvalidInput("repair: one action at a time (--mark-applied, --remove, "
-                           "--accept-formatting, --drop-invalid-index[es], --refresh-rollback)")
+        raise InvalidInput(
+            "repair: one action at a time (--mark-applied, --remove, "
+            "--accept-formatting, --drop-invalid-index[es], --refresh-rollback)"
+        )
     if not any(chosen):
         return _repair_listing(config)
     files = load_files(config) if accept_formatting is not None or refresh else None
@@ -136,19 +152,24 @@ def repair(config: Config, *, mark_applied: str | None = None, remove: str | Non
                 if files is not None and refresh:
                     done = repairs.refresh_rollback(conn, history, files, records, refresh)
                 elif files is not None:
-                    done = repairs.accept_formatting(conn, history, files, records,
-                                                     list(accept_formatting or ()))
+                    done = repairs.accept_formatting(
+                        conn, history, files, records, list(accept_formatting or ())
+                    )
                 else:
                     # Either way the index stays invalid: marked applied, the step is taken for
                     # done; removed, its rerun's CREATE INDEX … IF NOT EXISTS skips the index.
-                    notes += [f"warning: invalid index {i.qualified} on {i.table} is still "
-                              "there: if the step built it, it is not complete; drop it "
-                              f"(`sqlmig repair --drop-invalid-index {i.qualified}`) and let "
-                              "`up` build it" for i in repairs.invalid_indexes(conn)]
+                    notes += [
+                        f"warning: invalid index {i.qualified} on {i.table} is still "
+                        "there: if the step built it, it is not complete; drop it "
+                        f"(`sqlmig repair --drop-invalid-index {i.qualified}`) and let "
+                        "`up` build it"
+                        for i in repairs.invalid_indexes(conn)
+                    ]
                     version = mark_applied if mark_applied is not None else remove
                     assert version is not None
-                    done = [repairs.resolve_row(conn, history, records, version,
-                                                applied=mark_applied is not None)]
+                    done = [
+                        repairs.resolve_row(conn, history, records, version, applied=mark_applied is not None)
+                    ]
         else:
             # DROP INDEX CONCURRENTLY runs in autocommit: under the lease in transaction mode.
             with guard.hold_lease("repair", "drop invalid indexes"):
@@ -157,9 +178,12 @@ def repair(config: Config, *, mark_applied: str | None = None, remove: str | Non
                     targets = repairs.pick_indexes(conn, found, names)
                 else:
                     targets = [i for i in found if i.building_pid is None]
-                    notes += [f"skipped {i.qualified} on {i.table}: a concurrent build is still "
-                              f"running in backend {i.building_pid}"
-                              for i in found if i.building_pid is not None]
+                    notes += [
+                        f"skipped {i.qualified} on {i.table}: a concurrent build is still "
+                        f"running in backend {i.building_pid}"
+                        for i in found
+                        if i.building_pid is not None
+                    ]
                 done = repairs.drop_indexes(conn, history, targets)
     notes += [f"warning: {w.message}" for w in guard.warnings]
     return RepairReport(done=tuple(done), notes=tuple(notes))
@@ -183,15 +207,28 @@ def _repair_listing(config: Config) -> RepairReport:
         invalid_indexes=tuple(indexes),
         formatting_only=tuple(repairs.formatting_changes(files, records)) if files is not None else (),
         rollbacks_changed=tuple(
-            RollbackChange(version=r.version, name=m.name, path=m.rollback.path,
-                           stored_checksum=r.rollback_checksum or "", checksum=m.rollback.checksum)
-            for r, m in repairs.rollback_changes(files, records)) if files is not None else (),
+            RollbackChange(
+                version=r.version,
+                name=m.name,
+                path=m.rollback.path,
+                stored_checksum=r.rollback_checksum or "",
+                checksum=m.rollback.checksum,
+            )
+            for r, m in repairs.rollback_changes(files, records)
+        )
+        if files is not None
+        else (),
         notes=tuple(notes),
     )
 
 
-def new(config: Config, description: str, *, bump: Literal["major", "minor", "patch"] | None = None,
-        version: str | None = None) -> NewFiles:
+def new(
+    config: Config,
+    description: str,
+    *,
+    bump: Literal["major", "minor", "patch"] | None = None,
+    version: str | None = None,
+) -> NewFiles:
     """Create the next numbered migration and its rollback from a template."""
     from sqlmig.reports import NewFiles
 
@@ -208,7 +245,8 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
         raise InvalidInput(
             f"the description makes a file name slug of {len(slug)} characters: at most "
             f"{_SLUG_MAX} (file names are at most 255 bytes, and a name is for finding the file)",
-            hint="give a short description; say more in the file's `-- Description:` line")
+            hint="give a short description; say more in the file's `-- Description:` line",
+        )
     if config.migrations_path.is_dir() and not config.rollbacks_path.exists():
         # `new` writes the first rollback there: a missing rollbacks/ is not yet a problem.
         try:
@@ -220,15 +258,17 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
     if version is not None:
         new_version = _parse_version(version)
         if last and not last.version < new_version:
-            raise InvalidInput(f"--version {version} must be greater than {last.version} "
-                               f"of {last.path}")
+            raise InvalidInput(f"--version {version} must be greater than {last.version} of {last.path}")
     elif last is None:
         new_version = Version(major=1, minor=0, patch=0)
     else:
         new_version = last.version.bump(bump or "minor")
     number = (last.number + 1) if last else 1
-    width = max(3, *(len(m.path.rsplit("/", 1)[-1].split("_", 1)[0]) for m in files.migrations)) \
-        if files.migrations else 3
+    width = (
+        max(3, *(len(m.path.rsplit("/", 1)[-1].split("_", 1)[0]) for m in files.migrations))
+        if files.migrations
+        else 3
+    )
     stem = f"{number:0{width}d}_{slug}"
     mig_path = config.migrations_path / f"{stem}.sql"
     rb_path = config.rollbacks_path / f"{stem}_rollback.sql"
@@ -237,19 +277,26 @@ def new(config: Config, description: str, *, bump: Literal["major", "minor", "pa
             raise InvalidInput(f"{path} already exists")
     try:
         config.rollbacks_path.mkdir(parents=True, exist_ok=True)
-        _write_new(mig_path, rb_path, stem, new_version, description,
-                   config.migration_lock_timeout)
+        _write_new(mig_path, rb_path, stem, new_version, description, config.migration_lock_timeout)
     except OSError as exc:
-        raise InvalidInput(f"cannot write {exc.filename or mig_path}: {exc.strerror or exc}"
-                           ) from exc
+        raise InvalidInput(f"cannot write {exc.filename or mig_path}: {exc.strerror or exc}") from exc
     root = config.root
-    return NewFiles(migration=files_mod.relative(mig_path, root),
-                    rollback=files_mod.relative(rb_path, root), number=number,
-                    version=str(new_version))
+    return NewFiles(
+        migration=files_mod.relative(mig_path, root),
+        rollback=files_mod.relative(rb_path, root),
+        number=number,
+        version=str(new_version),
+    )
 
 
-def _write_new(mig_path: Path, rb_path: Path, stem: str, new_version: Version,
-               description: str, lock_timeout: float | None) -> None:
+def _write_new(
+    mig_path: Path,
+    rb_path: Path,
+    stem: str,
+    new_version: Version,
+    description: str,
+    lock_timeout: float | None,
+) -> None:
     from sqlmig.timeouts import format_duration
 
     today = dt.date.today().isoformat()

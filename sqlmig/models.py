@@ -73,7 +73,7 @@ def version_key(text: str) -> tuple[int, ...]:
     # semantic version over 50 characters, which that refuses, gives the same numbers below.
     major, _, rest = text.partition(".")
     minor, _, patch = rest.partition(".")
-    if (major.isdigit() and minor.isdigit() and patch.isdigit() and text.isascii()):
+    if major.isdigit() and minor.isdigit() and patch.isdigit() and text.isascii():
         # 1.2.3 without a regex (0.4 of the time; versions are sorted 2-3 times per run); with
         # leading zeros too, which both ways below read as the same numbers.
         return (int(major), int(minor), int(patch))
@@ -258,10 +258,6 @@ class RetryNotice:
     delay: float  # seconds until the next try
 
 
-
-
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunReport:
     direction: Literal["up", "down", "baseline"]
@@ -303,12 +299,6 @@ class ValidationReport:
     warnings: tuple[Problem, ...] = ()
 
 
-
-
-
-
-
-
 def to_json(obj: Any) -> Any:
     """`obj` as JSON-ready lists, dicts and scalars: what `--json` prints (and what pydantic's
     model_dump(mode="json") gave). Dataclasses become dicts of their fields, less those marked
@@ -319,7 +309,8 @@ def to_json(obj: Any) -> Any:
         if names is None:
             names = _JSON_NAMES[type(obj)] = (
                 *(f.name for f in fields(obj) if not f.metadata.get("exclude")),
-                *getattr(obj, "_computed", ()))
+                *getattr(obj, "_computed", ()),
+            )
         return {name: to_json(getattr(obj, name)) for name in names}
     if isinstance(obj, list | tuple | set | frozenset):
         return [to_json(v) for v in obj]

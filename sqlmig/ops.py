@@ -48,12 +48,16 @@ OnWait = Callable[["WaitAttempt"], None]  # a failed connection attempt of `wait
 OnRetry = Callable[[RetryNotice], None]  # a migration rolled back by a lock timeout, to run again
 OnBackup = Callable[["BackupReport"], None]  # the dump written before the first migration
 OnSkip = Callable[[PlanStep], None]  # --lock-mode transaction: another runner did this step
+
+
 def _repair_hint(errors: list[Problem]) -> str:
     """Where to go next: `repair` only where it has something to do (a row left unfinished);
     an edited, missing or out-of-order file is resolved as its line says."""
     if any(e.code == "failed-state" for e in errors):
-        return ("`sqlmig repair` lists what the unfinished step left behind (invalid indexes) "
-                "and the command that resolves its row")
+        return (
+            "`sqlmig repair` lists what the unfinished step left behind (invalid indexes) "
+            "and the command that resolves its row"
+        )
     return "each line says what to do; `sqlmig status` shows the whole history"
 
 
@@ -63,8 +67,7 @@ def load_files(config: Config) -> MigrationSet:
     # is reported and nothing is created.
     if config.file_cache == "on" and config.migrations_path.is_dir():
         cache = filecache.location(config.root, config.migrations_path, config.rollbacks_path)
-    return files_mod.load(config.root, config.migrations_path, config.rollbacks_path,
-                          cache=cache)
+    return files_mod.load(config.root, config.migrations_path, config.rollbacks_path, cache=cache)
 
 
 @contextlib.contextmanager
@@ -76,8 +79,7 @@ def _session(config: Config, *, locked: bool) -> Iterator[tuple[psycopg.Connecti
 
 
 @contextlib.contextmanager
-def _guarded(config: Config, *, locked: bool) -> Iterator[tuple[psycopg.Connection, History,
-                                                                 txlock.NoGuard]]:
+def _guarded(config: Config, *, locked: bool) -> Iterator[tuple[psycopg.Connection, History, txlock.NoGuard]]:
     """A connection, the history and, with `locked`, the migration lock: one session lock for
     the whole run (session mode), or `guard`, which locks each transaction on its own
     (--lock-mode transaction, behind a transaction pooler; see sqlmig.txlock). Warnings about
@@ -92,23 +94,28 @@ def _guarded(config: Config, *, locked: bool) -> Iterator[tuple[psycopg.Connecti
             yield conn, history, guard
         elif pooled:
             guard = txlock.TransactionLock(
-                conn, history, key=key, timeout=config.lock_timeout, what=config.qualified_table,
+                conn,
+                history,
+                key=key,
+                timeout=config.lock_timeout,
+                what=config.qualified_table,
                 reconnect=lambda: connect(config),
-                local_settings=session_statements(config, local=True))
+                local_settings=session_statements(config, local=True),
+            )
             guard.setup()
             yield conn, history, guard
         else:
-            with lock.held(conn, key, config.lock_timeout, config.qualified_table,
-                           guard.warnings):
+            with lock.held(conn, key, config.lock_timeout, config.qualified_table, guard.warnings):
                 history.ensure(conn)
                 yield conn, history, guard
     except psycopg.errors.DeadlockDetected as exc:
         # An OperationalError too, but the connection is fine: say what it was.
         from sqlmig.errors import LockTimeout
 
-        raise LockTimeout(f"deadlock detected on {describe(config)}: {str(exc).strip()}",
-                          hint="the server rolled back the statement it chose as the victim; "
-                               "run the command again") from exc
+        raise LockTimeout(
+            f"deadlock detected on {describe(config)}: {str(exc).strip()}",
+            hint="the server rolled back the statement it chose as the victim; run the command again",
+        ) from exc
     except psycopg.OperationalError as exc:
         from sqlmig.errors import ConnectError
 
@@ -122,17 +129,28 @@ def _guarded(config: Config, *, locked: bool) -> Iterator[tuple[psycopg.Connecti
         conn.close()
 
 
-def _record(conn: psycopg.Connection, history: History, guard: txlock.NoGuard, action: str, *,
-            applied: Iterable[str], if_missing: bool = False) -> Problem | None:
+def _record(
+    conn: psycopg.Connection,
+    history: History,
+    guard: txlock.NoGuard,
+    action: str,
+    *,
+    applied: Iterable[str],
+    if_missing: bool = False,
+) -> Problem | None:
     """drift.record under the lock; in transaction mode from the history as it is by then (other
     runners may have applied some of this run's steps)."""
     try:
         with guard.locked(catalog_path=True):
-            return drift.record(conn, history, action, if_missing=if_missing,
-                                applied=None if guard.pooled else applied)
+            return drift.record(
+                conn, history, action, if_missing=if_missing, applied=None if guard.pooled else applied
+            )
     except SqlmigError as exc:  # a lease held too long: the migrations are in, only say so
-        return Problem(code="snapshot", severity="warning",
-                       message=f"could not record the schema snapshot: {exc.message}")
+        return Problem(
+            code="snapshot",
+            severity="warning",
+            message=f"could not record the schema snapshot: {exc.message}",
+        )
 
 
 def _with_lock_warnings(report: RunReport, guard: txlock.NoGuard) -> RunReport:
@@ -141,8 +159,9 @@ def _with_lock_warnings(report: RunReport, guard: txlock.NoGuard) -> RunReport:
     return replace(report, warnings=(*report.warnings, *guard.warnings))
 
 
-def _adopt(conn: psycopg.Connection, history: History, files: MigrationSet,
-           records: list[AppliedRecord]) -> list[AppliedRecord]:
+def _adopt(
+    conn: psycopg.Connection, history: History, files: MigrationSet, records: list[AppliedRecord]
+) -> list[AppliedRecord]:
     """Give rows written by a hand-written script their number and checksums, matched by version."""
     if all(record.number is not None for record in records):
         return records  # sqlmig's own rows, as nearly always
@@ -152,10 +171,16 @@ def _adopt(conn: psycopg.Connection, history: History, files: MigrationSet,
         mig = by_version.get(record.version)
         if record.number is None and mig is not None:
             fields = record_fields(mig, status="applied")
-            conn.execute(*history.adopt(record.version, {**fields,
-                                                         "rollback_sql": mig.rollback.text}))
-            conn.execute(*history.event("adopt", "ok", version=record.version, name=mig.name,
-                                        detail="row from a hand-written history table"))
+            conn.execute(*history.adopt(record.version, {**fields, "rollback_sql": mig.rollback.text}))
+            conn.execute(
+                *history.event(
+                    "adopt",
+                    "ok",
+                    version=record.version,
+                    name=mig.name,
+                    detail="row from a hand-written history table",
+                )
+            )
             adopted = True
     return history.read(conn) if adopted else records
 
@@ -175,20 +200,32 @@ def _prepare(the_plan: Plan, on_note: OnNote | None) -> tuple[dict[int, list], d
     return prepared, canonical
 
 
-def _check(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[str],
-           matched: plan.Matched) -> list:
+def _check(
+    files: MigrationSet, records: list[AppliedRecord], allow: Iterable[str], matched: plan.Matched
+) -> list:
     errors, warnings = plan.validate(files, records, allow, matched=matched)
     if errors:
         raise HistoryInconsistent(errors, hint=_repair_hint(errors))
     return warnings
 
 
-def up(config: Config, *, to: str | None = None, dry_run: bool = False,
-       allow: Iterable[str] = (), on_step: OnStep | None = None,
-       on_done: OnDone | None = None, on_note: OnNote | None = None,
-       on_plan: OnPlan | None = None, wait: float | None = None, on_wait: OnWait | None = None,
-       on_retry: OnRetry | None = None, on_backup: OnBackup | None = None,
-       on_skip: OnSkip | None = None, back_to_back: bool = True) -> RunReport:
+def up(
+    config: Config,
+    *,
+    to: str | None = None,
+    dry_run: bool = False,
+    allow: Iterable[str] = (),
+    on_step: OnStep | None = None,
+    on_done: OnDone | None = None,
+    on_note: OnNote | None = None,
+    on_plan: OnPlan | None = None,
+    wait: float | None = None,
+    on_wait: OnWait | None = None,
+    on_retry: OnRetry | None = None,
+    on_backup: OnBackup | None = None,
+    on_skip: OnSkip | None = None,
+    back_to_back: bool = True,
+) -> RunReport:
     """Apply pending migrations in order, each in its own transaction with its history row.
 
     `wait`: first wait up to that many seconds for the database (see `wait`). With
@@ -219,20 +256,34 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
         files_mod.read_texts(by_number[step.number] for step in the_plan.steps)  # type: ignore[index]
         prepared, canonical = _prepare(the_plan, on_note)
         if dry_run:
-            return RunReport(direction="up", dry_run=True, from_version=the_plan.current,
-                             to_version=the_plan.target, plan=the_plan,
-                             warnings=(*_run_warnings(files), *warnings))
+            return RunReport(
+                direction="up",
+                dry_run=True,
+                from_version=the_plan.current,
+                to_version=the_plan.target,
+                plan=the_plan,
+                warnings=(*_run_warnings(files), *warnings),
+            )
         backup = _backup_first(config, conn, history, the_plan, on_backup)
         if on_plan:
             on_plan(the_plan)
         guard.expect(records)
         guard.recheck = txlock.recheck_up(files, allow, to)
-        executor = Executor(conn, history, config, on_retry,
-                            guard=guard if isinstance(guard, txlock.TransactionLock) else None,
-                            canonical=canonical)
+        executor = Executor(
+            conn,
+            history,
+            config,
+            on_retry,
+            guard=guard if isinstance(guard, txlock.TransactionLock) else None,
+            canonical=canonical,
+        )
         if back_to_back:  # transactional steps without a round trip between them
-            executor.lookahead([(step, by_number[step.number], prepared[i])  # type: ignore[index]
-                                for i, step in enumerate(the_plan.steps)])
+            executor.lookahead(
+                [
+                    (step, by_number[step.number], prepared[i])  # type: ignore[index]
+                    for i, step in enumerate(the_plan.steps)
+                ]
+            )
         done: list[StepResult] = []
         skipped: list[str] = []
         final = the_plan.current
@@ -262,28 +313,45 @@ def up(config: Config, *, to: str | None = None, dry_run: bool = False,
                 on_done(result)
         # The schema this run leaves, for drift checks; a run that applied nothing only fills in
         # a missing snapshot, so that it never makes out-of-band changes look recorded.
-        snap_warning = _record(conn, history, guard, "up", if_missing=not done,
-                               applied=drift.applied_after(records, done))
+        snap_warning = _record(
+            conn, history, guard, "up", if_missing=not done, applied=drift.applied_after(records, done)
+        )
         # A no-transaction step "applied" over an INVALID index (CREATE INDEX CONCURRENTLY IF
         # NOT EXISTS after an interrupted build) must not pass unseen.
         ran = {r.version for r in done}
-        invalid = ([replace(p, severity="warning") for p in _invalid_indexes(conn)[0]]
-                   if any(not s.transactional for s in the_plan.steps if s.version in ran)
-                   else [])
-        report = RunReport(direction="up", from_version=the_plan.current, to_version=final,
-                           steps=tuple(done), plan=the_plan, backup=backup,
-                           skipped=tuple(skipped),
-                           warnings=(*_run_warnings(files), *warnings,
-                                     *([snap_warning] if snap_warning else []), *invalid))
+        invalid = (
+            [replace(p, severity="warning") for p in _invalid_indexes(conn)[0]]
+            if any(not s.transactional for s in the_plan.steps if s.version in ran)
+            else []
+        )
+        report = RunReport(
+            direction="up",
+            from_version=the_plan.current,
+            to_version=final,
+            steps=tuple(done),
+            plan=the_plan,
+            backup=backup,
+            skipped=tuple(skipped),
+            warnings=(*_run_warnings(files), *warnings, *([snap_warning] if snap_warning else []), *invalid),
+        )
     return _with_lock_warnings(report, guard)
 
 
-def down(config: Config, *, steps: int | None = None, to: str | None = None,
-         dry_run: bool = False, on_step: OnStep | None = None,
-         on_done: OnDone | None = None, on_note: OnNote | None = None,
-         on_plan: OnPlan | None = None, on_retry: OnRetry | None = None,
-         on_backup: OnBackup | None = None, on_skip: OnSkip | None = None,
-         back_to_back: bool = True) -> RunReport:
+def down(
+    config: Config,
+    *,
+    steps: int | None = None,
+    to: str | None = None,
+    dry_run: bool = False,
+    on_step: OnStep | None = None,
+    on_done: OnDone | None = None,
+    on_note: OnNote | None = None,
+    on_plan: OnPlan | None = None,
+    on_retry: OnRetry | None = None,
+    on_backup: OnBackup | None = None,
+    on_skip: OnSkip | None = None,
+    back_to_back: bool = True,
+) -> RunReport:
     """Run rollbacks newest first, each in a transaction with the removal of its history row.
     With `config.backup_dir`, a pg_dump is written there first, as for `up`. `back_to_back`:
     transactional rollbacks go without a round trip between them, as `up` sends migrations."""
@@ -301,18 +369,28 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
         prepared, _ = _prepare(the_plan, on_note)
         if dry_run:
-            return RunReport(direction="down", dry_run=True, from_version=the_plan.current,
-                             to_version=the_plan.target, plan=the_plan, warnings=tuple(warnings))
+            return RunReport(
+                direction="down",
+                dry_run=True,
+                from_version=the_plan.current,
+                to_version=the_plan.target,
+                plan=the_plan,
+                warnings=tuple(warnings),
+            )
         backup = _backup_first(config, conn, history, the_plan, on_backup)
         if on_plan:
             on_plan(the_plan)
         guard.expect(records)
         guard.recheck = txlock.recheck_down(files)
-        executor = Executor(conn, history, config, on_retry,
-                            guard=guard if isinstance(guard, txlock.TransactionLock) else None)
+        executor = Executor(
+            conn,
+            history,
+            config,
+            on_retry,
+            guard=guard if isinstance(guard, txlock.TransactionLock) else None,
+        )
         if back_to_back:
-            executor.lookahead([(step, None, prepared[i])
-                                for i, step in enumerate(the_plan.steps)])
+            executor.lookahead([(step, None, prepared[i]) for i, step in enumerate(the_plan.steps)])
         done: list[StepResult] = []
         skipped: list[str] = []
         for i, step in enumerate(the_plan.steps):
@@ -328,8 +406,7 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
             except MigrationFailed as exc:
                 exc.applied_before = [s.name for s in done]
                 if done and exc.rolled_back:
-                    _record(conn, history, guard, "down",
-                            applied=drift.applied_after(records, done))
+                    _record(conn, history, guard, "down", applied=drift.applied_after(records, done))
                 raise
             except ConnectionLost as exc:
                 raise _after_loss(config, history, the_plan, exc) from exc
@@ -337,17 +414,23 @@ def down(config: Config, *, steps: int | None = None, to: str | None = None,
             done.append(result)
             if on_done:
                 on_done(result)
-        snap_warning = _record(conn, history, guard, "down", if_missing=not done,
-                               applied=drift.applied_after(records, done))
-        report = RunReport(direction="down", from_version=the_plan.current,
-                           to_version=the_plan.target, steps=tuple(done), plan=the_plan,
-                           backup=backup, skipped=tuple(skipped),
-                           warnings=(*warnings, *([snap_warning] if snap_warning else [])))
+        snap_warning = _record(
+            conn, history, guard, "down", if_missing=not done, applied=drift.applied_after(records, done)
+        )
+        report = RunReport(
+            direction="down",
+            from_version=the_plan.current,
+            to_version=the_plan.target,
+            steps=tuple(done),
+            plan=the_plan,
+            backup=backup,
+            skipped=tuple(skipped),
+            warnings=(*warnings, *([snap_warning] if snap_warning else [])),
+        )
     return _with_lock_warnings(report, guard)
 
 
-def _after_loss(config: Config, history: History, the_plan: Plan,
-                exc: ConnectionLost) -> ConnectionLost:
+def _after_loss(config: Config, history: History, the_plan: Plan, exc: ConnectionLost) -> ConnectionLost:
     """What a lost connection left, from the history read again on a new connection: steps sent
     back to back may have committed without their results reaching this run, so the step the
     lost connection was on says nothing about which did."""
@@ -359,17 +442,22 @@ def _after_loss(config: Config, history: History, the_plan: Plan,
             fresh.close()
     except (SqlmigError, psycopg.Error) as err:
         reason = err.message if isinstance(err, SqlmigError) else str(err).strip()
-        return ConnectionLost(exc.message, reason=exc.reason, hint=(
-            f"{exc.hint}; the history could not be read again to tell which migrations "
-            f"committed ({reason}): `sqlmig status` shows what is applied"))
+        return ConnectionLost(
+            exc.message,
+            reason=exc.reason,
+            hint=(
+                f"{exc.hint}; the history could not be read again to tell which migrations "
+                f"committed ({reason}): `sqlmig status` shows what is applied"
+            ),
+        )
     state = {r.version: r.status for r in records}
     up = the_plan.direction == "up"
-    done = [s for s in the_plan.steps
-            if (state.get(s.version) == "applied" if up else s.version not in state)]
+    done = [
+        s for s in the_plan.steps if (state.get(s.version) == "applied" if up else s.version not in state)
+    ]
     left = [s for s in the_plan.steps if s not in done]
     verb = "applied" if up else "rolled back"
-    said = (f"{len(done)} {verb} by this run, the last {done[-1].name}" if done
-            else f"none {verb} by this run")
+    said = f"{len(done)} {verb} by this run, the last {done[-1].name}" if done else f"none {verb} by this run"
     hint = f"run `sqlmig {the_plan.direction}` again for the rest"
     if left:
         said += f"; not {verb}: {left[0].name}"
@@ -378,11 +466,16 @@ def _after_loss(config: Config, history: History, the_plan: Plan,
         stuck = state.get(left[0].version)
         if stuck in ("started", "failed", "rolling_back"):
             said += f" (its row is `{stuck}`)"
-            hint = (f"{left[0].name} ran outside a transaction and may be partly done: check "
-                    "the database, then `sqlmig repair`")
+            hint = (
+                f"{left[0].name} ran outside a transaction and may be partly done: check "
+                "the database, then `sqlmig repair`"
+            )
     return ConnectionLost(
         f"connection lost during `{the_plan.direction}`: {exc.reason}; read again on a new "
-        f"connection, the history shows {said}", reason=exc.reason, hint=hint)
+        f"connection, the history shows {said}",
+        reason=exc.reason,
+        hint=hint,
+    )
 
 
 def _check_backup_dir(config: Config, dry_run: bool) -> None:
@@ -393,8 +486,9 @@ def _check_backup_dir(config: Config, dry_run: bool) -> None:
         dump.check_directory(config.backup_dir)
 
 
-def _backup_first(config: Config, conn: psycopg.Connection, history: History, the_plan: Plan,
-                  on_backup: OnBackup | None) -> BackupReport | None:
+def _backup_first(
+    config: Config, conn: psycopg.Connection, history: History, the_plan: Plan, on_backup: OnBackup | None
+) -> BackupReport | None:
     """With `backup_dir`, dump the database before the first step (under the lock, so it is the
     state this run starts from); when the dump fails the run stops there."""
     if config.backup_dir is None or not the_plan.steps:
@@ -405,12 +499,14 @@ def _backup_first(config: Config, conn: psycopg.Connection, history: History, th
         report = dump.backup(config, conn, config.backup_dir, the_plan.current)
     except SqlmigError as exc:
         with contextlib.suppress(psycopg.Error):
-            conn.execute(*history.event("backup", "failed", version=the_plan.current,
-                                        detail=exc.message))
+            conn.execute(*history.event("backup", "failed", version=the_plan.current, detail=exc.message))
         exc.message = f"{exc.message}; the run stopped before migrating: nothing was applied"
         raise
-    conn.execute(*history.event("backup", "ok", version=the_plan.current,
-                                duration_ms=report.duration_ms, detail=report.path))
+    conn.execute(
+        *history.event(
+            "backup", "ok", version=the_plan.current, duration_ms=report.duration_ms, detail=report.path
+        )
+    )
     if on_backup:
         on_backup(report)
     return report
@@ -447,8 +543,7 @@ def validate(config: Config, allow: Iterable[str] = ()) -> ValidationReport:
     errors, warnings = plan.validate(files, records, allow)
     errors += drifted + broken
     warnings += drift_warnings + building
-    return ValidationReport(ok=not errors, problems=tuple(errors),
-                            warnings=(*files.warnings, *warnings))
+    return ValidationReport(ok=not errors, problems=tuple(errors), warnings=(*files.warnings, *warnings))
 
 
 def _invalid_indexes(conn: psycopg.Connection) -> tuple[list[Problem], list[Problem]]:
@@ -462,15 +557,22 @@ def _invalid_indexes(conn: psycopg.Connection) -> tuple[list[Problem], list[Prob
     broken, building = [], []
     for _, _, qualified, table, _, pid in indexes.invalid(conn, definitions=False):
         if pid is not None:
-            building.append(Problem(code="index-building", severity="warning",
-                                    message=f"index {qualified} on {table} is being built "
-                                            f"(backend {pid})"))
+            building.append(
+                Problem(
+                    code="index-building",
+                    severity="warning",
+                    message=f"index {qualified} on {table} is being built (backend {pid})",
+                )
+            )
         else:
-            broken.append(Problem(
-                code="invalid-index",
-                message=f"invalid index {qualified} on {table}: a CONCURRENTLY build failed or "
-                        "was interrupted; drop it (`sqlmig repair --drop-invalid-index "
-                        f"{qualified}`) and build it again"))
+            broken.append(
+                Problem(
+                    code="invalid-index",
+                    message=f"invalid index {qualified} on {table}: a CONCURRENTLY build failed or "
+                    "was interrupted; drop it (`sqlmig repair --drop-invalid-index "
+                    f"{qualified}`) and build it again",
+                )
+            )
     return broken, building
 
 
@@ -502,16 +604,22 @@ def baseline(config: Config, version: str) -> RunReport:
     with _guarded(config, locked=True) as (conn, history, guard):
         with guard.locked():
             done, records = _baseline(conn, history, files, target)
-        snap_warning = _record(conn, history, guard, "baseline", if_missing=not done,
-                               applied=drift.applied_after(records, done))
-        report = RunReport(direction="baseline", from_version=plan.current_version(records),
-                           to_version=str(target), steps=tuple(done),
-                           warnings=(snap_warning,) if snap_warning else ())
+        snap_warning = _record(
+            conn, history, guard, "baseline", if_missing=not done, applied=drift.applied_after(records, done)
+        )
+        report = RunReport(
+            direction="baseline",
+            from_version=plan.current_version(records),
+            to_version=str(target),
+            steps=tuple(done),
+            warnings=(snap_warning,) if snap_warning else (),
+        )
     return _with_lock_warnings(report, guard)
 
 
-def _baseline(conn: psycopg.Connection, history: History, files: MigrationSet,
-              target: Version) -> tuple[list[StepResult], list[AppliedRecord]]:
+def _baseline(
+    conn: psycopg.Connection, history: History, files: MigrationSet, target: Version
+) -> tuple[list[StepResult], list[AppliedRecord]]:
     records = _adopt(conn, history, files, history.read(conn))
     errors, _ = plan.validate(files, records, plan.ALLOWABLE)
     if errors:
@@ -522,13 +630,19 @@ def _baseline(conn: psycopg.Connection, history: History, files: MigrationSet,
         for mig in files.migrations:
             if mig.version > target or mig.number in recorded:
                 continue
-            conn.execute(*history.insert(
-                record_fields(mig, status="applied", baseline=True, execution_ms=0),
-                mig.rollback.text))
-            conn.execute(*history.event("baseline", "recorded", version=str(mig.version),
-                                        name=mig.name, duration_ms=0))
-            done.append(StepResult(direction="up", number=mig.number, version=str(mig.version),
-                                   name=mig.name, duration_ms=0))
+            conn.execute(
+                *history.insert(
+                    record_fields(mig, status="applied", baseline=True, execution_ms=0), mig.rollback.text
+                )
+            )
+            conn.execute(
+                *history.event("baseline", "recorded", version=str(mig.version), name=mig.name, duration_ms=0)
+            )
+            done.append(
+                StepResult(
+                    direction="up", number=mig.number, version=str(mig.version), name=mig.name, duration_ms=0
+                )
+            )
     return done, records
 
 
@@ -545,5 +659,15 @@ def _check_allow(allow: Iterable[str]) -> None:
         raise InvalidInput(f"--allow {bad[0]}: expected one of {', '.join(plan.ALLOWABLE)}")
 
 
-__all__ = ["SqlmigError", "baseline", "current", "down", "events", "history", "load_files", "status",
-           "up", "validate"]
+__all__ = [
+    "SqlmigError",
+    "baseline",
+    "current",
+    "down",
+    "events",
+    "history",
+    "load_files",
+    "status",
+    "up",
+    "validate",
+]

@@ -31,9 +31,16 @@ _SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cy
 
 
 class Output:
-    def __init__(self, *, log_format: str = "text", no_color: bool = False,
-                 environ: Mapping[str, str] | None = None, stdout: TextIO | None = None,
-                 stderr: TextIO | None = None, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        log_format: str = "text",
+        no_color: bool = False,
+        environ: Mapping[str, str] | None = None,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        quiet: bool = False,
+    ) -> None:
         env = os.environ if environ is None else environ
         # -q: no progress, no line per migration, no informational notices; results, the
         # summary line, warnings and errors stay.
@@ -68,8 +75,9 @@ class Output:
             self._erase()
             self._write(self.stdout, self.style(line.translate(_ESCAPED), *styles) + "\n")
 
-    def err(self, text: str, *styles: str, level: Level | None = None, event: str = "message",
-            **fields: Any) -> None:
+    def err(
+        self, text: str, *styles: str, level: Level | None = None, event: str = "message", **fields: Any
+    ) -> None:
         """A line of the log, on stderr; an event object with --log-format json."""
         if level is None:
             level = "warning" if "warning:" in text[:300] else "info"
@@ -80,13 +88,16 @@ class Output:
             return
         with self._lock:
             self._erase()
-            self._write(self.stderr, self.style(text.translate(_ESCAPED), *styles, err=True)
-                        + "\n")
+            self._write(self.stderr, self.style(text.translate(_ESCAPED), *styles, err=True) + "\n")
 
     def event(self, level: Level, event: str, message: str, **fields: Any) -> None:
         """One JSON object on one line of stderr: timestamp, level, event, message, fields."""
-        record = {"timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")
-                  .replace("+00:00", "Z"), "level": level, "event": event, "message": message}
+        record = {
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": level,
+            "event": event,
+            "message": message,
+        }
         record.update((k, v) for k, v in fields.items() if v is not None)
         line = json.dumps(record, default=str, ensure_ascii=False)
         with self._lock:
@@ -94,40 +105,68 @@ class Output:
 
     # -- up / down / baseline ----------------------------------------------------------------
 
-    def run_started(self, *, direction: str, from_version: str | None, to_version: str | None,
-                    total: int) -> None:
+    def run_started(
+        self, *, direction: str, from_version: str | None, to_version: str | None, total: int
+    ) -> None:
         if self.json and total:
             verb = "applying" if direction == "up" else "rolling back"
-            self.event("info", "run_started",
-                       f"{verb} {total} migration(s): {from_version or 'none'} -> "
-                       f"{to_version or 'none'}", direction=direction,
-                       from_version=from_version, to_version=to_version, total=total)
+            self.event(
+                "info",
+                "run_started",
+                f"{verb} {total} migration(s): {from_version or 'none'} -> {to_version or 'none'}",
+                direction=direction,
+                from_version=from_version,
+                to_version=to_version,
+                total=total,
+            )
 
-    def step_started(self, *, direction: str, name: str, version: str, step: int,
-                     total: int) -> None:
+    def step_started(self, *, direction: str, name: str, version: str, step: int, total: int) -> None:
         verb = "applying" if direction == "up" else "rolling back"
         if self.json:
-            self.event("info", "migration_started", f"{verb} {name} ({version})",
-                       direction=direction, migration=name, version=version, step=step,
-                       total=total)
+            self.event(
+                "info",
+                "migration_started",
+                f"{verb} {name} ({version})",
+                direction=direction,
+                migration=name,
+                version=version,
+                step=step,
+                total=total,
+            )
         elif self.live and not self.quiet:
             self._begin(f"[{step}/{total}] {verb} {name} ({version}) {self._dots}")
 
-    def step_done(self, *, direction: str, name: str, version: str, duration_ms: int,
-                  step: int | None = None, total: int | None = None) -> None:
+    def step_done(
+        self,
+        *,
+        direction: str,
+        name: str,
+        version: str,
+        duration_ms: int,
+        step: int | None = None,
+        total: int | None = None,
+    ) -> None:
         verb = {"up": "applied", "down": "rolled back"}.get(direction, direction)
         line = f"{verb} {name} ({version}) in {duration_ms} ms"
         if self.json:
-            self.event("info", "migration_applied" if direction == "up" else "migration_rolled_back",
-                       line, direction=direction, migration=name, version=version,
-                       duration_ms=duration_ms, step=step, total=total)
+            self.event(
+                "info",
+                "migration_applied" if direction == "up" else "migration_rolled_back",
+                line,
+                direction=direction,
+                migration=name,
+                version=version,
+                duration_ms=duration_ms,
+                step=step,
+                total=total,
+            )
             return
         if self.quiet:
             return
         with self._lock:
             self._label = ""
             self._erase()
-            self._write(self.stdout, self.style(verb, "green") + line[len(verb):] + "\n")
+            self._write(self.stdout, self.style(verb, "green") + line[len(verb) :] + "\n")
 
     def recorded(self, line: str, **fields: Any) -> None:
         """A migration recorded without running it (baseline)."""
@@ -147,8 +186,14 @@ class Output:
         """The error that ends the run: text lines `sqlmig: …`, or one `error` event."""
         self.end()
         if self.json:
-            self.event("error", "error", lines[0] if lines else "error", exit_code=exit_code,
-                       lines=lines if len(lines) > 1 else None, **fields)
+            self.event(
+                "error",
+                "error",
+                lines[0] if lines else "error",
+                exit_code=exit_code,
+                lines=lines if len(lines) > 1 else None,
+                **fields,
+            )
             return
         # A server message can span lines (libpq's "server closed the connection unexpectedly\n\t
         # This probably means…"): each printed line still starts with `sqlmig: `.
@@ -180,21 +225,25 @@ class Output:
         if self._stop is None:
             # A long step (CREATE INDEX CONCURRENTLY on a big table) shows that it is alive.
             self._stop = threading.Event()
-            threading.Thread(target=self._tick, args=(self._stop,), name="sqlmig-progress",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._tick, args=(self._stop,), name="sqlmig-progress", daemon=True
+            ).start()
 
     def _tick(self, stop: threading.Event) -> None:
         while not stop.wait(0.2):
             with self._lock:
-                if (self._label and not stop.is_set()
-                        and int(time.monotonic() - self._started) != self._seconds):
+                if (
+                    self._label
+                    and not stop.is_set()
+                    and int(time.monotonic() - self._started) != self._seconds
+                ):
                     self._draw()
 
     def _draw(self) -> None:
         # Rewritten with \r and spaces, no cursor escapes: NO_COLOR output has no ESC at all.
         self._seconds = seconds = int(time.monotonic() - self._started)
         text = self._label + (f" {seconds}s" if seconds >= 1 else "")
-        text = text[:max(20, shutil.get_terminal_size().columns - 1)]  # a wrap breaks the \r
+        text = text[: max(20, shutil.get_terminal_size().columns - 1)]  # a wrap breaks the \r
         pad = " " * max(0, self._shown - len(text))
         styled = self.style(text, "cyan")
         self._write(self.stdout, f"\r{styled}{pad}" + (f"\r{styled}" if pad else ""))
@@ -223,8 +272,7 @@ class _EventHandler(logging.Handler):
 
 # Control characters in a file name or a server's message would drive the terminal (an escape
 # sequence can rewrite what was printed before): shown as \xNN. Tab and line feed stay.
-_ESCAPED = str.maketrans({c: f"\\x{c:02x}" for c in (*range(0, 9), *range(11, 32), 127,
-                                                      *range(0x80, 0xA0))})
+_ESCAPED = str.maketrans({c: f"\\x{c:02x}" for c in (*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0))})
 
 
 def _isatty(stream: Any) -> bool:
@@ -232,4 +280,3 @@ def _isatty(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
-

@@ -62,8 +62,13 @@ def current_version(records: Iterable[AppliedRecord]) -> str | None:
     return max(settled, key=version_key) if settled else None
 
 
-def validate(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[str] = (), *,
-             matched: Matched | None = None) -> tuple[list[Problem], list[Problem]]:
+def validate(
+    files: MigrationSet,
+    records: list[AppliedRecord],
+    allow: Iterable[str] = (),
+    *,
+    matched: Matched | None = None,
+) -> tuple[list[Problem], list[Problem]]:
     """Return (errors, warnings). `allow` turns the named kinds of drift into warnings.
     `matched`: match(files, records), when the caller has it already."""
     allowed = set(allow)
@@ -82,58 +87,81 @@ def validate(files: MigrationSet, records: list[AppliedRecord], allow: Iterable[
         if record.status != SETTLED:
             since = f" since {record.applied_at:%Y-%m-%d %H:%M:%S%z}" if record.applied_at else ""
             cause = f" (error: {record.error})" if record.error else ""
-            errors.append(Problem(
-                path=mig.path if mig else None, code="failed-state",
-                message=f"{label} ({record.version}) is in state `{record.status}`{since}{cause}: "
-                        f"{resolve_hint(record)}",
-            ))
+            errors.append(
+                Problem(
+                    path=mig.path if mig else None,
+                    code="failed-state",
+                    message=f"{label} ({record.version}) is in state `{record.status}`{since}{cause}: "
+                    f"{resolve_hint(record)}",
+                )
+            )
             continue
         if mig is None:
-            report("missing", Problem(
-                code="missing-file",
-                message=f"applied migration {label} ({record.version}) has no file in migrations/ "
-                        "(allow with --allow missing)",
-            ))
+            report(
+                "missing",
+                Problem(
+                    code="missing-file",
+                    message=f"applied migration {label} ({record.version}) has no file in migrations/ "
+                    "(allow with --allow missing)",
+                ),
+            )
             continue
         if record.number is not None and str(mig.version) != record.version:
-            errors.append(Problem(
-                path=mig.path, code="version-changed",
-                message=f"was applied as version {record.version} but the file now says "
-                        f"{mig.version}",
-            ))
-        if record.rollback_checksum is not None and \
-                record.rollback_checksum != mig.rollback.checksum:
-            warnings.append(Problem(
-                path=mig.rollback.path, code="rollback-changed", severity="warning",
-                message=f"differs from the rollback stored when {label} was applied (checksum "
-                        f"{record.rollback_checksum[:12]} in the history, "
-                        f"{mig.rollback.checksum[:12]} on disk); `down` runs the stored one: "
-                        f"`sqlmig repair --refresh-rollback {record.version}` records the file's",
-            ))
+            errors.append(
+                Problem(
+                    path=mig.path,
+                    code="version-changed",
+                    message=f"was applied as version {record.version} but the file now says {mig.version}",
+                )
+            )
+        if record.rollback_checksum is not None and record.rollback_checksum != mig.rollback.checksum:
+            warnings.append(
+                Problem(
+                    path=mig.rollback.path,
+                    code="rollback-changed",
+                    severity="warning",
+                    message=f"differs from the rollback stored when {label} was applied (checksum "
+                    f"{record.rollback_checksum[:12]} in the history, "
+                    f"{mig.rollback.checksum[:12]} on disk); `down` runs the stored one: "
+                    f"`sqlmig repair --refresh-rollback {record.version}` records the file's",
+                )
+            )
         if record.checksum is not None and record.checksum != mig.checksum:
             if formatting_only(record, mig):
-                warnings.append(Problem(
-                    path=mig.path, code="formatting-only", severity="warning",
-                    message=f"formatting-only change since it was applied (same statements; "
-                            f"checksum {record.checksum[:12]} in the history, {mig.checksum[:12]} "
-                            f"on disk): `sqlmig repair --accept-formatting {record.version}` "
-                            "records the new checksum",
-                ))
+                warnings.append(
+                    Problem(
+                        path=mig.path,
+                        code="formatting-only",
+                        severity="warning",
+                        message=f"formatting-only change since it was applied (same statements; "
+                        f"checksum {record.checksum[:12]} in the history, {mig.checksum[:12]} "
+                        f"on disk): `sqlmig repair --accept-formatting {record.version}` "
+                        "records the new checksum",
+                    )
+                )
                 continue
-            report("changed", Problem(
-                path=mig.path, code="changed",
-                message=f"was edited after it was applied (checksum {record.checksum[:12]} in the "
-                        f"history, {mig.checksum[:12]} on disk); put a new migration instead, or "
-                        "allow with --allow changed",
-            ))
+            report(
+                "changed",
+                Problem(
+                    path=mig.path,
+                    code="changed",
+                    message=f"was edited after it was applied (checksum {record.checksum[:12]} in the "
+                    f"history, {mig.checksum[:12]} on disk); put a new migration instead, or "
+                    "allow with --allow changed",
+                ),
+            )
     newest = max((n for r, m in matched.applied if (n := _number(r, m)) is not None), default=0)
     for mig in matched.pending:
         if mig.number < newest:
-            report("out-of-order", Problem(
-                path=mig.path, code="out-of-order",
-                message=f"pending, but numbered below the newest applied migration ({newest}); "
-                        "renumber it, or apply it anyway with --allow out-of-order",
-            ))
+            report(
+                "out-of-order",
+                Problem(
+                    path=mig.path,
+                    code="out-of-order",
+                    message=f"pending, but numbered below the newest applied migration ({newest}); "
+                    "renumber it, or apply it anyway with --allow out-of-order",
+                ),
+            )
     return errors, warnings
 
 
@@ -143,13 +171,17 @@ def resolve_hint(record: AppliedRecord) -> str:
     undone by hand, it is whole again (--mark-applied). A `started`/`failed` one the other way."""
     v = record.version
     if record.status == "rolling_back":
-        return ("its no-transaction rollback stopped part-way; check the database, then "
-                f"`sqlmig repair --remove {v}` if you finished the rollback by hand (the migration "
-                f"is gone), or `sqlmig repair --mark-applied {v}` if you restored what it undid")
-    return ("a no-transaction step was interrupted or failed; check the database (`sqlmig "
-            "repair` lists invalid indexes left behind), then `sqlmig repair --mark-applied "
-            f"{v}` if you finished it by hand, or `sqlmig repair --remove {v}` if you undid what "
-            "it did (`up` then runs it again)")
+        return (
+            "its no-transaction rollback stopped part-way; check the database, then "
+            f"`sqlmig repair --remove {v}` if you finished the rollback by hand (the migration "
+            f"is gone), or `sqlmig repair --mark-applied {v}` if you restored what it undid"
+        )
+    return (
+        "a no-transaction step was interrupted or failed; check the database (`sqlmig "
+        "repair` lists invalid indexes left behind), then `sqlmig repair --mark-applied "
+        f"{v}` if you finished it by hand, or `sqlmig repair --remove {v}` if you undid what "
+        "it did (`up` then runs it again)"
+    )
 
 
 def formatting_only(record: AppliedRecord, mig: Migration) -> bool:
@@ -163,18 +195,21 @@ def formatting_only(record: AppliedRecord, mig: Migration) -> bool:
     if record.checksum is None or record.checksum == mig.checksum or not record.canonical_checksum:
         return False
     if str(mig.version) != record.version or (
-            record.transactional is not None and record.transactional != mig.transactional):
+        record.transactional is not None and record.transactional != mig.transactional
+    ):
         return False
     from sqlmig.sqltext import canonical_checksum
 
     return canonical_checksum(mig.text) == record.canonical_checksum
 
 
-def pending(files: MigrationSet, records: list[AppliedRecord], *,
-            matched: Matched | None = None) -> list[PendingMigration]:
+def pending(
+    files: MigrationSet, records: list[AppliedRecord], *, matched: Matched | None = None
+) -> list[PendingMigration]:
     return [
-        PendingMigration(number=m.number, version=str(m.version), name=m.name, path=m.path,
-                         transactional=m.transactional)
+        PendingMigration(
+            number=m.number, version=str(m.version), name=m.name, path=m.path, transactional=m.transactional
+        )
         for m in (matched or match(files, records)).pending
     ]
 
@@ -190,8 +225,13 @@ def parse_target(text: str) -> tuple[str, int | Version]:
         raise InvalidInput(f"--to {text!r}: expected a version like 1.2.0 or a number like 3") from exc
 
 
-def plan_up(files: MigrationSet, records: list[AppliedRecord], to: str | None = None, *,
-            matched: Matched | None = None) -> Plan:
+def plan_up(
+    files: MigrationSet,
+    records: list[AppliedRecord],
+    to: str | None = None,
+    *,
+    matched: Matched | None = None,
+) -> Plan:
     todo = (matched or match(files, records)).pending
     target = None
     if to is not None:
@@ -206,9 +246,17 @@ def plan_up(files: MigrationSet, records: list[AppliedRecord], to: str | None = 
             todo = [m for m in todo if m.version <= value]  # type: ignore[operator]
         target = to
     steps = tuple(
-        PlanStep(direction="up", number=m.number, version=str(m.version), name=m.name, path=m.path,
-                 transactional=m.transactional, sql=m.text, lock_timeout=m.lock_timeout,
-                 statement_timeout=m.statement_timeout)
+        PlanStep(
+            direction="up",
+            number=m.number,
+            version=str(m.version),
+            name=m.name,
+            path=m.path,
+            transactional=m.transactional,
+            sql=m.text,
+            lock_timeout=m.lock_timeout,
+            statement_timeout=m.statement_timeout,
+        )
         for m in todo
     )
     current = current_version(records)
@@ -216,8 +264,13 @@ def plan_up(files: MigrationSet, records: list[AppliedRecord], to: str | None = 
     return Plan(direction="up", current=current, target=target or final, steps=steps)
 
 
-def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping[str, str | None],
-              steps: int | None = None, to: str | None = None) -> Plan:
+def plan_down(
+    files: MigrationSet,
+    records: list[AppliedRecord],
+    stored: Mapping[str, str | None],
+    steps: int | None = None,
+    to: str | None = None,
+) -> Plan:
     """Roll back newest first; `stored` maps version -> rollback text kept in the history."""
     if steps is not None and to is not None:
         raise InvalidInput("give either --steps or --to, not both")
@@ -227,8 +280,9 @@ def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping
         kind, value = parse_target(to)
         if kind == "number":
             # A row without a known number (adopted, file gone) only goes with `--to 0`.
-            chosen = [(r, m) for r, m in applied
-                      if (value == 0 if (n := _number(r, m)) is None else n > value)]
+            chosen = [
+                (r, m) for r, m in applied if (value == 0 if (n := _number(r, m)) is None else n > value)
+            ]
         else:
             chosen = [(r, m) for r, m in applied if version_key(r.version) > value.key]  # type: ignore[union-attr]
     else:
@@ -251,26 +305,44 @@ def plan_down(files: MigrationSet, records: list[AppliedRecord], stored: Mapping
                 warnings.append(
                     f"{mig.rollback.path}: warning: differs from the rollback stored when "
                     f"{label} was applied; running the stored one (`sqlmig repair "
-                    f"--refresh-rollback {record.version}` stores the file's)")
+                    f"--refresh-rollback {record.version}` stores the file's)"
+                )
         if text is None:
             raise InvalidInput(
                 f"cannot roll back {label} ({record.version}): no rollback file on disk and none "
-                "stored in the history")
+                "stored in the history"
+            )
         rollback, _ = parse_rollback(path, text)
         if rollback.irreversible:
             stored_only = warnings and mig is not None and mig.rollback.irreversible is None
             raise Irreversible(
                 f"{path}: {label} ({record.version}) is irreversible: {rollback.irreversible}"
                 + (" (as stored when it was applied; the file now differs)" if stored_only else ""),
-                hint=(f"nothing was rolled back; `sqlmig repair --refresh-rollback "
-                      f"{record.version}` stores the file's rollback, which `down` then runs"
-                      if stored_only else "nothing was rolled back; restore from a backup or "
-                      "write a new forward migration"),
+                hint=(
+                    f"nothing was rolled back; `sqlmig repair --refresh-rollback "
+                    f"{record.version}` stores the file's rollback, which `down` then runs"
+                    if stored_only
+                    else "nothing was rolled back; restore from a backup or write a new forward migration"
+                ),
             )
-        out.append(PlanStep(direction="down", number=record.number, version=record.version,
-                            name=label, path=path, transactional=rollback.transactional, sql=text,
-                            warnings=tuple(warnings), lock_timeout=rollback.lock_timeout,
-                            statement_timeout=rollback.statement_timeout))
+        out.append(
+            PlanStep(
+                direction="down",
+                number=record.number,
+                version=record.version,
+                name=label,
+                path=path,
+                transactional=rollback.transactional,
+                sql=text,
+                warnings=tuple(warnings),
+                lock_timeout=rollback.lock_timeout,
+                statement_timeout=rollback.statement_timeout,
+            )
+        )
     remaining = [r for r, _ in applied if all(r.version != s.version for s in out)]
-    return Plan(direction="down", current=current_version(records),
-                target=current_version(remaining) or "0.0.0", steps=tuple(out))
+    return Plan(
+        direction="down",
+        current=current_version(records),
+        target=current_version(remaining) or "0.0.0",
+        steps=tuple(out),
+    )

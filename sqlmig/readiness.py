@@ -23,8 +23,12 @@ from sqlmig.reports import WaitAttempt, WaitReport
 
 FIRST_PAUSE = 0.25  # seconds; doubled after each failed attempt
 MAX_PAUSE = 4.0
-_PERMANENT = ("password authentication failed", "no pg_hba.conf entry",
-              "authentication failed", "invalid connection option")
+_PERMANENT = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "authentication failed",
+    "invalid connection option",
+)
 
 OnAttempt = Callable[[WaitAttempt], None]
 
@@ -42,8 +46,13 @@ def wait(config: Config, timeout: float = 60.0, on_attempt: OnAttempt | None = N
         left = deadline - time.monotonic()
         # libpq's connect_timeout is whole seconds, at least 2: one attempt must not outlive the
         # deadline by much, nor give up before a slow but working network answers.
-        attempt_config = config if config.uses_embedded else dataclasses.replace(
-            config, connect_timeout=max(2, min(config.connect_timeout, math.ceil(left))))
+        attempt_config = (
+            config
+            if config.uses_embedded
+            else dataclasses.replace(
+                config, connect_timeout=max(2, min(config.connect_timeout, math.ceil(left)))
+            )
+        )
         try:
             conn = connect(attempt_config)
         except ConnectError as exc:
@@ -68,16 +77,20 @@ def wait(config: Config, timeout: float = 60.0, on_attempt: OnAttempt | None = N
             database = conn.info.dbname
         finally:
             conn.close()
-        return WaitReport(attempts=attempt, waited_ms=round((time.monotonic() - began) * 1000),
-                          server_version=version, database=database)
+        return WaitReport(
+            attempts=attempt,
+            waited_ms=round((time.monotonic() - began) * 1000),
+            server_version=version,
+            database=database,
+        )
 
 
 def _reason(exc: ConnectError) -> str:
     """The server's or libpq's words, without the `cannot connect to <where>: ` prefix."""
     prefix = "cannot connect to "
     message = exc.message
-    if message.startswith(prefix) and ": " in message[len(prefix):]:
-        message = message[len(prefix):].split(": ", 1)[1]
+    if message.startswith(prefix) and ": " in message[len(prefix) :]:
+        message = message[len(prefix) :].split(": ", 1)[1]
     return message.removeprefix("connection failed: ").removeprefix("connection is bad: ")
 
 

@@ -17,13 +17,16 @@ from urllib.parse import unquote
 # A URL's user:password@ in running text: the password runs to the last `@` of the
 # whitespace-free token, so `app:p@ss#Hunter2@host` hides `p@ss#Hunter2`, not only `p`.
 # Whitespace is ASCII's, as for libpq (a no-break space is part of a value): re.ASCII.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*:/*)(?P<user>[^:@/\s]*):(?P<pw>\S*)@",
-                           re.IGNORECASE | re.ASCII)
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*:/*)(?P<user>[^:@/\s]*):(?P<pw>\S*)@", re.IGNORECASE | re.ASCII
+)
 # An unquoted key=value value runs to whitespace, where `\ ` is an escaped space (libpq).
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.?)+)",
-                          re.IGNORECASE | re.ASCII)
-_KV_TO_NEXT_KEY = re.compile(r"password\s*=\s*(.*?)(?=\s+[A-Za-z_]+\s*=|\s*$)",
-                             re.IGNORECASE | re.DOTALL | re.ASCII)
+_KV_PASSWORD = re.compile(
+    r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.?)+)", re.IGNORECASE | re.ASCII
+)
+_KV_TO_NEXT_KEY = re.compile(
+    r"password\s*=\s*(.*?)(?=\s+[A-Za-z_]+\s*=|\s*$)", re.IGNORECASE | re.DOTALL | re.ASCII
+)
 _SCHEME = re.compile(r"\s*[a-z][a-z0-9+.-]*:/*", re.IGNORECASE | re.ASCII)
 # Shorter ones are replaced only where the rules above find them: "***" for every `a` of a
 # message would hide the message, not the password.
@@ -75,8 +78,8 @@ def _pieces(secret: str) -> list[str]:
         pairs = list(itertools.pairwise(cuts))
         pairs += [(-1, b) for b in cuts[1:]] + [(a, len(secret)) for a in cuts[:-1]]
     else:
-        pairs = [(a, b) for n, a in enumerate(cuts) for b in cuts[n + 1:]]
-    return [secret[a + 1:b] for a, b in pairs]
+        pairs = [(a, b) for n, a in enumerate(cuts) for b in cuts[n + 1 :]]
+    return [secret[a + 1 : b] for a, b in pairs]
 
 
 def redact(text: str, *secrets: str | None) -> str:

@@ -22,9 +22,17 @@ from sqlmig.reports import FormattingChange, InvalidIndex
 
 
 def invalid_indexes(conn: psycopg.Connection) -> list[InvalidIndex]:
-    return [InvalidIndex(schema_name=schema, name=name, qualified=qualified, table=table,
-                         definition=definition, building_pid=pid)
-            for schema, name, qualified, table, definition, pid in indexes.invalid(conn)]
+    return [
+        InvalidIndex(
+            schema_name=schema,
+            name=name,
+            qualified=qualified,
+            table=table,
+            definition=definition,
+            building_pid=pid,
+        )
+        for schema, name, qualified, table, definition, pid in indexes.invalid(conn)
+    ]
 
 
 def unfinished(records: Sequence[AppliedRecord]) -> list[AppliedRecord]:
@@ -33,8 +41,13 @@ def unfinished(records: Sequence[AppliedRecord]) -> list[AppliedRecord]:
 
 def formatting_changes(files: MigrationSet, records: Sequence[AppliedRecord]) -> list[FormattingChange]:
     return [
-        FormattingChange(version=record.version, name=mig.name, path=mig.path,
-                         stored_checksum=record.checksum or "", checksum=mig.checksum)
+        FormattingChange(
+            version=record.version,
+            name=mig.name,
+            path=mig.path,
+            stored_checksum=record.checksum or "",
+            checksum=mig.checksum,
+        )
         for record, mig in plan.match(files, records).applied
         if mig is not None and record.status == plan.SETTLED and plan.formatting_only(record, mig)
     ]
@@ -43,8 +56,14 @@ def formatting_changes(files: MigrationSet, records: Sequence[AppliedRecord]) ->
 # -- fixes (call with the migration lock held) ---------------------------------------------------
 
 
-def resolve_row(conn: psycopg.Connection, history: History, records: Sequence[AppliedRecord],
-                version: str, *, applied: bool) -> str:
+def resolve_row(
+    conn: psycopg.Connection,
+    history: History,
+    records: Sequence[AppliedRecord],
+    version: str,
+    *,
+    applied: bool,
+) -> str:
     """`--mark-applied` (the step was finished by hand) or `--remove` (it was undone by hand)."""
     record = next((r for r in records if r.version == version), None)
     if record is None:
@@ -59,75 +78,113 @@ def resolve_row(conn: psycopg.Connection, history: History, records: Sequence[Ap
         else:
             conn.execute(*history.delete(version))
             action = f"removed {label} ({version}) from the history"
-        conn.execute(*history.event("repair", "ok", version=version, name=record.name,
-                                    detail=f"{action}; was `{record.status}`"))
+        conn.execute(
+            *history.event(
+                "repair", "ok", version=version, name=record.name, detail=f"{action}; was `{record.status}`"
+            )
+        )
     return action
 
 
-def accept_formatting(conn: psycopg.Connection, history: History, files: MigrationSet,
-                      records: Sequence[AppliedRecord], versions: Sequence[str]) -> list[str]:
+def accept_formatting(
+    conn: psycopg.Connection,
+    history: History,
+    files: MigrationSet,
+    records: Sequence[AppliedRecord],
+    versions: Sequence[str],
+) -> list[str]:
     """Store the new checksum of formatting-only edits: the named versions, or all of them.
 
     All or nothing: a named version whose SQL changed is refused before anything is written.
     """
     matched = {r.version: (r, m) for r, m in plan.match(files, records).applied}
     if not versions:
-        chosen = [(r, m) for r, m in matched.values()
-                  if m is not None and r.status == plan.SETTLED and plan.formatting_only(r, m)]
+        chosen = [
+            (r, m)
+            for r, m in matched.values()
+            if m is not None and r.status == plan.SETTLED and plan.formatting_only(r, m)
+        ]
     else:
         chosen = []
         refused: list[Problem] = []
         for version in dict.fromkeys(versions):
             record, mig = matched.get(version, (None, None))
             if record is None:
-                raise InvalidInput(f"repair --accept-formatting: no history row with version "
-                                   f"{version}")
+                raise InvalidInput(f"repair --accept-formatting: no history row with version {version}")
             label = record.name or version
             if record.status != plan.SETTLED:
-                raise InvalidInput(f"repair --accept-formatting: {label} ({version}) is in state "
-                                   f"`{record.status}`; resolve that first")
+                raise InvalidInput(
+                    f"repair --accept-formatting: {label} ({version}) is in state "
+                    f"`{record.status}`; resolve that first"
+                )
             if mig is None:
-                raise InvalidInput(f"repair --accept-formatting: {label} ({version}) has no file "
-                                   "in migrations/")
+                raise InvalidInput(
+                    f"repair --accept-formatting: {label} ({version}) has no file in migrations/"
+                )
             if record.checksum is None or record.checksum == mig.checksum:
                 continue  # unchanged (or a hand-written row `up` has yet to adopt): nothing to do
             if not plan.formatting_only(record, mig):
-                why = ("its statements changed, not only formatting or comments"
-                       if record.canonical_checksum else
-                       "no canonical checksum was stored when it was applied (an older sqlmig, an "
-                       "adopted row, or a file pglast cannot parse), so a formatting-only edit "
-                       "cannot be told from a SQL change")
-                refused.append(Problem(path=mig.path, code="changed", message=(
-                    f"not accepted: {why}; restore the file as it was applied and put the "
-                    "change in a new migration")))
+                why = (
+                    "its statements changed, not only formatting or comments"
+                    if record.canonical_checksum
+                    else "no canonical checksum was stored when it was applied (an older sqlmig, an "
+                    "adopted row, or a file pglast cannot parse), so a formatting-only edit "
+                    "cannot be told from a SQL change"
+                )
+                refused.append(
+                    Problem(
+                        path=mig.path,
+                        code="changed",
+                        message=(
+                            f"not accepted: {why}; restore the file as it was applied and put the "
+                            "change in a new migration"
+                        ),
+                    )
+                )
                 continue
             chosen.append((record, mig))
         if refused:
-            raise HistoryInconsistent(refused, hint="--accept-formatting only records edits that "
-                                                    "leave the SQL the same; nothing was changed")
+            raise HistoryInconsistent(
+                refused,
+                hint="--accept-formatting only records edits that "
+                "leave the SQL the same; nothing was changed",
+            )
     done: list[str] = []
     with conn.transaction():
         for record, mig in chosen:
             assert mig is not None and record.checksum is not None
             conn.execute(*history.realign(record.version, mig.checksum, record.canonical_checksum))
-            action = (f"accepted the formatting-only edit of {mig.name} ({record.version}): "
-                      f"checksum {record.checksum[:12]} -> {mig.checksum[:12]}")
-            conn.execute(*history.event("repair", "ok", version=record.version, name=mig.name,
-                                        detail=f"{action} ({mig.path})"))
+            action = (
+                f"accepted the formatting-only edit of {mig.name} ({record.version}): "
+                f"checksum {record.checksum[:12]} -> {mig.checksum[:12]}"
+            )
+            conn.execute(
+                *history.event(
+                    "repair", "ok", version=record.version, name=mig.name, detail=f"{action} ({mig.path})"
+                )
+            )
             done.append(action)
     return done
 
 
-def rollback_changes(files: MigrationSet, records: Sequence[AppliedRecord]
-                     ) -> list[tuple[AppliedRecord, Migration]]:
+def rollback_changes(
+    files: MigrationSet, records: Sequence[AppliedRecord]
+) -> list[tuple[AppliedRecord, Migration]]:
     """Applied migrations whose rollback file differs from the text stored when applied."""
-    return [(r, m) for r, m in plan.match(files, records).applied
-            if m is not None and r.rollback_checksum is not None
-            and r.rollback_checksum != m.rollback.checksum]
+    return [
+        (r, m)
+        for r, m in plan.match(files, records).applied
+        if m is not None and r.rollback_checksum is not None and r.rollback_checksum != m.rollback.checksum
+    ]
 
 
-def refresh_rollback(conn: psycopg.Connection, history: History, files: MigrationSet,
-                     records: Sequence[AppliedRecord], versions: Sequence[str]) -> list[str]:
+def refresh_rollback(
+    conn: psycopg.Connection,
+    history: History,
+    files: MigrationSet,
+    records: Sequence[AppliedRecord],
+    versions: Sequence[str],
+) -> list[str]:
     """Store the rollback file's text in place of the one stored when each version was applied
     (so that `down` runs it), logged with both checksums. All or nothing."""
     matched = {r.version: (r, m) for r, m in plan.match(files, records).applied}
@@ -138,8 +195,10 @@ def refresh_rollback(conn: psycopg.Connection, history: History, files: Migratio
             raise InvalidInput(f"repair --refresh-rollback: no history row with version {version}")
         label = record.name or version
         if mig is None:
-            raise InvalidInput(f"repair --refresh-rollback: {label} ({version}) has no file in "
-                               "migrations/, so no rollback file to take")
+            raise InvalidInput(
+                f"repair --refresh-rollback: {label} ({version}) has no file in "
+                "migrations/, so no rollback file to take"
+            )
         if record.rollback_checksum == mig.rollback.checksum:
             continue  # already the stored text
         chosen.append((record, mig))
@@ -149,65 +208,83 @@ def refresh_rollback(conn: psycopg.Connection, history: History, files: Migratio
             rb = mig.rollback
             old = (record.rollback_checksum or "none")[:12]
             conn.execute(*history.set_rollback(record.version, rb.text, rb.checksum))
-            action = (f"stored {rb.path} as the rollback of {mig.name} ({record.version}): "
-                      f"checksum {old} -> {rb.checksum[:12]}")
-            conn.execute(*history.event("repair", "ok", version=record.version, name=mig.name,
-                                        detail=action))
+            action = (
+                f"stored {rb.path} as the rollback of {mig.name} ({record.version}): "
+                f"checksum {old} -> {rb.checksum[:12]}"
+            )
+            conn.execute(*history.event("repair", "ok", version=record.version, name=mig.name, detail=action))
             done.append(action)
     return done
 
 
-def pick_indexes(conn: psycopg.Connection, found: Sequence[InvalidIndex],
-                 names: Sequence[str]) -> list[InvalidIndex]:
+def pick_indexes(
+    conn: psycopg.Connection, found: Sequence[InvalidIndex], names: Sequence[str]
+) -> list[InvalidIndex]:
     """The invalid indexes the user named (`schema.index` or an unambiguous `index`)."""
     chosen: list[InvalidIndex] = []
     for name in dict.fromkeys(names):
         hits = [i for i in found if name in (i.qualified, f"{i.schema_name}.{i.name}", i.name)]
         if len(hits) > 1:
-            raise InvalidInput(f"repair --drop-invalid-index {name}: ambiguous, name one of "
-                               f"{', '.join(i.qualified for i in hits)}")
+            raise InvalidInput(
+                f"repair --drop-invalid-index {name}: ambiguous, name one of "
+                f"{', '.join(i.qualified for i in hits)}"
+            )
         if not hits:
             exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
-            what = ("is a valid index: repair drops only invalid ones" if exists and exists[0]
-                    else "is not an invalid index in this database")
-            raise InvalidInput(f"repair --drop-invalid-index {name}: {what} "
-                               "(`sqlmig repair` lists them)")
+            what = (
+                "is a valid index: repair drops only invalid ones"
+                if exists and exists[0]
+                else "is not an invalid index in this database"
+            )
+            raise InvalidInput(f"repair --drop-invalid-index {name}: {what} (`sqlmig repair` lists them)")
         index = hits[0]
         if index.building_pid is not None:
-            raise InvalidInput(f"repair --drop-invalid-index {name}: a concurrent build is still "
-                               f"running in backend {index.building_pid}; wait for it or cancel "
-                               f"it (SELECT pg_cancel_backend({index.building_pid}))")
+            raise InvalidInput(
+                f"repair --drop-invalid-index {name}: a concurrent build is still "
+                f"running in backend {index.building_pid}; wait for it or cancel "
+                f"it (SELECT pg_cancel_backend({index.building_pid}))"
+            )
         chosen.append(index)
     return chosen
 
 
-def drop_indexes(conn: psycopg.Connection, history: History,
-                 targets: Sequence[InvalidIndex]) -> list[str]:
+def drop_indexes(conn: psycopg.Connection, history: History, targets: Sequence[InvalidIndex]) -> list[str]:
     """DROP INDEX CONCURRENTLY each one, in autocommit, each logged once it is gone."""
     done: list[str] = []
     for index in targets:
         start = time.perf_counter()
         statement = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-            sql.Identifier(index.schema_name, index.name))
+            sql.Identifier(index.schema_name, index.name)
+        )
         try:
             conn.execute(statement)
         except psycopg.Error as exc:
             if conn.closed or conn.broken:
-                raise ConnectError(f"lost the connection while running {index.drop_sql}: "
-                                   f"{str(exc).strip()}") from exc
+                raise ConnectError(
+                    f"lost the connection while running {index.drop_sql}: {str(exc).strip()}"
+                ) from exc
             diag = exc.diag
-            message = f"{index.drop_sql} failed: ERROR [{diag.sqlstate}]: " \
-                      f"{diag.message_primary or str(exc).strip()}"
+            message = (
+                f"{index.drop_sql} failed: ERROR [{diag.sqlstate}]: "
+                f"{diag.message_primary or str(exc).strip()}"
+            )
             with contextlib.suppress(psycopg.Error):  # the failure itself is what matters
                 conn.execute(*history.event("repair", "failed", detail=message))
             before = f"; dropped before the failure: {', '.join(done)}" if done else ""
-            raise RepairFailed(message + before,
-                               hint="the index is still there and still invalid; fix the cause "
-                                    "and run the same repair again") from exc
+            raise RepairFailed(
+                message + before,
+                hint="the index is still there and still invalid; fix the cause "
+                "and run the same repair again",
+            ) from exc
         ms = round((time.perf_counter() - start) * 1000)
         action = f"dropped invalid index {index.qualified} on {index.table}"
-        conn.execute(*history.event("repair", "ok", duration_ms=ms,
-                                    detail=f"{action}: {index.drop_sql}"
-                                           + (f" ({index.definition})" if index.definition else "")))
+        conn.execute(
+            *history.event(
+                "repair",
+                "ok",
+                duration_ms=ms,
+                detail=f"{action}: {index.drop_sql}" + (f" ({index.definition})" if index.definition else ""),
+            )
+        )
         done.append(action)
     return done

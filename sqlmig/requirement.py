@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 Key = tuple[int, int, int]
-_COMPARATOR = re.compile(
-    r"^(?P<op>>=|<=|==|!=|>|<|=|\^|~)?\s*v?(?P<version>[0-9A-Za-z.*+-]+)\Z")
+_COMPARATOR = re.compile(r"^(?P<op>>=|<=|==|!=|>|<|=|\^|~)?\s*v?(?P<version>[0-9A-Za-z.*+-]+)\Z")
 _NUMBER = re.compile(r"^(0|[1-9][0-9]*)\Z")
 _WILDCARD = {"*", "x", "X"}
 
@@ -49,16 +48,19 @@ def parse(text: str) -> Requirement:
     """A Requirement from `>=1.2,<2`; ValueError says which part is wrong and why."""
     parts = [p.strip() for p in text.split(",")]
     if not text.strip() or any(not p for p in parts):
-        raise ValueError(f"{text!r} is not a version range: expected comparators joined by "
-                         "commas, e.g. '>=1.2,<2'")
+        raise ValueError(
+            f"{text!r} is not a version range: expected comparators joined by commas, e.g. '>=1.2,<2'"
+        )
     return Requirement(text=text.strip(), comparators=tuple(_comparator(p) for p in parts))
 
 
 def _comparator(text: str) -> Comparator:
     match = _COMPARATOR.match(text)
     if match is None:
-        raise ValueError(f"{text!r} is not a comparator: use >=, >, <=, <, =, ==, !=, ^ or ~ "
-                         "before a version (join several with commas, not spaces)")
+        raise ValueError(
+            f"{text!r} is not a comparator: use >=, >, <=, <, =, ==, !=, ^ or ~ "
+            "before a version (join several with commas, not spaces)"
+        )
     op = match["op"] or "="
     op = "=" if op == "==" else op
     parts = _parts(match["version"], text)
@@ -73,19 +75,31 @@ def _comparator(text: str) -> Comparator:
     if op == ">=":
         return Comparator(text, f">={s_low}", lambda v: v >= low)
     if op == ">":
-        return (Comparator(text, f">{s_low}", lambda v: v > low) if exact
-                else Comparator(text, f">={s_high}", lambda v: v >= high))
+        return (
+            Comparator(text, f">{s_low}", lambda v: v > low)
+            if exact
+            else Comparator(text, f">={s_high}", lambda v: v >= high)
+        )
     if op == "<":
         return Comparator(text, f"<{s_low}", lambda v: v < low)
     if op == "<=":
-        return (Comparator(text, f"<={s_low}", lambda v: v <= low) if exact
-                else Comparator(text, f"<{s_high}", lambda v: v < high))
+        return (
+            Comparator(text, f"<={s_low}", lambda v: v <= low)
+            if exact
+            else Comparator(text, f"<{s_high}", lambda v: v < high)
+        )
     if op == "=":
-        return (Comparator(text, f"={s_low}", lambda v: v == low) if exact
-                else Comparator(text, f">={s_low}, <{s_high}", lambda v: low <= v < high))
+        return (
+            Comparator(text, f"={s_low}", lambda v: v == low)
+            if exact
+            else Comparator(text, f">={s_low}, <{s_high}", lambda v: low <= v < high)
+        )
     if op == "!=":
-        return (Comparator(text, f"!={s_low}", lambda v: v != low) if exact
-                else Comparator(text, f"<{s_low} or >={s_high}", lambda v: not low <= v < high))
+        return (
+            Comparator(text, f"!={s_low}", lambda v: v != low)
+            if exact
+            else Comparator(text, f"<{s_low} or >={s_high}", lambda v: not low <= v < high)
+        )
     if op == "~":
         top = (low[0] + 1, 0, 0) if len(parts) == 1 else (low[0], low[1] + 1, 0)
     else:  # ^: the leftmost non-zero part given may not change (all given zero: the last one)
@@ -97,8 +111,10 @@ def _comparator(text: str) -> Comparator:
 
 def _parts(version: str, text: str) -> list[int]:
     if "-" in version or "+" in version:
-        raise ValueError(f"{text!r}: prerelease and build versions are not supported "
-                         "(migration versions are MAJOR.MINOR.PATCH)")
+        raise ValueError(
+            f"{text!r}: prerelease and build versions are not supported "
+            "(migration versions are MAJOR.MINOR.PATCH)"
+        )
     pieces = version.split(".")
     if len(pieces) > 3:
         raise ValueError(f"{text!r}: a version has at most three parts, MAJOR.MINOR.PATCH")
@@ -109,8 +125,7 @@ def _parts(version: str, text: str) -> list[int]:
                 raise ValueError(f"{text!r}: nothing but wildcards may follow a wildcard")
             break
         if not _NUMBER.match(piece):
-            raise ValueError(f"{text!r}: {piece!r} is not a version number (digits, no leading "
-                             "zeros)")
+            raise ValueError(f"{text!r}: {piece!r} is not a version number (digits, no leading zeros)")
         out.append(int(piece))
     return out
 

@@ -19,19 +19,30 @@ from sqlmig.errors import InvalidInput
 
 # The settings of sqlmig.toml, in the order a newcomer reads them: (key, default as TOML, what).
 SETTINGS = (
-    ("database_url", None, "where to migrate; better from the environment (SQLMIG_DATABASE_URL, "
-     "DATABASE_URL, PG*); nothing set: the embedded PostgreSQL in .sqlmig/"),
+    (
+        "database_url",
+        None,
+        "where to migrate; better from the environment (SQLMIG_DATABASE_URL, "
+        "DATABASE_URL, PG*); nothing set: the embedded PostgreSQL in .sqlmig/",
+    ),
     ("password_file", None, "a file holding the password (Docker secrets)"),
-    ("schema", '"public"', "schema of the history table; another one also goes first on the "
-     "migrations' search_path"),
+    (
+        "schema",
+        '"public"',
+        "schema of the history table; another one also goes first on the migrations' search_path",
+    ),
     ("table", '"schema_version"', "name of the history table"),
     ("role", None, "SET ROLE after connecting, so that what migrations create belongs to it"),
     ("migrations_dir", '"migrations"', "forward scripts, NNN_slug.sql"),
     ("rollbacks_dir", '"rollbacks"', "their rollbacks, NNN_slug_rollback.sql"),
     ("lock_timeout", '"300s"', "how long to wait for another run's lock (0 = do not wait)"),
     ("lock_mode", '"session"', '"transaction" behind PgBouncer in pool_mode=transaction'),
-    ("migration_lock_timeout", '"5s"', "how long a migration's statement may wait for a table "
-     'lock (SET LOCAL lock_timeout); "inherit" = the role\'s'),
+    (
+        "migration_lock_timeout",
+        '"5s"',
+        "how long a migration's statement may wait for a table "
+        'lock (SET LOCAL lock_timeout); "inherit" = the role\'s',
+    ),
     ("statement_timeout", '"inherit"', "how long a migration's statement may run"),
     ("retries", "3", "times a migration rolled back by a lock timeout or deadlock runs again"),
     ("retry_delay", '"2s"', "the pause before the first retry (doubling after)"),
@@ -42,7 +53,7 @@ SETTINGS = (
     ("group_commit", '"on"', "commit a batch of small migrations with one WAL flush"),
 )
 
-MIGRATE_SH = r'''#!/usr/bin/env bash
+MIGRATE_SH = r"""#!/usr/bin/env bash
 # The deploy entrypoint of this project, written by `sqlmig init`: installs the sqlmig named
 # below into .sqlmig/venv on first use, and again whenever that line changes, then runs it.
 # Arguments, stdout/stderr and the exit code pass through untouched (see `sqlmig --help`).
@@ -67,7 +78,7 @@ fi
 cd "$here"
 export SQLMIG_COMMAND_NAME="${SQLMIG_COMMAND_NAME:-./migrate.sh}"
 exec "$venv/bin/sqlmig" "$@"
-'''
+"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,14 +113,20 @@ def init(directory: Path, *, requirement: str | None = None) -> InitReport:
             os.chmod(root / "migrate.sh", mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         _gitignore(root / ".gitignore", created, kept)
     except OSError as exc:
-        raise InvalidInput(f"cannot set up {directory}: {exc.strerror or exc} "
-                           f"({exc.filename or directory})") from exc
+        raise InvalidInput(
+            f"cannot set up {directory}: {exc.strerror or exc} ({exc.filename or directory})"
+        ) from exc
     go = "" if Path.cwd().resolve() == root else f"cd {directory} && "
-    return InitReport(root=str(root), created=tuple(created), kept=tuple(kept), next_steps=(
-        f'{go}./migrate.sh new "create users"   # the first migration and its rollback',
-        "./migrate.sh up       # apply it (the embedded PostgreSQL when no database is set)",
-        "./migrate.sh status   # where the database is",
-    ))
+    return InitReport(
+        root=str(root),
+        created=tuple(created),
+        kept=tuple(kept),
+        next_steps=(
+            f'{go}./migrate.sh new "create users"   # the first migration and its rollback',
+            "./migrate.sh up       # apply it (the embedded PostgreSQL when no database is set)",
+            "./migrate.sh status   # where the database is",
+        ),
+    )
 
 
 def _write(path: Path, text: str, created: list[str], kept: list[str]) -> bool:
@@ -132,19 +149,22 @@ def _gitignore(path: Path, created: list[str], kept: list[str]) -> None:
             return
         with path.open("a", encoding="utf-8") as out:
             joint = "" if not lines or path.read_bytes().endswith(b"\n") else "\n"
-            out.write(f"{joint}# sqlmig: the embedded server, caches, migrate.sh's virtualenv\n"
-                      f"{line}\n")
+            out.write(f"{joint}# sqlmig: the embedded server, caches, migrate.sh's virtualenv\n{line}\n")
         created.append(".gitignore (a line added)")
         return
-    path.write_text(f"# sqlmig: the embedded server, caches, migrate.sh's virtualenv\n{line}\n",
-                    encoding="utf-8")
+    path.write_text(
+        f"# sqlmig: the embedded server, caches, migrate.sh's virtualenv\n{line}\n", encoding="utf-8"
+    )
     created.append(".gitignore")
 
 
 def _toml() -> str:
-    out = ["# sqlmig settings. Each is commented out at its default; the environment",
-           "# (SQLMIG_<KEY>, e.g. SQLMIG_LOCK_TIMEOUT) and flags (--lock-timeout) override them.",
-           "# `sqlmig config` shows every value in force and where it comes from.", ""]
+    out = [
+        "# sqlmig settings. Each is commented out at its default; the environment",
+        "# (SQLMIG_<KEY>, e.g. SQLMIG_LOCK_TIMEOUT) and flags (--lock-timeout) override them.",
+        "# `sqlmig config` shows every value in force and where it comes from.",
+        "",
+    ]
     for key, default, what in SETTINGS:
         out.append(f"# {what}")
         out.append(f"# {key} = {default if default is not None else '(not set)'}")

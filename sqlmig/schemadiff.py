@@ -30,7 +30,6 @@ class Snapshot:
         return sum(len(v) for v in self.objects.values())
 
 
-
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -109,21 +108,30 @@ def diff(before: Snapshot, after: Snapshot) -> list[Difference]:
                 inside = containers[change]
                 if attrs.get("_parent") in inside or attrs.get("_schema") in inside:
                     continue
-                out.append(Difference(group=group, kind=kind, key=key, name=display_name(key),
-                                      change=change))
+                out.append(Difference(group=group, kind=kind, key=key, name=display_name(key), change=change))
                 continue
             changes = tuple(
                 Change(attribute=attr, before=a.get(attr), after=b.get(attr))
                 for attr in sorted(set(a) | set(b), key=_attr_order)
-                if not attr.startswith("_") and a.get(attr) != b.get(attr))
+                if not attr.startswith("_") and a.get(attr) != b.get(attr)
+            )
             if changes:
-                out.append(Difference(group=group, kind=kind, key=key, name=display_name(key),
-                                      change="changed", changes=changes))
+                out.append(
+                    Difference(
+                        group=group,
+                        kind=kind,
+                        key=key,
+                        name=display_name(key),
+                        change="changed",
+                        changes=changes,
+                    )
+                )
     return out
 
 
-def diff_lines(before: Snapshot, after: Snapshot, added: str = "is left behind",
-               removed: str = "is missing") -> list[str]:
+def diff_lines(
+    before: Snapshot, after: Snapshot, added: str = "is left behind", removed: str = "is missing"
+) -> list[str]:
     return [d.line(added, removed) for d in diff(before, after)]
 
 
@@ -134,13 +142,17 @@ def _attr_order(attr: str) -> tuple[int, str]:
 
 def _options(before: Any, after: Any) -> str:
     """Storage options (`name=value` lists) compared one by one: `fillfactor unset → 70`."""
+
     def parse(value: Any) -> dict[str, str]:
         items = value if isinstance(value, list) else []
         return dict(str(o).partition("=")[::2] for o in items)
 
     old, new = parse(before), parse(after)
-    return ", ".join(f"{name} {old.get(name, 'unset')} → {new.get(name, 'unset')}"
-                     for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name))
+    return ", ".join(
+        f"{name} {old.get(name, 'unset')} → {new.get(name, 'unset')}"
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
+    )
 
 
 def _short(value: Any) -> bool:

@@ -27,8 +27,19 @@ if TYPE_CHECKING:
 FORMAT = 2
 
 # Order in which differences are listed: containers before what they contain.
-GROUPS = ("schema", "extension", "type", "relation", "column", "constraint", "index", "function",
-          "trigger", "rule", "policy")
+GROUPS = (
+    "schema",
+    "extension",
+    "type",
+    "relation",
+    "column",
+    "constraint",
+    "index",
+    "function",
+    "trigger",
+    "rule",
+    "policy",
+)
 
 _OWN = """WITH own AS (
   SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -42,20 +53,26 @@ _USER_NS = "left(n.nspname, 3) <> 'pg_' AND n.nspname <> 'information_schema'"
 def _member(catalog: str, oid: str) -> str:
     # IN, not EXISTS: the planner makes it one hashed set of the (few) extension members, not a
     # pg_depend probe per row, which cost 25 of the column query's 40 ms at 1,000 tables.
-    return (f"({oid} IN (SELECT e.objid FROM pg_depend e WHERE e.classid = '{catalog}'::regclass "
-            "AND e.deptype = 'e'))")
+    return (
+        f"({oid} IN (SELECT e.objid FROM pg_depend e WHERE e.classid = '{catalog}'::regclass "
+        "AND e.deptype = 'e'))"
+    )
 
 
 def _acl(column: str, kind: str, owner: str) -> str:
     # NULL means "the default privileges": spell them out, so GRANT then REVOKE compares equal.
-    return (f"(SELECT jsonb_agg(a::text ORDER BY a::text) FROM unnest(coalesce({column}, "
-            f"acldefault(({kind})::\"char\", {owner}))) a)")
+    return (
+        f"(SELECT jsonb_agg(a::text ORDER BY a::text) FROM unnest(coalesce({column}, "
+        f'acldefault(({kind})::"char", {owner}))) a)'
+    )
 
 
 def _enabled(column: str) -> str:
     """Triggers and rules share the firing-mode letters (origin, disabled, replica, always)."""
-    return (f"CASE {column} WHEN 'O' THEN 'yes' WHEN 'D' THEN 'no' "
-            "WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END")
+    return (
+        f"CASE {column} WHEN 'O' THEN 'yes' WHEN 'D' THEN 'no' "
+        "WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END"
+    )
 
 
 _REL = "quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
@@ -67,10 +84,10 @@ _QUERIES: dict[str, str] = {
     "schema": f"""
 SELECT quote_ident(n.nspname), json_strip_nulls(json_build_object(
          'kind', 'schema', 'owner', pg_get_userbyid(n.nspowner),
-         'privileges', {_acl('n.nspacl', "'n'", 'n.nspowner')},
+         'privileges', {_acl("n.nspacl", "'n'", "n.nspowner")},
          'comment', obj_description(n.oid, 'pg_namespace')))
   FROM pg_namespace n
- WHERE {_USER_NS} AND NOT {_member('pg_namespace', 'n.oid')}""",
+ WHERE {_USER_NS} AND NOT {_member("pg_namespace", "n.oid")}""",
     "extension": """
 SELECT quote_ident(x.extname), json_build_object(
          'kind', 'extension', 'version', x.extversion, 'schema', x.extnamespace::regnamespace::text)
@@ -97,13 +114,14 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(t.typname), json_strip_nulls
          'subtype', CASE WHEN t.typtype = 'r' THEN (
              SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid) END,
          'owner', pg_get_userbyid(t.typowner),
-         'privileges', {_acl('t.typacl', "'T'", 't.typowner')},
+         'privileges', {_acl("t.typacl", "'T'", "t.typowner")},
          'comment', obj_description(t.oid, 'pg_type')))
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
  WHERE {_USER_NS} AND t.typtype IN ('e', 'd', 'c', 'r')
    AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
-   AND NOT {_member('pg_type', 't.oid')}""",
-    "relation": _OWN + f"""
+   AND NOT {_member("pg_type", "t.oid")}""",
+    "relation": _OWN
+    + f"""
 SELECT {_REL}, json_strip_nulls(json_build_object(
          'kind', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
                    WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
@@ -116,8 +134,7 @@ SELECT {_REL}, json_strip_nulls(json_build_object(
                         AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
                         AND d.deptype IN ('a', 'i') LIMIT 1),
          'owner', pg_get_userbyid(c.relowner),
-         'privileges', {_acl('c.relacl', "CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END",
-                             'c.relowner')},
+         'privileges', {_acl("c.relacl", "CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END", "c.relowner")},
          'unlogged', CASE WHEN c.relpersistence = 'u' THEN true END,
          'options', (SELECT jsonb_agg(o ORDER BY o) FROM unnest(c.reloptions) o),
          'row security', CASE WHEN c.relrowsecurity THEN
@@ -149,7 +166,8 @@ SELECT {_REL}, json_strip_nulls(json_build_object(
                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                       AND d.refclassid = 'pg_class'::regclass
                       AND d.refobjid IN (SELECT oid FROM own))""",
-    "column": _OWN + f"""
+    "column": _OWN
+    + f"""
 SELECT {_REL} || '.' || quote_ident(a.attname), json_strip_nulls(json_build_object(
          'kind', 'column', '_parent', {_REL},
          'type', format_type(a.atttypid, a.atttypmod),
@@ -170,7 +188,8 @@ SELECT {_REL} || '.' || quote_ident(a.attname), json_strip_nulls(json_build_obje
                              AND ds.objsubid = a.attnum
  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f') AND {_TABLE_OK}""",
     # NOT NULL constraints (PostgreSQL 18 lists them here too) are the column's `not null`.
-    "constraint": _OWN + f"""
+    "constraint": _OWN
+    + f"""
 SELECT {_REL} || '.' || quote_ident(k.conname), json_strip_nulls(json_build_object(
          'kind', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique constraint'
                    WHEN 'f' THEN 'foreign key' WHEN 'c' THEN 'check constraint'
@@ -188,7 +207,8 @@ SELECT {_REL} || '.' || quote_ident(k.conname), json_strip_nulls(json_build_obje
    AND (k.conparentid = 0 OR NOT EXISTS (SELECT 1 FROM pg_constraint p
                                           WHERE p.oid = k.conparentid AND p.conrelid = k.conrelid))""",
     # Indexes that implement a constraint are described by the constraint.
-    "index": _OWN + f"""
+    "index": _OWN
+    + f"""
 SELECT quote_ident(n.nspname) || '.' || quote_ident(ic.relname), json_strip_nulls(json_build_object(
          'kind', 'index', '_parent', {_REL},
          'definition', pg_get_indexdef(i.indexrelid),
@@ -217,29 +237,32 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname)
                                          || coalesce(' ' || g.agginitval, '')
                                     FROM pg_aggregate g WHERE g.aggfnoid = p.oid) END,
          'owner', pg_get_userbyid(p.proowner),
-         'privileges', {_acl('p.proacl', "'f'", 'p.proowner')},
+         'privileges', {_acl("p.proacl", "'f'", "p.proowner")},
          'comment', obj_description(p.oid, 'pg_proc')))
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE {_USER_NS} AND NOT {_member('pg_proc', 'p.oid')}""",
-    "trigger": _OWN + f"""
+ WHERE {_USER_NS} AND NOT {_member("pg_proc", "p.oid")}""",
+    "trigger": _OWN
+    + f"""
 SELECT {_REL} || '.' || quote_ident(g.tgname), json_strip_nulls(json_build_object(
          'kind', 'trigger', '_parent', {_REL},
          'definition', pg_get_triggerdef(g.oid),
-         'enabled', {_enabled('g.tgenabled')},
+         'enabled', {_enabled("g.tgenabled")},
          'comment', obj_description(g.oid, 'pg_trigger')))
   FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE NOT g.tgisinternal AND {_TABLE_OK}""",
-    "rule": _OWN + f"""
+    "rule": _OWN
+    + f"""
 SELECT {_REL} || '.' || quote_ident(r.rulename), json_strip_nulls(json_build_object(
          'kind', 'rule', '_parent', {_REL},
          'definition', pg_get_ruledef(r.oid),
-         'enabled', {_enabled('r.ev_enabled')},
+         'enabled', {_enabled("r.ev_enabled")},
          'comment', obj_description(r.oid, 'pg_rewrite')))
   FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE r.rulename <> '_RETURN' AND {_TABLE_OK}""",
-    "policy": _OWN + f"""
+    "policy": _OWN
+    + f"""
 SELECT {_REL} || '.' || quote_ident(pol.polname), json_strip_nulls(json_build_object(
          'kind', 'policy', '_parent', {_REL},
          'command', CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
@@ -255,20 +278,27 @@ SELECT {_REL} || '.' || quote_ident(pol.polname), json_strip_nulls(json_build_ob
 }
 
 
-
 # verify's function query: a body is compared with its whitespace normalized (indentation, blank
 # lines, line breaks: a rollback that restores a function written otherwise is no leak), and its
 # whole definition comes along, uncompared (`_source`), to show the lines that really differ.
 _DEFINITION = "'definition', CASE WHEN p.prokind <> 'a' THEN 'md5 ' || md5(pg_get_functiondef(p.oid))"
-_SOURCED = dict(_QUERIES, function=_QUERIES["function"].replace(_DEFINITION, (
-    "'_source', CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END,\n"
-    "         'definition', CASE WHEN p.prokind <> 'a' THEN 'md5 ' || md5(regexp_replace("
-    r"btrim(pg_get_functiondef(p.oid), E' \t\r\n'), E'\\s+', ' ', 'g'))")))
+_SOURCED = dict(
+    _QUERIES,
+    function=_QUERIES["function"].replace(
+        _DEFINITION,
+        (
+            "'_source', CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END,\n"
+            "         'definition', CASE WHEN p.prokind <> 'a' THEN 'md5 ' || md5(regexp_replace("
+            r"btrim(pg_get_functiondef(p.oid), E' \t\r\n'), E'\\s+', ' ', 'g'))"
+        ),
+    ),
+)
 assert _SOURCED["function"] != _QUERIES["function"]
 
 
-def take(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str], *,
-         sources: bool = False) -> Snapshot:
+def take(
+    conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str], *, sources: bool = False
+) -> Snapshot:
     """Read the schema of the connected database, leaving out `own_schema`.`own_tables`.
     `sources`: functions as verify compares them (see _SOURCED); not for recorded snapshots.
 
@@ -276,10 +306,11 @@ def take(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str], *
     """
     params = {"schema": own_schema, "tables": list(own_tables)}
     queries = _SOURCED if sources else _QUERIES
-    cursors = run(conn, [(_aggregated(q), params if "%(schema)s" in q else None)
-                         for q in queries.values()])
-    objects = {kind: cur.fetchone()[0]  # type: ignore[index]
-               for kind, cur in zip(_QUERIES, cursors, strict=True)}
+    cursors = run(conn, [(_aggregated(q), params if "%(schema)s" in q else None) for q in queries.values()])
+    objects = {
+        kind: cur.fetchone()[0]  # type: ignore[index]
+        for kind, cur in zip(_QUERIES, cursors, strict=True)
+    }
     from sqlmig.schemadiff import Snapshot
 
     return Snapshot(server_version=conn.info.server_version // 10000, objects=objects)
@@ -289,8 +320,7 @@ def fingerprint(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[
     """The fingerprint of the live schema (see `document`), computed by the server: the
     snapshot itself is not sent, parsed and hashed here (2 MB of JSON at 1,000 tables)."""
     params = {"schema": own_schema, "tables": list(own_tables)}
-    [cur] = run(conn, [(f"SELECT {FINGERPRINT_OF.format('d.doc')} FROM ({document()}) AS d(doc)",
-                        params)])
+    [cur] = run(conn, [(f"SELECT {FINGERPRINT_OF.format('d.doc')} FROM ({document()}) AS d(doc)", params)])
     return cur.fetchone()[0]  # type: ignore[index]
 
 
@@ -300,11 +330,31 @@ FINGERPRINT_OF = "encode(sha256(convert_to(({})::text, 'UTF8')), 'hex')"
 # Every catalog a snapshot reads, directly or through pg_get_*def / format_type. DDL that can
 # change a snapshot inserts, deletes or updates (giving it a new xmin) a row of one of them, while
 # VACUUM and ANALYZE update pg_class in place (same xmin) and leave the stamp alone.
-_STAMPED = ("pg_namespace", "pg_extension", "pg_type", "pg_enum", "pg_range", "pg_class",
-            "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index", "pg_inherits",
-            "pg_sequence", "pg_depend", "pg_description", "pg_proc", "pg_aggregate",
-            "pg_language", "pg_trigger", "pg_rewrite", "pg_policy", "pg_collation", "pg_opclass",
-            "pg_operator")
+_STAMPED = (
+    "pg_namespace",
+    "pg_extension",
+    "pg_type",
+    "pg_enum",
+    "pg_range",
+    "pg_class",
+    "pg_attribute",
+    "pg_attrdef",
+    "pg_constraint",
+    "pg_index",
+    "pg_inherits",
+    "pg_sequence",
+    "pg_depend",
+    "pg_description",
+    "pg_proc",
+    "pg_aggregate",
+    "pg_language",
+    "pg_trigger",
+    "pg_rewrite",
+    "pg_policy",
+    "pg_collation",
+    "pg_opclass",
+    "pg_operator",
+)
 
 
 def stamp() -> str:
@@ -324,13 +374,16 @@ def stamp() -> str:
     parts = " UNION ALL ".join(
         f"SELECT '{c}' AS c, count(*) AS n, count(*) FILTER (WHERE age(xmin) = {_SPECIAL}) AS k,"
         f" sum(age(xmin)) FILTER (WHERE age(xmin) <> {_SPECIAL}) AS s FROM pg_catalog.{c}"
-        for c in _STAMPED)
+        for c in _STAMPED
+    )
     # mod(), not %: this text goes into queries with parameters, where % is a placeholder.
     xmins = f"mod(mod((n - k) * r.ref - coalesce(s, 0), {_MOD}) + {_MOD}, {_MOD})"
-    return (f"SELECT md5(string_agg(c || ':' || n || ':' || k || ':' || {xmins}, ',' ORDER BY c)"
-            " || ';' || (SELECT string_agg(oid::text || ' ' || rolname, ',' ORDER BY oid)"
-            f" FROM pg_catalog.pg_roles)) FROM ({parts}) AS x,"
-            " (SELECT age('3'::xid)::bigint + 3 AS ref) AS r")  # 3: the first normal xid
+    return (
+        f"SELECT md5(string_agg(c || ':' || n || ':' || k || ':' || {xmins}, ',' ORDER BY c)"
+        " || ';' || (SELECT string_agg(oid::text || ' ' || rolname, ',' ORDER BY oid)"
+        f" FROM pg_catalog.pg_roles)) FROM ({parts}) AS x,"
+        " (SELECT age('3'::xid)::bigint + 3 AS ref) AS r"
+    )  # 3: the first normal xid
 
 
 _SPECIAL = 2147483647  # what age() gives for a xid that is not normal (bootstrap, frozen)
@@ -345,8 +398,9 @@ def document() -> str:
     return f"SELECT jsonb_build_object({kinds})"
 
 
-def run(conn: psycopg.Connection, queries: Sequence[tuple[str, dict[str, Any] | None]], *,
-        read_only: bool = True) -> list[psycopg.Cursor]:
+def run(
+    conn: psycopg.Connection, queries: Sequence[tuple[str, dict[str, Any] | None]], *, read_only: bool = True
+) -> list[psycopg.Cursor]:
     """Run catalog queries in one round trip, in a pipeline, and return their cursors.
 
     On an idle connection they run in one transaction (REPEATABLE READ, so all see the same
@@ -358,13 +412,17 @@ def run(conn: psycopg.Connection, queries: Sequence[tuple[str, dict[str, Any] | 
     try:
         with conn.pipeline():
             if own_transaction:
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ"
-                             + (" READ ONLY" if read_only else ""), prepare=False)
+                conn.execute(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ" + (" READ ONLY" if read_only else ""),
+                    prepare=False,
+                )
                 conn.execute("SET LOCAL search_path = pg_catalog", prepare=False)
             else:  # in the caller's transaction (verify): pg_catalog alone too, then back
                 saved = conn.cursor()
-                saved.execute("SELECT current_setting('search_path'), "
-                              "set_config('search_path', 'pg_catalog', true)", prepare=False)
+                saved.execute(
+                    "SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', true)",
+                    prepare=False,
+                )
             cursors = [conn.cursor() for _ in queries]
             for cur, (query, params) in zip(cursors, queries, strict=True):
                 cur.execute(query, params, prepare=False)  # type: ignore[arg-type]
@@ -372,11 +430,11 @@ def run(conn: psycopg.Connection, queries: Sequence[tuple[str, dict[str, Any] | 
                 conn.execute("COMMIT", prepare=False)
         if not own_transaction:
             row = saved.fetchone()
-            conn.execute("SELECT set_config('search_path', %s, true)",
-                         (row[0] if row else "",), prepare=False)
+            conn.execute(
+                "SELECT set_config('search_path', %s, true)", (row[0] if row else "",), prepare=False
+            )
     except psycopg.Error:
-        if own_transaction and not conn.broken and \
-                conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        if own_transaction and not conn.broken and conn.info.transaction_status != pq.TransactionStatus.IDLE:
             conn.execute("ROLLBACK")
         raise
     return cursors
@@ -385,8 +443,7 @@ def run(conn: psycopg.Connection, queries: Sequence[tuple[str, dict[str, Any] | 
 def _aggregated(query: str) -> str:
     # One JSON object per kind: one value to parse instead of one per row. Keys are unique;
     # were one not, the ordering makes the same one win every time.
-    return ("SELECT coalesce(json_object_agg(k, a ORDER BY k, a::text), '{}')"
-            f" FROM ({query}\n) AS q(k, a)")
+    return f"SELECT coalesce(json_object_agg(k, a ORDER BY k, a::text), '{{}}') FROM ({query}\n) AS q(k, a)"
 
 
 __all__ = ["FINGERPRINT_OF", "FORMAT", "document", "fingerprint", "run", "stamp", "take"]

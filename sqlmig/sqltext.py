@@ -41,9 +41,17 @@ class Statement:
     _body: str = field(repr=False, compare=False)
     _span: tuple[int, int] = field(repr=False)  # of the text in _body
 
-    def __init__(self, text: str | None = None, start: int = 0, kind: str = "",
-                 transaction_control: str | None = None, needs_autocommit: str | None = None,
-                 *, body: str | None = None, end: int | None = None) -> None:
+    def __init__(
+        self,
+        text: str | None = None,
+        start: int = 0,
+        kind: str = "",
+        transaction_control: str | None = None,
+        needs_autocommit: str | None = None,
+        *,
+        body: str | None = None,
+        end: int | None = None,
+    ) -> None:
         """Either `text` itself, or the `body` it is `body[start:end]` of."""
         if text is not None:
             body, span = text, (0, len(text))
@@ -60,7 +68,7 @@ class Statement:
 
     @property
     def text(self) -> str:
-        return self._body[self._span[0]:self._span[1]]
+        return self._body[self._span[0] : self._span[1]]
 
     @property
     def size(self) -> int:
@@ -145,7 +153,7 @@ def _blank(text: str, metas: list[MetaCommand]) -> str:
     parts: list[str] = []
     last = 0
     for m in metas:
-        parts.append(text[last:m.start])
+        parts.append(text[last : m.start])
         parts.append(" " * (m.end - m.start))
         last = m.end
     parts.append(text[last:])
@@ -213,10 +221,11 @@ class _TreeDigest:
         self._first = True
 
     def add(self, tree: str) -> None:
-        elements = tree[tree.index('"stmts":[') + 9:-2]
+        elements = tree[tree.index('"stmts":[') + 9 : -2]
         if elements:
-            self._sha.update((("" if self._first else ",")
-                              + _FIRST_KEY.sub("{", _AFTER_COMMA.sub("", elements))).encode())
+            self._sha.update(
+                (("" if self._first else ",") + _FIRST_KEY.sub("{", _AFTER_COMMA.sub("", elements))).encode()
+            )
             self._first = False
 
     def hexdigest(self, metas: list[MetaCommand]) -> str:
@@ -298,7 +307,7 @@ def _statements(text: str, offset: int, end: int, tree: str) -> Iterator[Stateme
     while i >= 0:
         j = tree.find(_ELEMENT, i + len(_ELEMENT))
         e = j - 1 if j >= 0 else len(tree) - 2  # before the `,` of the next one, or the `]}`
-        kind = tree[i + len(_ELEMENT):tree.index('"', i + len(_ELEMENT))]
+        kind = tree[i + len(_ELEMENT) : tree.index('"', i + len(_ELEMENT))]
         tail = _TAIL.search(tree, max(i, e - 64), e)
         assert tail is not None, "a RawStmt ends with its location"
         location, length = int(tail[1] or 0), int(tail[2] or 0)
@@ -307,8 +316,14 @@ def _statements(text: str, offset: int, end: int, tree: str) -> Iterator[Stateme
         while start < stop and text[start].isspace():
             start += 1
         control, autocommit = _classify(kind, tree, i, e)
-        yield Statement(start=start, kind=kind, transaction_control=control,
-                        needs_autocommit=autocommit, body=text, end=stop)
+        yield Statement(
+            start=start,
+            kind=kind,
+            transaction_control=control,
+            needs_autocommit=autocommit,
+            body=text,
+            end=stop,
+        )
         i = j
 
 
@@ -323,17 +338,27 @@ class _Chars:
     def __call__(self, offset: int) -> int:
         if self._utf8 is None:
             return offset
-        self._char += len(self._utf8[self._byte:offset].decode())
+        self._char += len(self._utf8[self._byte : offset].decode())
         self._byte = offset
         return self._char
 
 
 # Kinds that cannot run in a transaction when their tree holds `"concurrent":true`.
-_CONCURRENT = {"IndexStmt": "CREATE INDEX CONCURRENTLY", "DropStmt": "DROP INDEX CONCURRENTLY",
-               "AlterTableStmt": "DETACH PARTITION CONCURRENTLY"}
+_CONCURRENT = {
+    "IndexStmt": "CREATE INDEX CONCURRENTLY",
+    "DropStmt": "DROP INDEX CONCURRENTLY",
+    "AlterTableStmt": "DETACH PARTITION CONCURRENTLY",
+}
 # Node kinds whose fields say how a statement must run; any other kind needs no look inside.
-_LOOKED_INTO = {"TransactionStmt", "VacuumStmt", "ReindexStmt", "ClusterStmt", "DiscardStmt",
-                "AlterDatabaseStmt", *_CONCURRENT}
+_LOOKED_INTO = {
+    "TransactionStmt",
+    "VacuumStmt",
+    "ReindexStmt",
+    "ClusterStmt",
+    "DiscardStmt",
+    "AlterDatabaseStmt",
+    *_CONCURRENT,
+}
 
 
 def _classify(kind: str, tree: str, start: int, end: int) -> tuple[str | None, str | None]:
@@ -365,8 +390,9 @@ def _classify(kind: str, tree: str, start: int, end: int) -> tuple[str | None, s
     if kind == "VacuumStmt":
         return None, "VACUUM" if node.get("is_vacuumcmd") else None
     if kind == "AlterDatabaseStmt":  # WITH CONNECTION LIMIT and the like can
-        moves = any(option.get("DefElem", {}).get("defname") == "tablespace"
-                    for option in node.get("options", ()))
+        moves = any(
+            option.get("DefElem", {}).get("defname") == "tablespace" for option in node.get("options", ())
+        )
         return None, "ALTER DATABASE SET TABLESPACE" if moves else None
     for param in node.get("params", ()):  # ReindexStmt
         if param.get("DefElem", {}).get("defname") == "concurrently":
@@ -404,11 +430,20 @@ def _split_fallback(text: str) -> list[Statement]:
             parsed = ()
         if len(parsed) == 1:
             st = parsed[0]
-            out.append(Statement(start=s, kind=st.kind, transaction_control=st.transaction_control,
-                                 needs_autocommit=st.needs_autocommit, body=text, end=e))
+            out.append(
+                Statement(
+                    start=s,
+                    kind=st.kind,
+                    transaction_control=st.transaction_control,
+                    needs_autocommit=st.needs_autocommit,
+                    body=text,
+                    end=e,
+                )
+            )
         else:
-            out.append(Statement(start=s, kind="", transaction_control=_transaction_word(piece),
-                                 body=text, end=e))
+            out.append(
+                Statement(start=s, kind="", transaction_control=_transaction_word(piece), body=text, end=e)
+            )
     return out
 
 
@@ -425,8 +460,7 @@ def _transaction_word(piece: str) -> str | None:
     return {"END": "COMMIT", "ABORT": "ROLLBACK"}.get(word, word)
 
 
-def _lex_statements(text: str, metas: list[MetaCommand] | None = None
-                    ) -> Iterator[tuple[int, int]]:
+def _lex_statements(text: str, metas: list[MetaCommand] | None = None) -> Iterator[tuple[int, int]]:
     """Yield (start, end) of each statement, skipping comments, quotes and dollar quotes.
 
     psql meta-commands (from a backslash outside any quote to the end of its line) are skipped
@@ -472,8 +506,11 @@ def _lex_statements(text: str, metas: list[MetaCommand] | None = None
         elif ch == ";":
             i += 1
         elif ch in "'\"":
-            escaped = ch == "'" and i > 0 and text[i - 1] in "eE" and (
-                i < 2 or not (text[i - 2].isalnum() or text[i - 2] == "_")
+            escaped = (
+                ch == "'"
+                and i > 0
+                and text[i - 1] in "eE"
+                and (i < 2 or not (text[i - 2].isalnum() or text[i - 2] == "_"))
             )
             i += 1
             while i < n:
@@ -487,8 +524,10 @@ def _lex_statements(text: str, metas: list[MetaCommand] | None = None
                     break
                 i += 1
             i += 1
-        elif ch == "$" and (m := re.compile(_DOLLAR_TAG).match(text, i)) and not (
-            i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")
+        elif (
+            ch == "$"
+            and (m := re.compile(_DOLLAR_TAG).match(text, i))
+            and not (i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_"))
         ):
             close = text.find(m.group(0), m.end())
             i = n if close < 0 else close + len(m.group(0))
@@ -511,4 +550,3 @@ def _lex_statements(text: str, metas: list[MetaCommand] | None = None
             i += 1
     if start is not None:
         yield start, n
-

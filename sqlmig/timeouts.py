@@ -46,16 +46,17 @@ def parse_duration(text: str | float, *, bare: str | None = "s") -> float:
             raise ValueError(f"{text!r} is not a duration (e.g. 5s, 500ms, 10min, 0 or off)")
         unit = match["unit"] or bare
         if unit is None and float(match["n"]) != 0:
-            raise ValueError(f"{text!r} needs a unit (e.g. {match['n']}s or {match['n']}ms): "
-                             "to PostgreSQL a bare number is milliseconds")
+            raise ValueError(
+                f"{text!r} needs a unit (e.g. {match['n']}s or {match['n']}ms): "
+                "to PostgreSQL a bare number is milliseconds"
+            )
         if unit is not None and unit not in _UNITS:
             raise ValueError(f"{text!r}: unknown unit {unit!r} (use {', '.join(_UNITS)})")
         seconds = float(match["n"]) * _UNITS[unit or "s"]
     if seconds < 0:
         raise ValueError(f"{text!r}: a duration cannot be negative")
     if not seconds <= MAX_DURATION:  # also inf and nan, which cannot become milliseconds
-        raise ValueError(f"{text!r}: at most {MAX_DURATION:.0f} s, about 24 days "
-                         "(PostgreSQL's limit)")
+        raise ValueError(f"{text!r}: at most {MAX_DURATION:.0f} s, about 24 days (PostgreSQL's limit)")
     return seconds
 
 
@@ -87,8 +88,10 @@ def for_step(step: PlanStep, config: Config | None) -> dict[str, float]:
     """{'lock_timeout': s, 'statement_timeout': s} this step sets; left out = session value."""
     out: dict[str, float] = {}
     own = {"lock_timeout": step.lock_timeout, "statement_timeout": step.statement_timeout}
-    configured = {"lock_timeout": config.migration_lock_timeout if config else None,
-                  "statement_timeout": config.statement_timeout if config else None}
+    configured = {
+        "lock_timeout": config.migration_lock_timeout if config else None,
+        "statement_timeout": config.statement_timeout if config else None,
+    }
     for name, value in own.items():
         if value is None and step.transactional:
             value = configured[name]
@@ -103,9 +106,10 @@ def set_statements(step: PlanStep, config: Config | None) -> list[Statement]:
     from sqlmig.sqltext import Statement
 
     scope = "LOCAL " if step.transactional else ""
-    return [Statement(text=f"SET {scope}{name} = '{server_value(value)}'", start=0,
-                      kind="VariableSetStmt")
-            for name, value in for_step(step, config).items()]
+    return [
+        Statement(text=f"SET {scope}{name} = '{server_value(value)}'", start=0, kind="VariableSetStmt")
+        for name, value in for_step(step, config).items()
+    ]
 
 
 def retry_delay(base: float, retry: int) -> float:

@@ -82,10 +82,20 @@ class TransactionLock(NoGuard):
 
     pooled = True
 
-    def __init__(self, conn: psycopg.Connection, history: History, *, key: int, timeout: float,
-                 what: str, reconnect: Callable[[], psycopg.Connection],
-                 local_settings: Sequence[sql.Composable] = (), ttl: float = lease_mod.TTL,
-                 heartbeat: float = lease_mod.HEARTBEAT, poll: float = lease_mod.POLL) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        history: History,
+        *,
+        key: int,
+        timeout: float,
+        what: str,
+        reconnect: Callable[[], psycopg.Connection],
+        local_settings: Sequence[sql.Composable] = (),
+        ttl: float = lease_mod.TTL,
+        heartbeat: float = lease_mod.HEARTBEAT,
+        poll: float = lease_mod.POLL,
+    ) -> None:
         super().__init__()
         self.conn = conn
         self.history = history
@@ -119,6 +129,7 @@ class TransactionLock(NoGuard):
 
     def setup(self) -> None:
         """Create or upgrade the history, event and lease tables, under the lock."""
+
         def create() -> None:
             self.history.ensure(self.conn)
             self.conn.execute(self.lease_table.create())
@@ -154,8 +165,9 @@ class TransactionLock(NoGuard):
     def leased(self, step: PlanStep) -> contextlib.AbstractContextManager[None]:
         """Hold the lease while a no-transaction step runs (its statements in autocommit);
         raises Skipped when another runner did the step meanwhile."""
-        return self._leased(step.direction, step.version, step.name,
-                            lambda state: self._still_to_do(step, state))
+        return self._leased(
+            step.direction, step.version, step.name, lambda state: self._still_to_do(step, state)
+        )
 
     def hold_lease(self, action: str, name: str) -> contextlib.AbstractContextManager[None]:
         """Hold the lease around autocommit work that is not a step (repair's DROP INDEX
@@ -163,20 +175,25 @@ class TransactionLock(NoGuard):
         return self._leased(action, None, name, None)
 
     @contextlib.contextmanager
-    def _leased(self, action: str, version: str | None, name: str,
-                check: Callable[[tuple[int, str] | None], None] | None) -> Iterator[None]:
+    def _leased(
+        self,
+        action: str,
+        version: str | None,
+        name: str,
+        check: Callable[[tuple[int, str] | None], None] | None,
+    ) -> Iterator[None]:
         state = self._open(fingerprint=check is not None)
         try:
             if check is not None:
                 check(state)
-            self.conn.execute(*self.lease_table.take(self.holder, action, version, name,
-                                                     self.ttl))
+            self.conn.execute(*self.lease_table.take(self.holder, action, version, name, self.ttl))
             self._commit()
         except BaseException:
             self._rollback()
             raise
-        beat = lease_mod.Heartbeat(self.reconnect, self.lease_table, self.holder, ttl=self.ttl,
-                                   interval=self.heartbeat)
+        beat = lease_mod.Heartbeat(
+            self.reconnect, self.lease_table, self.holder, ttl=self.ttl, interval=self.heartbeat
+        )
         try:
             with beat:
                 yield
@@ -195,8 +212,9 @@ class TransactionLock(NoGuard):
             raise
         self._commit()
 
-    def _open(self, *, fingerprint: bool = False,
-              prepare: Callable[[], None] | None = None) -> tuple[int, str] | None:
+    def _open(
+        self, *, fingerprint: bool = False, prepare: Callable[[], None] | None = None
+    ) -> tuple[int, str] | None:
         """BEGIN, take the lock, wait out a live lease of another runner. Returns the history's
         (row count, fingerprint) when asked, as read under the lock."""
         deadline = time.monotonic() + self.timeout
@@ -224,8 +242,9 @@ class TransactionLock(NoGuard):
                     f"{self.timeout:g} s: a no-transaction step holds the lease: "
                     f"{current.describe()}",
                     hint="wait for that run to finish, or raise --lock-timeout; if that runner "
-                         "is gone, its lease expires by itself (then `sqlmig status` shows its "
-                         "step `started`: see `sqlmig repair`)")
+                    "is gone, its lease expires by itself (then `sqlmig status` shows its "
+                    "step `started`: see `sqlmig repair`)",
+                )
             time.sleep(min(self.poll, remaining))
         if state_cur is None:
             return None
@@ -259,11 +278,12 @@ class TransactionLock(NoGuard):
                 got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.key,))
                 if conn.info.server_version >= 140000:
                     # A runner that dies mid-statement must not leave its migration running.
-                    conn.execute("SELECT set_config('client_connection_check_interval', '1s', "
-                                 "true)")
+                    conn.execute("SELECT set_config('client_connection_check_interval', '1s', true)")
                 # When the step starts, for its history row: now() is BEGIN, before the wait.
-                conn.execute("SELECT set_config('sqlmig.step_started', "
-                             "extract(epoch FROM clock_timestamp())::text, true)")
+                conn.execute(
+                    "SELECT set_config('sqlmig.step_started', "
+                    "extract(epoch FROM clock_timestamp())::text, true)"
+                )
                 for statement in self.local_settings:
                     conn.execute(statement.as_string(conn))
                 if self._lease_ready:
@@ -272,9 +292,10 @@ class TransactionLock(NoGuard):
                     state_cur = conn.execute(self.history.fingerprint_query())
         except psycopg.errors.InsufficientPrivilege as exc:
             self._rollback()
-            raise InvalidInput(f"cannot lock {self.what}: {str(exc).strip()}",
-                               hint="with --role, the login role must be a member of that role"
-                               ) from exc
+            raise InvalidInput(
+                f"cannot lock {self.what}: {str(exc).strip()}",
+                hint="with --role, the login role must be a member of that role",
+            ) from exc
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
@@ -285,9 +306,9 @@ class TransactionLock(NoGuard):
     def _timed_out(self) -> NoReturn:
         holder = lock.holder(self.conn, self.key)
         raise LockTimeout(
-            f"could not take the migration lock on {self.what} within {self.timeout:g} s: "
-            f"{holder}",
-            hint="wait for that run to finish, raise --lock-timeout, or end that session")
+            f"could not take the migration lock on {self.what} within {self.timeout:g} s: {holder}",
+            hint="wait for that run to finish, raise --lock-timeout, or end that session",
+        )
 
     def _lease_row(self, cur: Any) -> lease_mod.Lease | None:
         if cur is None:
@@ -297,14 +318,16 @@ class TransactionLock(NoGuard):
 
     def _take_over(self, old: lease_mod.Lease) -> None:
         """Report an expired lease (its holder died), then delete it; in this transaction."""
-        message = (f"the lease of a runner that stopped renewing it expired: {old.describe()}; "
-                   "that runner died or lost the database; taken over")
+        message = (
+            f"the lease of a runner that stopped renewing it expired: {old.describe()}; "
+            "that runner died or lost the database; taken over"
+        )
         if old.holder not in self._reported:
             self._reported.add(old.holder)
-            self.warnings.append(Problem(code="lease-expired", severity="warning",
-                                         message=message))
-        self.conn.execute(*self.history.event("lease", "expired", version=old.version,
-                                              name=old.name, detail=message))
+            self.warnings.append(Problem(code="lease-expired", severity="warning", message=message))
+        self.conn.execute(
+            *self.history.event("lease", "expired", version=old.version, name=old.name, detail=message)
+        )
         self.conn.execute(*self.lease_table.release(old.holder))
 
     def _still_to_do(self, step: PlanStep, state: tuple[int, str] | None) -> None:
@@ -315,10 +338,16 @@ class TransactionLock(NoGuard):
         if expected is not None:
             # Still to do as far as this run knows: not applied (up), or applied (down). The
             # last full read may already have shown it done by another runner.
-            todo = (step.version not in expected if step.direction == "up"
-                    else expected.get(step.version, ("",))[0] == "applied")
-            if todo and count == len(expected) and digest == fingerprint(
-                    (v, s, c) for v, (s, c) in expected.items()):
+            todo = (
+                step.version not in expected
+                if step.direction == "up"
+                else expected.get(step.version, ("",))[0] == "applied"
+            )
+            if (
+                todo
+                and count == len(expected)
+                and digest == fingerprint((v, s, c) for v, (s, c) in expected.items())
+            ):
                 return  # nobody changed the history since this run last looked: the common case
         records = self.history.read(self.conn)
         self.expect(records)
@@ -339,13 +368,18 @@ class TransactionLock(NoGuard):
         try:
             row = self.conn.execute(*self.lease_table.release(self.holder)).fetchone()
         except psycopg.Error as exc:
-            problem = (f"could not release the lease held while running {what}: "
-                       f"{str(exc).strip()}; it expires by itself within {self.ttl:g} s")
+            problem = (
+                f"could not release the lease held while running {what}: "
+                f"{str(exc).strip()}; it expires by itself within {self.ttl:g} s"
+            )
         else:
             if row is None or beat.lost:
-                problem = (f"the lease held while running {what} was taken over by another "
-                           "runner (it had expired: heartbeats did not reach the database"
-                           + (f": {beat.problem}" if beat.problem else "") + ")")
+                problem = (
+                    f"the lease held while running {what} was taken over by another "
+                    "runner (it had expired: heartbeats did not reach the database"
+                    + (f": {beat.problem}" if beat.problem else "")
+                    + ")"
+                )
         if problem:
             self.warnings.append(Problem(code="lease-lost", severity="warning", message=problem))
 
@@ -366,6 +400,7 @@ class TransactionLock(NoGuard):
 def recheck_up(files: MigrationSet, allow: Iterable[str], to: str | None) -> Recheck:
     """For `up`: run the step if it is still the first pending one; skip it if it is applied;
     stop if the history is inconsistent now or another migration became pending before it."""
+
     def recheck(step: PlanStep, records: list[AppliedRecord]) -> bool:
         errors, _ = plan.validate(files, records, allow)
         if errors:
@@ -374,11 +409,17 @@ def recheck_up(files: MigrationSet, allow: Iterable[str], to: str | None) -> Rec
         if all(s.number != step.number for s in todo):
             return False
         if todo[0].number != step.number:
-            raise HistoryInconsistent([Problem(
-                path=todo[0].path, code="changed-meanwhile",
-                message=f"{todo[0].name} ({todo[0].version}) is pending again: it was rolled "
-                        "back while this run waited for the lock; nothing more was applied")],
-                hint=_CHANGED_HINT)
+            raise HistoryInconsistent(
+                [
+                    Problem(
+                        path=todo[0].path,
+                        code="changed-meanwhile",
+                        message=f"{todo[0].name} ({todo[0].version}) is pending again: it was rolled "
+                        "back while this run waited for the lock; nothing more was applied",
+                    )
+                ],
+                hint=_CHANGED_HINT,
+            )
         return True
 
     return recheck
@@ -387,6 +428,7 @@ def recheck_up(files: MigrationSet, allow: Iterable[str], to: str | None) -> Rec
 def recheck_down(files: MigrationSet) -> Recheck:
     """For `down`: roll the step back if it is still the newest applied migration; skip it if
     it is gone; stop if a newer one was applied meanwhile, or on a failed state."""
+
     def recheck(step: PlanStep, records: list[AppliedRecord]) -> bool:
         errors, _ = plan.validate(files, records, plan.ALLOWABLE)
         if errors:
@@ -396,18 +438,26 @@ def recheck_down(files: MigrationSet) -> Recheck:
             return False
         newest = settled[-1]
         if newest.version != step.version:
-            raise HistoryInconsistent([Problem(
-                code="changed-meanwhile",
-                message=f"{newest.name or newest.version} ({newest.version}) was applied while "
+            raise HistoryInconsistent(
+                [
+                    Problem(
+                        code="changed-meanwhile",
+                        message=f"{newest.name or newest.version} ({newest.version}) was applied while "
                         f"this run waited for the lock to roll back {step.name}; nothing more "
-                        "was rolled back")], hint=_CHANGED_HINT)
+                        "was rolled back",
+                    )
+                ],
+                hint=_CHANGED_HINT,
+            )
         return True
 
     return recheck
 
 
-_CHANGED_HINT = ("the history changed while this run waited for the lock (another runner); "
-                 "see `sqlmig status`, then run the command again")
+_CHANGED_HINT = (
+    "the history changed while this run waited for the lock (another runner); "
+    "see `sqlmig status`, then run the command again"
+)
 
 
 def attach(exc: SqlmigError, warnings: Sequence[Problem]) -> None:
@@ -422,5 +472,4 @@ def attach(exc: SqlmigError, warnings: Sequence[Problem]) -> None:
         exc.hint = f"{exc.hint}; {extra}" if exc.hint else extra
 
 
-__all__ = ["NoGuard", "Recheck", "Skipped", "TransactionLock", "attach", "recheck_down",
-           "recheck_up"]
+__all__ = ["NoGuard", "Recheck", "Skipped", "TransactionLock", "attach", "recheck_down", "recheck_up"]

@@ -90,9 +90,15 @@ class VerifyReport:
 OnVerified = Callable[[VerifyStep], None]
 
 
-def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = False,
-           on_step: OnVerified | None = None, fail_fast: bool = False,
-           incremental: bool = False) -> VerifyReport:
+def verify(
+    config: Config,
+    *,
+    scratch_url: str | None = None,
+    in_place: bool = False,
+    on_step: OnVerified | None = None,
+    fail_fast: bool = False,
+    incremental: bool = False,
+) -> VerifyReport:
     """Apply, roll back and re-apply every migration on a scratch database.
 
     By default the scratch database is created on the project's embedded server and dropped at
@@ -107,8 +113,9 @@ def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = F
     # anything is created or run.
     files = ops.load_files(config)
     if incremental and in_place:
-        raise InvalidInput("--incremental keeps a copy of the scratch database; it cannot go with "
-                           "--scratch-in-place")
+        raise InvalidInput(
+            "--incremental keeps a copy of the scratch database; it cannot go with --scratch-in-place"
+        )
     scratch = _Scratch(config, scratch_url, in_place)
     cached, prefix_keys = scratch.cached(files.migrations) if incremental else (0, [])
     steps: list[VerifyStep] = []
@@ -126,31 +133,35 @@ def verify(config: Config, *, scratch_url: str | None = None, in_place: bool = F
                 if stop is not None:
                     steps.append(_step(mig, "not-checked", note=f"not checked: {stop}"))
                     continue
-                step, before = run.one(mig, before, files.migrations[:i + 1])
+                step, before = run.one(mig, before, files.migrations[: i + 1])
                 steps.append(step)
                 if on_step:
                     on_step(step)
                 if step.outcome in ("failed", "leaky"):
                     if step.note != _APPLIED:
-                        stop = (f"{step.name} could not be applied" if step.note is None
-                                else step.note)
+                        stop = f"{step.name} could not be applied" if step.note is None else step.note
                     elif fail_fast:
                         stop = f"--fail-fast stopped at {step.name}"
         except psycopg.OperationalError as exc:
-            raise ConnectError(f"lost the connection to the scratch database: "
-                               f"{str(exc).strip()}") from exc
+            raise ConnectError(f"lost the connection to the scratch database: {str(exc).strip()}") from exc
         except psycopg.Error as exc:
-            raise SqlmigError(f"cannot read the schema of the scratch database: "
-                              f"{str(exc).strip()}") from exc
+            raise SqlmigError(f"cannot read the schema of the scratch database: {str(exc).strip()}") from exc
         finally:
             run.close()
-        if incremental and cached < len(steps) and all(
-                s.outcome in ("proven", "irreversible") for s in steps):
+        if (
+            incremental
+            and cached < len(steps)
+            and all(s.outcome in ("proven", "irreversible") for s in steps)
+        ):
             scratch.keep(prefix_keys[-1])
-    return VerifyReport(ok=all(s.outcome in ("proven", "irreversible") for s in steps),
-                        scratch=scratch.description, steps=tuple(steps),
-                        snapshot_ms=run.timer.mean_ms, warnings=tuple(scratch.warnings),
-                        duration_ms=round((time.perf_counter() - began) * 1000))
+    return VerifyReport(
+        ok=all(s.outcome in ("proven", "irreversible") for s in steps),
+        scratch=scratch.description,
+        steps=tuple(steps),
+        snapshot_ms=run.timer.mean_ms,
+        warnings=tuple(scratch.warnings),
+        duration_ms=round((time.perf_counter() - began) * 1000),
+    )
 
 
 # A step --incremental did not check again: the same files were proven by an earlier run.
@@ -177,30 +188,29 @@ class _Run:
     def close(self) -> None:
         self.conn.close()
 
-    def one(self, mig: Migration, before: schemadiff.Snapshot,
-            upto: tuple[Migration, ...]) -> tuple[VerifyStep, schemadiff.Snapshot]:
+    def one(
+        self, mig: Migration, before: schemadiff.Snapshot, upto: tuple[Migration, ...]
+    ) -> tuple[VerifyStep, schemadiff.Snapshot]:
         start = time.perf_counter()
-        fast = (mig.transactional and mig.rollback.transactional
-                and not mig.rollback.irreversible)
+        fast = mig.transactional and mig.rollback.transactional and not mig.rollback.irreversible
         found = self._fast(mig, before) if fast else None
         if found is None:
             found = self._slow(mig, before, upto)
         outcome, fields, after = found
-        return _step(mig, outcome, duration_ms=round((time.perf_counter() - start) * 1000),
-                     **fields), after
+        return _step(mig, outcome, duration_ms=round((time.perf_counter() - start) * 1000), **fields), after
 
     # -- one transaction, a savepoint --------------------------------------------------------
 
-    def _fast(self, mig: Migration, before: schemadiff.Snapshot
-              ) -> tuple[Outcome, dict[str, object], schemadiff.Snapshot] | None:
+    def _fast(
+        self, mig: Migration, before: schemadiff.Snapshot
+    ) -> tuple[Outcome, dict[str, object], schemadiff.Snapshot] | None:
         """The check in one transaction (see the module's doc); None: run it the slow way."""
         up, down = _steps(mig)
         conn, history = self.conn, self.history
         try:
             with conn.transaction():
                 _run(conn, up, self.cfg)
-                conn.execute(*history.insert(record_fields(mig, status="applied"),
-                                             mig.rollback.text))
+                conn.execute(*history.insert(record_fields(mig, status="applied"), mig.rollback.text))
                 conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # what COMMIT would check
                 applied = self.timer.take()
                 with conn.transaction(force_rollback=True):  # SAVEPOINT … ROLLBACK TO it
@@ -230,8 +240,9 @@ class _Run:
 
     # -- the engine's own path ---------------------------------------------------------------
 
-    def _slow(self, mig: Migration, before: schemadiff.Snapshot, upto: tuple[Migration, ...]
-              ) -> tuple[Outcome, dict[str, object], schemadiff.Snapshot]:
+    def _slow(
+        self, mig: Migration, before: schemadiff.Snapshot, upto: tuple[Migration, ...]
+    ) -> tuple[Outcome, dict[str, object], schemadiff.Snapshot]:
         up, down = _steps(mig)
         # The engine's executor, on this connection: what `up` and `down` run, without a new
         # connection, lock, history read and recorded snapshot for each of the three runs.
@@ -239,17 +250,20 @@ class _Run:
         try:
             executor.apply(up, mig, prepare(up)[0])
         except MigrationFailed as exc:
-            return "failed", {"problems": (f"{mig.path} fails on the scratch database",
-                                           *exc.lines())}, before
+            return "failed", {"problems": (f"{mig.path} fails on the scratch database", *exc.lines())}, before
         applied = self.timer.take()
         if mig.rollback.irreversible:
-            return "irreversible", {"note": f"{mig.rollback.path}: irreversible "
-                                            f"({mig.rollback.irreversible}); not run"}, applied
+            return (
+                "irreversible",
+                {"note": f"{mig.rollback.path}: irreversible ({mig.rollback.irreversible}); not run"},
+                applied,
+            )
         try:
             executor.revert(down, prepare(down)[0])
         except MigrationFailed as exc:
             failed: dict[str, object] = {
-                "problems": (f"{mig.rollback.path} fails on the scratch database", *exc.lines())}
+                "problems": (f"{mig.rollback.path} fails on the scratch database", *exc.lines())
+            }
             return "failed", {**failed, "note": self._rebuild(upto)}, self.timer.take()
         rolled_back = self.timer.take()
         verdict = _compare(mig, before, rolled_back, applied)
@@ -258,10 +272,19 @@ class _Run:
         try:
             executor.apply(up, mig, prepare(up)[0])
         except MigrationFailed as exc:
-            return "leaky", {"problems": (
-                f"{mig.path} fails when applied again after {mig.rollback.path}: the rollback "
-                "leaves something behind that the schema comparison does not see (data, a "
-                "setting)", *exc.lines()), "note": self._rebuild(upto)}, self.timer.take()
+            return (
+                "leaky",
+                {
+                    "problems": (
+                        f"{mig.path} fails when applied again after {mig.rollback.path}: the rollback "
+                        "leaves something behind that the schema comparison does not see (data, a "
+                        "setting)",
+                        *exc.lines(),
+                    ),
+                    "note": self._rebuild(upto),
+                },
+                self.timer.take(),
+            )
         again = self.timer.take()
         verdict = _compare_again(mig, applied, again)
         if verdict is not None:
@@ -285,46 +308,78 @@ class _Run:
 def _steps(mig: Migration) -> tuple[PlanStep, PlanStep]:
     """The up and down steps of a migration, as plan_up and plan_down make them."""
     rb = mig.rollback
-    up = PlanStep(direction="up", number=mig.number, version=str(mig.version), name=mig.name,
-                  path=mig.path, transactional=mig.transactional, sql=mig.text,
-                  lock_timeout=mig.lock_timeout, statement_timeout=mig.statement_timeout)
-    down = PlanStep(direction="down", number=mig.number, version=str(mig.version), name=mig.name,
-                    path=rb.path, transactional=rb.transactional, sql=rb.text,
-                    lock_timeout=rb.lock_timeout, statement_timeout=rb.statement_timeout)
+    up = PlanStep(
+        direction="up",
+        number=mig.number,
+        version=str(mig.version),
+        name=mig.name,
+        path=mig.path,
+        transactional=mig.transactional,
+        sql=mig.text,
+        lock_timeout=mig.lock_timeout,
+        statement_timeout=mig.statement_timeout,
+    )
+    down = PlanStep(
+        direction="down",
+        number=mig.number,
+        version=str(mig.version),
+        name=mig.name,
+        path=rb.path,
+        transactional=rb.transactional,
+        sql=rb.text,
+        lock_timeout=rb.lock_timeout,
+        statement_timeout=rb.statement_timeout,
+    )
     return up, down
 
 
 def _run(conn: psycopg.Connection, step: PlanStep, cfg: Config) -> None:
     """A step's statements as the engine sends them in a transaction (timeouts first)."""
-    checked = filechecks.check(step.path, step.sql, transactional=True,
-                               rollback=step.direction == "down")
+    checked = filechecks.check(step.path, step.sql, transactional=True, rollback=step.direction == "down")
     for st in [*timeouts.set_statements(step, cfg), *checked.statements]:
         conn.execute(st.text, prepare=False)  # type: ignore[arg-type]
 
 
-def _compare(mig: Migration, before: schemadiff.Snapshot, rolled_back: schemadiff.Snapshot,
-             applied: schemadiff.Snapshot) -> dict[str, object] | None:
+def _compare(
+    mig: Migration,
+    before: schemadiff.Snapshot,
+    rolled_back: schemadiff.Snapshot,
+    applied: schemadiff.Snapshot,
+) -> dict[str, object] | None:
     differences = schemadiff.diff(before, rolled_back)
     if not differences:
         return None
-    return {"differences": tuple(differences), "problems": tuple(
-        line for d in differences
-        for line in _rollback_lines(mig, d, applied, before, rolled_back))}
+    return {
+        "differences": tuple(differences),
+        "problems": tuple(
+            line for d in differences for line in _rollback_lines(mig, d, applied, before, rolled_back)
+        ),
+    }
 
 
-def _compare_again(mig: Migration, applied: schemadiff.Snapshot,
-                   again: schemadiff.Snapshot) -> dict[str, object] | None:
+def _compare_again(
+    mig: Migration, applied: schemadiff.Snapshot, again: schemadiff.Snapshot
+) -> dict[str, object] | None:
     differences = schemadiff.diff(applied, again)
     if not differences:
         return None
-    return {"differences": tuple(differences), "problems": tuple(
-        f"{mig.path} applied again after {mig.rollback.path}: "
-        f"{d.line(added='is extra', removed='is missing')} (compared with the first apply)"
-        for d in differences)}
+    return {
+        "differences": tuple(differences),
+        "problems": tuple(
+            f"{mig.path} applied again after {mig.rollback.path}: "
+            f"{d.line(added='is extra', removed='is missing')} (compared with the first apply)"
+            for d in differences
+        ),
+    }
 
 
-def _rollback_lines(mig: Migration, d: schemadiff.Difference, applied: schemadiff.Snapshot,
-                    before: schemadiff.Snapshot, after: schemadiff.Snapshot) -> list[str]:
+def _rollback_lines(
+    mig: Migration,
+    d: schemadiff.Difference,
+    applied: schemadiff.Snapshot,
+    before: schemadiff.Snapshot,
+    after: schemadiff.Snapshot,
+) -> list[str]:
     path = mig.rollback.path
     if d.change == "added":
         return [f"{path} leaves {d.label} behind"]
@@ -333,8 +388,7 @@ def _rollback_lines(mig: Migration, d: schemadiff.Difference, applied: schemadif
             return [f"{path} drops {d.label}, which existed before {mig.name}"]
         return [f"{path} does not restore {d.label}, which {mig.name} removes"]
     changes = ", ".join(c.render() for c in d.changes)
-    lines = [f"{path} does not restore {d.label}: {changes} "
-             f"(before {mig.name} → after the rollback)"]
+    lines = [f"{path} does not restore {d.label}: {changes} (before {mig.name} → after the rollback)"]
     old = before.objects.get(d.group, {}).get(d.key, {}).get("_source")
     new = after.objects.get(d.group, {}).get(d.key, {}).get("_source")
     if isinstance(old, str) and isinstance(new, str):
@@ -347,27 +401,38 @@ _DIFF_LINES = 20
 
 def _differing_lines(old: str, new: str) -> list[str]:
     """The lines of two definitions that differ, `-` before, `+` after the rollback."""
-    out = [f"    {line}" for line in difflib.unified_diff(
-        old.splitlines(), new.splitlines(), "before", "after the rollback", n=0, lineterm="")
-        if not line.startswith(("---", "+++", "@@"))]
+    out = [
+        f"    {line}"
+        for line in difflib.unified_diff(
+            old.splitlines(), new.splitlines(), "before", "after the rollback", n=0, lineterm=""
+        )
+        if not line.startswith(("---", "+++", "@@"))
+    ]
     if len(out) > _DIFF_LINES:
         out = [*out[:_DIFF_LINES], f"    … {len(out) - _DIFF_LINES} more lines differ"]
     return out
 
 
 def _step(mig: Migration, outcome: Outcome, **fields: object) -> VerifyStep:
-    return VerifyStep(number=mig.number, version=str(mig.version), name=mig.name,
-                      migration=mig.path, rollback=mig.rollback.path, outcome=outcome,
-                      **fields)  # type: ignore[arg-type]
+    return VerifyStep(
+        number=mig.number,
+        version=str(mig.version),
+        name=mig.name,
+        migration=mig.path,
+        rollback=mig.rollback.path,
+        outcome=outcome,
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 def _prepare(conn: psycopg.Connection, cfg: Config, history: History, in_place: bool) -> None:
     """Create sqlmig's own tables first, so that they are in the very first snapshot."""
-    with lock.held(conn, lock.lock_key(cfg.qualified_table), cfg.lock_timeout,
-                   cfg.qualified_table):
+    with lock.held(conn, lock.lock_key(cfg.qualified_table), cfg.lock_timeout, cfg.qualified_table):
         if in_place and history.read(conn):
-            raise InvalidInput(f"--scratch-in-place: {cfg.qualified_table} of the scratch database "
-                               "already has applied migrations; give it an empty database")
+            raise InvalidInput(
+                f"--scratch-in-place: {cfg.qualified_table} of the scratch database "
+                "already has applied migrations; give it an empty database"
+            )
         history.ensure(conn)
         drift.SnapshotStore(history).ensure(conn)
 
@@ -381,8 +446,7 @@ class _Timer:
 
     def take(self) -> schemadiff.Snapshot:
         start = time.perf_counter()
-        snap = snapshot.take(self.conn, self.history.schema, drift.own_tables(self.history),
-                             sources=True)
+        snap = snapshot.take(self.conn, self.history.schema, drift.own_tables(self.history), sources=True)
         self.total += time.perf_counter() - start
         self.count += 1
         return snap
@@ -415,10 +479,10 @@ class _Scratch(contextlib.AbstractContextManager):
             _refuse_target(config, url)
         # The scratch URL brings its own credentials: the target's password is not sent there.
         # A scratch database is never backed up (up --backup / backup_dir).
-        self.admin = dataclasses.replace(config, database_url=Secret(self.server_url),
-                                         password=None, backup_dir=None)
-        self.description = (f"database {_dbname(url)} on {self.where}" if in_place
-                            else self.where)
+        self.admin = dataclasses.replace(
+            config, database_url=Secret(self.server_url), password=None, backup_dir=None
+        )
+        self.description = f"database {_dbname(url)} on {self.where}" if in_place else self.where
 
     def __enter__(self) -> Config:
         if self.in_place:
@@ -426,14 +490,17 @@ class _Scratch(contextlib.AbstractContextManager):
         self.name = f"sqlmig_verify_{uuid.uuid4().hex[:12]}"
         with contextlib.closing(connect(self.admin)) as conn:
             try:
-                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(self.name), sql.Identifier(self.template or "template0")))
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(self.name), sql.Identifier(self.template or "template0")
+                    )
+                )
             except psycopg.Error as exc:
                 raise InvalidInput(
-                    f"cannot create a scratch database on {self.where}: "
-                    f"{redact(str(exc).strip())}",
+                    f"cannot create a scratch database on {self.where}: {redact(str(exc).strip())}",
                     hint="give --scratch-url a server where this user may CREATE DATABASE, or "
-                         "an empty database with --scratch-in-place") from exc
+                    "an empty database with --scratch-in-place",
+                ) from exc
         self.description = f"scratch database {self.name} on {self.where} (dropped afterwards)"
         url = make_conninfo(self.server_url, dbname=self.name)
         return dataclasses.replace(self.admin, database_url=Secret(url))
@@ -443,12 +510,12 @@ class _Scratch(contextlib.AbstractContextManager):
         this run's template), and every prefix's key."""
         try:
             with contextlib.closing(connect(self.admin)) as conn:
-                prefix_keys = verify_cache.keys(self.admin, migrations,
-                                                conn.info.server_version // 10000)
+                prefix_keys = verify_cache.keys(self.admin, migrations, conn.info.server_version // 10000)
                 found = verify_cache.find(conn, self.tag, prefix_keys)
         except psycopg.Error as exc:
-            raise ConnectError(f"cannot read the databases of {self.where}: "
-                               f"{redact(str(exc).strip())}") from exc
+            raise ConnectError(
+                f"cannot read the databases of {self.where}: {redact(str(exc).strip())}"
+            ) from exc
         if found is None:
             return 0, prefix_keys
         self.template = found[1]
@@ -461,8 +528,9 @@ class _Scratch(contextlib.AbstractContextManager):
             with contextlib.closing(connect(self.admin)) as conn:
                 verify_cache.keep(conn, self.name, self.tag, key)
         except (psycopg.Error, ConnectError) as exc:
-            self.warnings.append(f"could not keep the proven database for --incremental: "
-                                 f"{redact(str(exc).strip())}")
+            self.warnings.append(
+                f"could not keep the proven database for --incremental: {redact(str(exc).strip())}"
+            )
 
     def renew(self) -> Config:
         """A new, empty scratch database in place of the current one (dropped)."""
@@ -475,11 +543,12 @@ class _Scratch(contextlib.AbstractContextManager):
         try:
             with contextlib.closing(connect(self.admin)) as conn:
                 force = " WITH (FORCE)" if conn.info.server_version >= 130000 else ""
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(
-                    sql.Identifier(self.name)))
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(self.name)))
         except (psycopg.Error, ConnectError) as exc:
-            self.warnings.append(f"could not drop the scratch database {self.name}: "
-                                 f"{redact(str(exc).strip())}; drop it by hand")
+            self.warnings.append(
+                f"could not drop the scratch database {self.name}: "
+                f"{redact(str(exc).strip())}; drop it by hand"
+            )
 
 
 def _dbname(url: str | None) -> str:
@@ -503,9 +572,11 @@ def _refuse_target(config: Config, scratch_url: str) -> None:
         return (d.get("host") or "", str(d.get("port") or "5432"), d.get("dbname") or "")
 
     if where(target) == where(scratch) and scratch.get("dbname"):
-        raise InvalidInput("--scratch-url names the configured target database; verify creates "
-                           "and drops databases and never runs in the target",
-                           hint="point --scratch-url at another server or database")
+        raise InvalidInput(
+            "--scratch-url names the configured target database; verify creates "
+            "and drops databases and never runs in the target",
+            hint="point --scratch-url at another server or database",
+        )
 
 
 __all__ = ["VerifyReport", "VerifyStep", "verify"]

@@ -34,8 +34,11 @@ def project_tag(config: Config) -> str:
 
 def keys(config: Config, migrations: Sequence[Migration], server_major: int) -> list[str]:
     """keys[k - 1]: the key of the state after the first k migrations."""
-    digest = hashlib.sha256(f"{config.schema_name}\0{config.table}\0{config.role or ''}\0"
-                            f"{server_major}".encode("utf-8", "surrogateescape"))
+    digest = hashlib.sha256(
+        f"{config.schema_name}\0{config.table}\0{config.role or ''}\0{server_major}".encode(
+            "utf-8", "surrogateescape"
+        )
+    )
     out = []
     for mig in migrations:
         digest.update(f"\0{mig.number}\0{mig.checksum}\0{mig.rollback.checksum}".encode())
@@ -49,8 +52,9 @@ def name(tag: str, key: str) -> str:
 
 def find(conn: psycopg.Connection, tag: str, prefix_keys: Sequence[str]) -> tuple[int, str] | None:
     """(k, database) for the longest prefix of k migrations proven by an earlier run."""
-    rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
-                        (f"{PREFIX}{tag}_",)).fetchall()
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (f"{PREFIX}{tag}_",)
+    ).fetchall()
     kept = {row[0] for row in rows}
     for k in range(len(prefix_keys), 0, -1):
         if name(tag, prefix_keys[k - 1]) in kept:
@@ -62,11 +66,13 @@ def keep(conn: psycopg.Connection, scratch: str, tag: str, key: str) -> None:
     """Copy the scratch database (nobody connected to it) as the project's kept one, and drop
     the project's older ones. Raises psycopg.Error."""
     target = name(tag, key)
-    rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
-                        (f"{PREFIX}{tag}_",)).fetchall()
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (f"{PREFIX}{tag}_",)
+    ).fetchall()
     if target not in {row[0] for row in rows}:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(target), sql.Identifier(scratch)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target), sql.Identifier(scratch))
+        )
     for (old,) in rows:
         if old != target:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(old)))

@@ -96,8 +96,15 @@ class Project:
     def rollbacks(self) -> Path:
         return self.root / "rollbacks"
 
-    def add(self, number: int | str, slug: str, sql: str, rollback: str | None = "",
-            version: str | None = None, header: str = "") -> Path:
+    def add(
+        self,
+        number: int | str,
+        slug: str,
+        sql: str,
+        rollback: str | None = "",
+        version: str | None = None,
+        header: str = "",
+    ) -> Path:
         """Write migration NNN_slug.sql (+ its rollback unless rollback is None)."""
         num = f"{int(number):03d}" if isinstance(number, int) else number
         ver = version if version is not None else f"1.{int(number)}.0"
@@ -106,20 +113,20 @@ class Project:
         path = self.migrations / f"{num}_{slug}.sql"
         path.write_text(body)
         if rollback is not None:
-            (self.rollbacks / f"{num}_{slug}_rollback.sql").write_text(
-                textwrap.dedent(rollback).lstrip("\n"))
+            (self.rollbacks / f"{num}_{slug}_rollback.sql").write_text(textwrap.dedent(rollback).lstrip("\n"))
         return path
 
-    def run(self, *args: str, url: str | None = None, timeout: float = 120,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, url: str | None = None, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the sqlmig CLI in a subprocess, as a deploy pipeline would."""
-        full_env = {k: v for k, v in os.environ.items()
-                    if k not in ("DATABASE_URL", "SQLMIG_DATABASE_URL")}
+        full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLMIG_DATABASE_URL")}
         if url is not None:
             full_env["SQLMIG_DATABASE_URL"] = url
         full_env.update(env or {})
-        return subprocess.run([*SQLMIG, *args], cwd=self.root, env=full_env, text=True,
-                              capture_output=True, timeout=timeout)
+        return subprocess.run(
+            [*SQLMIG, *args], cwd=self.root, env=full_env, text=True, capture_output=True, timeout=timeout
+        )
 
     def config(self, url: str, **overrides: object) -> sqlmig.Config:
         import sqlmig

@@ -27,35 +27,48 @@ def _block(i: int) -> tuple[str, str, bool]:
     t = f"t{i}"
     kind = i % 5
     if kind == 1:
-        return (f"CREATE TYPE {t}_state AS ENUM ('new', 'done');\n"
-                f"CREATE TABLE {t} (\n    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
-                f"    state {t}_state NOT NULL DEFAULT 'new',\n    note text\n);\n"
-                f"COMMENT ON TABLE {t} IS 'table {i}';\n",
-                f"DROP TABLE {t};\nDROP TYPE {t}_state;\n", True)
+        return (
+            f"CREATE TYPE {t}_state AS ENUM ('new', 'done');\n"
+            f"CREATE TABLE {t} (\n    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+            f"    state {t}_state NOT NULL DEFAULT 'new',\n    note text\n);\n"
+            f"COMMENT ON TABLE {t} IS 'table {i}';\n",
+            f"DROP TABLE {t};\nDROP TYPE {t}_state;\n",
+            True,
+        )
     prev = f"t{i - (i - 1) % 5}"  # the table of this cycle
     if kind == 2:
-        return (f"-- stamps every change of {prev}\n"
-                f"CREATE FUNCTION {t}_touch() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-                "BEGIN\n    NEW.note := coalesce(NEW.note, '') || '.';\n    RETURN NEW;\nEND;\n$$;\n"
-                f"CREATE TRIGGER {t}_touch BEFORE UPDATE ON {prev}\n"
-                f"    FOR EACH ROW EXECUTE FUNCTION {t}_touch();\n",
-                f"DROP TRIGGER {t}_touch ON {prev};\nDROP FUNCTION {t}_touch();\n", True)
+        return (
+            f"-- stamps every change of {prev}\n"
+            f"CREATE FUNCTION {t}_touch() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n    NEW.note := coalesce(NEW.note, '') || '.';\n    RETURN NEW;\nEND;\n$$;\n"
+            f"CREATE TRIGGER {t}_touch BEFORE UPDATE ON {prev}\n"
+            f"    FOR EACH ROW EXECUTE FUNCTION {t}_touch();\n",
+            f"DROP TRIGGER {t}_touch ON {prev};\nDROP FUNCTION {t}_touch();\n",
+            True,
+        )
     if kind == 3:
-        return (f"ALTER TABLE {prev} ADD COLUMN c{i} integer;\n"
-                f"CREATE VIEW {t}_v AS SELECT id, state, c{i} FROM {prev} WHERE state = 'new';\n"
-                f"CREATE FUNCTION {t}_count() RETURNS bigint LANGUAGE sql STABLE\n"
-                f"    BEGIN ATOMIC SELECT count(*) FROM {prev}; END;\n",
-                f"DROP FUNCTION {t}_count();\nDROP VIEW {t}_v;\n"
-                f"ALTER TABLE {prev} DROP COLUMN c{i};\n", True)
+        return (
+            f"ALTER TABLE {prev} ADD COLUMN c{i} integer;\n"
+            f"CREATE VIEW {t}_v AS SELECT id, state, c{i} FROM {prev} WHERE state = 'new';\n"
+            f"CREATE FUNCTION {t}_count() RETURNS bigint LANGUAGE sql STABLE\n"
+            f"    BEGIN ATOMIC SELECT count(*) FROM {prev}; END;\n",
+            f"DROP FUNCTION {t}_count();\nDROP VIEW {t}_v;\nALTER TABLE {prev} DROP COLUMN c{i};\n",
+            True,
+        )
     if kind == 4:
-        return (f"DO $$\nBEGIN\n    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
-                f"'{t}_reader') THEN\n        EXECUTE 'SELECT 1';\n    END IF;\nEND\n$$;\n"
-                f"INSERT INTO {prev} (note) SELECT 'row ' || g FROM generate_series(1, 50) g;\n"
-                f"ALTER TABLE {prev} SET (fillfactor = 90);\n",
-                f"ALTER TABLE {prev} RESET (fillfactor);\nDELETE FROM {prev};\n", True)
-    return ("-- sqlmig: no-transaction\n"
-            f"CREATE INDEX CONCURRENTLY {t}_note_idx ON {prev} (note);\n",
-            f"-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY {t}_note_idx;\n", False)
+        return (
+            f"DO $$\nBEGIN\n    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+            f"'{t}_reader') THEN\n        EXECUTE 'SELECT 1';\n    END IF;\nEND\n$$;\n"
+            f"INSERT INTO {prev} (note) SELECT 'row ' || g FROM generate_series(1, 50) g;\n"
+            f"ALTER TABLE {prev} SET (fillfactor = 90);\n",
+            f"ALTER TABLE {prev} RESET (fillfactor);\nDELETE FROM {prev};\n",
+            True,
+        )
+    return (
+        f"-- sqlmig: no-transaction\nCREATE INDEX CONCURRENTLY {t}_note_idx ON {prev} (note);\n",
+        f"-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY {t}_note_idx;\n",
+        False,
+    )
 
 
 def _leak(i: int, kind: str) -> tuple[str, str, str, str]:
@@ -71,11 +84,19 @@ def _leak(i: int, kind: str) -> tuple[str, str, str, str]:
         return keep, drop_keep, f"ALTER TABLE {t}_keep DROP COLUMN gone;\n", ""
     if kind in ("function-body", "function-whitespace"):
         wrong = "    RETURN 4;\n" if kind == "function-body" else "      RETURN   3;\n\n"
-        return (keep + body.format(t=t, r="  RETURN 3;\n"), drop_keep + f"DROP FUNCTION {t}_f();\n",
-                body.format(t=t, r="    RETURN 2;\n"), body.format(t=t, r=wrong))
+        return (
+            keep + body.format(t=t, r="  RETURN 3;\n"),
+            drop_keep + f"DROP FUNCTION {t}_f();\n",
+            body.format(t=t, r="    RETURN 2;\n"),
+            body.format(t=t, r=wrong),
+        )
     if kind == "options":
-        return (keep, drop_keep, f"ALTER TABLE {t}_keep SET (autovacuum_enabled = false);\n",
-                f"ALTER TABLE {t}_keep SET (autovacuum_enabled = true);\n")
+        return (
+            keep,
+            drop_keep,
+            f"ALTER TABLE {t}_keep SET (autovacuum_enabled = false);\n",
+            f"ALTER TABLE {t}_keep SET (autovacuum_enabled = true);\n",
+        )
     if kind == "index-left":
         return keep, drop_keep, f"CREATE INDEX {t}_keep_idx ON {t}_keep (id);\n", ""
     raise ValueError(kind)

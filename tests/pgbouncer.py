@@ -46,9 +46,12 @@ class PgBouncer:
     def url(self, database_url: str, **params: object) -> str:
         """The URL of the same database and user, through this PgBouncer."""
         server = conninfo_to_dict(database_url)
-        out: dict[str, object] = {"host": "127.0.0.1", "port": self.port,
-                                  "dbname": server.get("dbname", "postgres"),
-                                  "user": server.get("user") or "postgres"}
+        out: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "dbname": server.get("dbname", "postgres"),
+            "user": server.get("user") or "postgres",
+        }
         if server.get("password"):
             out["password"] = server["password"]
         out.update(params)
@@ -78,8 +81,11 @@ def running(server_dsn: str, *, pool_size: int = 2) -> Iterator[PgBouncer]:
     assert binary is not None
     server = conninfo_to_dict(server_dsn)
     user = str(server.get("user") or os.environ.get("PGUSER") or "postgres")
-    backend = [f"host={_quote(str(server.get('host') or '/var/run/postgresql'))}",
-               f"port={server.get('port') or 5432}", f"user={user}"]
+    backend = [
+        f"host={_quote(str(server.get('host') or '/var/run/postgresql'))}",
+        f"port={server.get('port') or 5432}",
+        f"user={user}",
+    ]
     if server.get("password"):
         backend.append(f"password={_quote(str(server['password']))}")
     home = Path(tempfile.mkdtemp(prefix="sqlmig-pgbouncer-"))
@@ -87,14 +93,14 @@ def running(server_dsn: str, *, pool_size: int = 2) -> Iterator[PgBouncer]:
     (home / "userlist.txt").write_text(f'"{user}" ""\n')
     (home / "pgbouncer.ini").write_text(f"""\
 [databases]
-* = {' '.join(backend)}
+* = {" ".join(backend)}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {port}
 unix_socket_dir =
 auth_type = trust
-auth_file = {home / 'userlist.txt'}
+auth_file = {home / "userlist.txt"}
 pool_mode = transaction
 default_pool_size = {pool_size}
 min_pool_size = 0
@@ -104,8 +110,8 @@ server_lifetime = 3600
 server_idle_timeout = 600
 query_wait_timeout = 120
 ignore_startup_parameters = extra_float_digits,options
-logfile = {home / 'pgbouncer.log'}
-pidfile = {home / 'pgbouncer.pid'}
+logfile = {home / "pgbouncer.log"}
+pidfile = {home / "pgbouncer.pid"}
 """)
     argv = [binary]
     if os.geteuid() == 0:
@@ -116,15 +122,15 @@ pidfile = {home / 'pgbouncer.pid'}
         home.chmod(0o755)
         argv += ["-u", run_as]
     argv.append(str(home / "pgbouncer.ini"))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     bouncer = PgBouncer(port=port, pool_size=pool_size, log=home / "pgbouncer.log")
     try:
         deadline = time.monotonic() + 15
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited with {proc.returncode}:\n"
-                                   f"{bouncer.log_tail()}")
+                raise RuntimeError(f"pgbouncer exited with {proc.returncode}:\n{bouncer.log_tail()}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
             if time.monotonic() > deadline:

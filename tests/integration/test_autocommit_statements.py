@@ -44,7 +44,8 @@ CASES = [
 
 @pytest.mark.parametrize("sql", CASES)
 def test_needs_autocommit_matches_what_the_server_refuses_in_a_transaction(
-        database_url: str, sql: str) -> None:
+    database_url: str, sql: str
+) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(SETUP)
         sql = sql.format(db=conn.info.dbname)
@@ -61,29 +62,40 @@ def test_needs_autocommit_matches_what_the_server_refuses_in_a_transaction(
 
 
 def test_detach_partition_concurrently_in_a_transactional_file_is_refused_before_anything_runs(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     query(database_url, SETUP)
     project.add(1, "first", "CREATE TABLE first_table (id int);\n", "DROP TABLE first_table;\n")
-    project.add(2, "detach", "CREATE TABLE marker (id int);\n"
-                "ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;\n", "SELECT 1;\n")
+    project.add(
+        2,
+        "detach",
+        "CREATE TABLE marker (id int);\nALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;\n",
+        "SELECT 1;\n",
+    )
 
     result = project.run("up", url=database_url)
 
     print(result.stdout, result.stderr)
     assert result.returncode == 2
-    assert ("migrations/002_detach.sql:3: error: DETACH PARTITION CONCURRENTLY cannot run inside a "
-            "transaction") in result.stderr
+    assert (
+        "migrations/002_detach.sql:3: error: DETACH PARTITION CONCURRENTLY cannot run inside a transaction"
+    ) in result.stderr
     assert "-- sqlmig: no-transaction" in result.stderr  # the advice: mark the file
     assert not table_exists(database_url, "first_table"), "nothing ran"
     assert not table_exists(database_url, "marker")
 
 
 def test_detach_partition_concurrently_in_a_no_transaction_file_applies(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     query(database_url, SETUP)
-    project.add(1, "detach", "ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;\n",
-                "ALTER TABLE p ATTACH PARTITION p1 FOR VALUES FROM (0) TO (10);\n",
-                header="-- sqlmig: no-transaction\n")
+    project.add(
+        1,
+        "detach",
+        "ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY;\n",
+        "ALTER TABLE p ATTACH PARTITION p1 FOR VALUES FROM (0) TO (10);\n",
+        header="-- sqlmig: no-transaction\n",
+    )
 
     result = project.run("up", url=database_url)
 

@@ -14,8 +14,13 @@ MISSING_PEERS = [tool for tool in ("dbmate", "yoyo") if not (Path(sys.executable
 
 
 def test_bench_quick_prints_a_table_with_ratios_to_the_floor() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "bench" / "bench.py"), "--quick"],
-                            capture_output=True, text=True, timeout=600, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     print(result.stdout)
     print(result.stderr[-3000:])
     assert result.returncode == 0

@@ -23,12 +23,9 @@ ROLLED_BACK_LINE = re.compile(r"^rolled back (\d{3}_\w+) \((\d+\.\d+\.\d+)\) in 
 
 def three_tables(project: Project) -> None:
     """001 → table a (1.0.0), 002 → table b (1.1.0), 003 → table c (1.2.0)."""
-    project.add(1, "create_a", "CREATE TABLE a (id int PRIMARY KEY);\n", "DROP TABLE a;\n",
-                version="1.0.0")
-    project.add(2, "create_b", "CREATE TABLE b (id int PRIMARY KEY);\n", "DROP TABLE b;\n",
-                version="1.1.0")
-    project.add(3, "create_c", "CREATE TABLE c (id int PRIMARY KEY);\n", "DROP TABLE c;\n",
-                version="1.2.0")
+    project.add(1, "create_a", "CREATE TABLE a (id int PRIMARY KEY);\n", "DROP TABLE a;\n", version="1.0.0")
+    project.add(2, "create_b", "CREATE TABLE b (id int PRIMARY KEY);\n", "DROP TABLE b;\n", version="1.1.0")
+    project.add(3, "create_c", "CREATE TABLE c (id int PRIMARY KEY);\n", "DROP TABLE c;\n", version="1.2.0")
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -51,8 +48,9 @@ def sha256(text: str) -> str:
 # -- up ----------------------------------------------------------------------------------------
 
 
-def test_up_applies_every_migration_in_order_and_prints_one_line_each(project: Project,
-                                                                      database_url: str) -> None:
+def test_up_applies_every_migration_in_order_and_prints_one_line_each(
+    project: Project, database_url: str
+) -> None:
     three_tables(project)
     result = ok(project.run("up", url=database_url))
 
@@ -60,11 +58,17 @@ def test_up_applies_every_migration_in_order_and_prints_one_line_each(project: P
     applied = [APPLIED_LINE.match(line) for line in lines[:3]]
     assert all(applied), result.stdout
     assert [(m[1], m[2]) for m in applied if m] == [
-        ("001_create_a", "1.0.0"), ("002_create_b", "1.1.0"), ("003_create_c", "1.2.0")]
+        ("001_create_a", "1.0.0"),
+        ("002_create_b", "1.1.0"),
+        ("003_create_c", "1.2.0"),
+    ]
     assert re.fullmatch(r"at version 1\.2\.0: 3 applied in \d+ ms", lines[3])
     assert len(lines) == 4
-    rows = query(database_url, "SELECT number, version, name, status, baseline, checksum, "
-                               "applied_by = current_user FROM schema_version ORDER BY applied_at, number")
+    rows = query(
+        database_url,
+        "SELECT number, version, name, status, baseline, checksum, "
+        "applied_by = current_user FROM schema_version ORDER BY applied_at, number",
+    )
     assert [r[:5] for r in rows] == [
         (1, "1.0.0", "001_create_a", "applied", False),
         (2, "1.1.0", "002_create_b", "applied", False),
@@ -76,8 +80,9 @@ def test_up_applies_every_migration_in_order_and_prints_one_line_each(project: P
         assert table_exists(database_url, table)
 
 
-def test_second_up_reports_already_up_to_date_and_changes_nothing(project: Project,
-                                                                  database_url: str) -> None:
+def test_second_up_reports_already_up_to_date_and_changes_nothing(
+    project: Project, database_url: str
+) -> None:
     three_tables(project)
     ok(project.run("up", url=database_url))
     before = query(database_url, "SELECT version, applied_at FROM schema_version ORDER BY number")
@@ -85,8 +90,7 @@ def test_second_up_reports_already_up_to_date_and_changes_nothing(project: Proje
     result = ok(project.run("up", url=database_url))
 
     assert result.stdout.strip() == "already up to date at version 1.2.0"
-    assert query(database_url,
-                 "SELECT version, applied_at FROM schema_version ORDER BY number") == before
+    assert query(database_url, "SELECT version, applied_at FROM schema_version ORDER BY number") == before
 
 
 def test_up_to_a_version_stops_at_that_version(project: Project, database_url: str) -> None:
@@ -94,7 +98,9 @@ def test_up_to_a_version_stops_at_that_version(project: Project, database_url: s
     result = ok(project.run("up", "--to", "1.1.0", url=database_url))
 
     assert [APPLIED_LINE.match(x)[1] for x in result.stdout.splitlines()[:2]] == [  # type: ignore[index]
-        "001_create_a", "002_create_b"]
+        "001_create_a",
+        "002_create_b",
+    ]
     assert versions(database_url) == ["1.0.0", "1.1.0"]
     assert table_exists(database_url, "b")
     assert not table_exists(database_url, "c")
@@ -135,8 +141,7 @@ def test_up_dry_run_prints_the_sql_and_changes_nothing(project: Project, databas
 # -- down --------------------------------------------------------------------------------------
 
 
-def test_down_rolls_back_the_newest_migration_by_default(project: Project,
-                                                         database_url: str) -> None:
+def test_down_rolls_back_the_newest_migration_by_default(project: Project, database_url: str) -> None:
     three_tables(project)
     ok(project.run("up", url=database_url))
 
@@ -193,11 +198,17 @@ def test_down_to_zero_removes_every_migration(project: Project, database_url: st
     assert result.stdout.strip() == "nothing to roll back; at version none"
 
 
-def test_down_refuses_an_irreversible_rollback_and_rolls_back_nothing(project: Project,
-                                                                      database_url: str) -> None:
+def test_down_refuses_an_irreversible_rollback_and_rolls_back_nothing(
+    project: Project, database_url: str
+) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n", version="1.0.0")
-    project.add(2, "drop_legacy", "CREATE TABLE legacy (id int);\nDROP TABLE legacy;\n",
-                "-- sqlmig: irreversible data is destroyed\n", version="2.0.0")
+    project.add(
+        2,
+        "drop_legacy",
+        "CREATE TABLE legacy (id int);\nDROP TABLE legacy;\n",
+        "-- sqlmig: irreversible data is destroyed\n",
+        version="2.0.0",
+    )
     project.add(3, "create_c", "CREATE TABLE c (id int);\n", "DROP TABLE c;\n", version="2.1.0")
     ok(project.run("up", url=database_url))
 
@@ -205,8 +216,10 @@ def test_down_refuses_an_irreversible_rollback_and_rolls_back_nothing(project: P
     result = project.run("down", "--steps", "2", url=database_url)
 
     assert result.returncode == 2, result.stderr
-    assert ("sqlmig: rollbacks/002_drop_legacy_rollback.sql: 002_drop_legacy (2.0.0) is "
-            "irreversible: data is destroyed") in result.stderr.splitlines()
+    assert (
+        "sqlmig: rollbacks/002_drop_legacy_rollback.sql: 002_drop_legacy (2.0.0) is "
+        "irreversible: data is destroyed"
+    ) in result.stderr.splitlines()
     assert "nothing was rolled back" in result.stderr
     assert "rolled back 003" not in result.stdout
     assert versions(database_url) == ["1.0.0", "2.0.0", "2.1.0"]
@@ -214,23 +227,28 @@ def test_down_refuses_an_irreversible_rollback_and_rolls_back_nothing(project: P
 
 
 def test_down_runs_the_rollback_stored_at_apply_time_when_the_file_was_edited(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     three_tables(project)
     ok(project.run("up", url=database_url))
     (project.rollbacks / "003_create_c_rollback.sql").write_text(
-        "CREATE TABLE edited_rollback_ran (id int);\n")
+        "CREATE TABLE edited_rollback_ran (id int);\n"
+    )
 
     result = ok(project.run("down", url=database_url))
 
-    assert ("rollbacks/003_create_c_rollback.sql: warning: differs from the rollback stored when "
-            "003_create_c was applied; running the stored one") in result.stderr
+    assert (
+        "rollbacks/003_create_c_rollback.sql: warning: differs from the rollback stored when "
+        "003_create_c was applied; running the stored one"
+    ) in result.stderr
     assert not table_exists(database_url, "c")
     assert not table_exists(database_url, "edited_rollback_ran")
     assert versions(database_url) == ["1.0.0", "1.1.0"]
 
 
-def test_down_works_from_an_older_checkout_without_the_newer_files(project: Project,
-                                                                   database_url: str) -> None:
+def test_down_works_from_an_older_checkout_without_the_newer_files(
+    project: Project, database_url: str
+) -> None:
     three_tables(project)
     ok(project.run("up", url=database_url))
     (project.migrations / "003_create_c.sql").unlink()
@@ -245,8 +263,9 @@ def test_down_works_from_an_older_checkout_without_the_newer_files(project: Proj
     ok(project.run("validate", url=database_url))
 
 
-def test_down_dry_run_prints_the_rollback_sql_and_changes_nothing(project: Project,
-                                                                 database_url: str) -> None:
+def test_down_dry_run_prints_the_rollback_sql_and_changes_nothing(
+    project: Project, database_url: str
+) -> None:
     three_tables(project)
     ok(project.run("up", url=database_url))
 
@@ -264,8 +283,7 @@ def test_down_dry_run_prints_the_rollback_sql_and_changes_nothing(project: Proje
 # -- status and history ------------------------------------------------------------------------
 
 
-def test_status_shows_current_version_and_pending_migrations(project: Project,
-                                                             database_url: str) -> None:
+def test_status_shows_current_version_and_pending_migrations(project: Project, database_url: str) -> None:
     three_tables(project)
     ok(project.run("up", "--to", "1.0.0", url=database_url))
 
@@ -276,13 +294,14 @@ def test_status_shows_current_version_and_pending_migrations(project: Project,
     assert "pending:         2" in lines
     # applied and pending together, in order
     assert [line.split()[:3] for line in lines if line.startswith("  0")] == [
-        ["001_create_a", "(1.0.0)", "applied"], ["002_create_b", "(1.1.0)", "pending"],
-        ["003_create_c", "(1.2.0)", "pending"]]
+        ["001_create_a", "(1.0.0)", "applied"],
+        ["002_create_b", "(1.1.0)", "pending"],
+        ["003_create_c", "(1.2.0)", "pending"],
+    ]
     assert "history table:   public.schema_version" in lines
 
 
-def test_status_json_gives_current_version_and_pending_list(project: Project,
-                                                            database_url: str) -> None:
+def test_status_json_gives_current_version_and_pending_list(project: Project, database_url: str) -> None:
     three_tables(project)
     ok(project.run("up", "--to", "1.0.0", url=database_url))
 
@@ -305,8 +324,7 @@ def test_status_json_on_a_fresh_database_has_no_version(project: Project, databa
     assert not history_exists(database_url)  # status only reads
 
 
-def test_status_exit_code_is_1_with_pending_and_0_without(project: Project,
-                                                          database_url: str) -> None:
+def test_status_exit_code_is_1_with_pending_and_0_without(project: Project, database_url: str) -> None:
     three_tables(project)
     assert project.run("status", "--exit-code", url=database_url).returncode == 1
     ok(project.run("up", "--to", "1.1.0", url=database_url))
@@ -347,8 +365,7 @@ def test_history_json_lists_the_rows(project: Project, database_url: str) -> Non
     assert first["applied_by"]
     assert first["applied_at"]
     assert "rollback_sql" not in first
-    limited = json.loads(ok(project.run("history", "--json", "--limit", "1",
-                                        url=database_url)).stdout)
+    limited = json.loads(ok(project.run("history", "--json", "--limit", "1", url=database_url)).stdout)
     assert [r["version"] for r in limited] == ["1.2.0"]
 
 
@@ -364,16 +381,17 @@ def test_history_events_lists_up_and_down_events(project: Project, database_url:
     assert " down 003_create_c (1.2.0) reverted " in lines[0]
     assert " up 003_create_c (1.2.0) applied " in lines[1]
     assert " up 001_create_a (1.0.0) applied " in lines[3]
-    events = json.loads(ok(project.run("history", "--events", "--json",
-                                       url=database_url)).stdout)
+    events = json.loads(ok(project.run("history", "--events", "--json", url=database_url)).stdout)
     assert [(e["action"], e["version"], e["outcome"]) for e in events] == [
-        ("down", "1.2.0", "reverted"), ("up", "1.2.0", "applied"), ("up", "1.1.0", "applied"),
-        ("up", "1.0.0", "applied")]
+        ("down", "1.2.0", "reverted"),
+        ("up", "1.2.0", "applied"),
+        ("up", "1.1.0", "applied"),
+        ("up", "1.0.0", "applied"),
+    ]
     assert all(e["actor"] for e in events)
 
 
-def test_history_on_a_fresh_database_says_nothing_applied(project: Project,
-                                                          database_url: str) -> None:
+def test_history_on_a_fresh_database_says_nothing_applied(project: Project, database_url: str) -> None:
     three_tables(project)
     assert ok(project.run("history", url=database_url)).stdout.strip() == "no migrations applied"
 
@@ -388,8 +406,7 @@ def test_validate_passes_when_files_and_history_agree(project: Project, database
     assert result.stdout.strip() == "ok: files and history agree"
 
 
-def test_validate_fails_with_6_when_an_applied_file_was_edited(project: Project,
-                                                               database_url: str) -> None:
+def test_validate_fails_with_6_when_an_applied_file_was_edited(project: Project, database_url: str) -> None:
     three_tables(project)
     ok(project.run("up", url=database_url))
     path = project.migrations / "002_create_b.sql"
@@ -404,21 +421,17 @@ def test_validate_fails_with_6_when_an_applied_file_was_edited(project: Project,
     assert as_json.returncode == 6
     data = json.loads(as_json.stdout)
     assert data["ok"] is False
-    assert [(p["path"], p["code"]) for p in data["problems"]] == [
-        ("migrations/002_create_b.sql", "changed")]
+    assert [(p["path"], p["code"]) for p in data["problems"]] == [("migrations/002_create_b.sql", "changed")]
 
 
-def test_a_checkout_with_crlf_line_ends_and_a_bom_is_not_an_edit(project: Project,
-                                                                 database_url: str) -> None:
+def test_a_checkout_with_crlf_line_ends_and_a_bom_is_not_an_edit(project: Project, database_url: str) -> None:
     three_tables(project)
     ok(project.run("up", url=database_url))
     for path in project.migrations.iterdir():
         path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
 
-    assert ok(project.run("validate", url=database_url)).stdout.strip() == (
-        "ok: files and history agree")
-    assert ok(project.run("up", url=database_url)).stdout.strip() == (
-        "already up to date at version 1.2.0")
+    assert ok(project.run("validate", url=database_url)).stdout.strip() == ("ok: files and history agree")
+    assert ok(project.run("up", url=database_url)).stdout.strip() == ("already up to date at version 1.2.0")
 
 
 def test_validate_allow_changed_passes_with_a_warning(project: Project, database_url: str) -> None:
@@ -434,7 +447,8 @@ def test_validate_allow_changed_passes_with_a_warning(project: Project, database
 
 
 def test_validate_fails_with_6_when_an_applied_migration_is_missing_on_disk(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     three_tables(project)
     ok(project.run("up", url=database_url))
     (project.migrations / "002_create_b.sql").unlink()
@@ -448,7 +462,8 @@ def test_validate_fails_with_6_when_an_applied_migration_is_missing_on_disk(
 
 
 def test_validate_fails_with_6_for_a_pending_migration_below_the_newest_applied(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n", version="1.0.0")
     project.add(3, "create_c", "CREATE TABLE c (id int);\n", "DROP TABLE c;\n", version="1.2.0")
     ok(project.run("up", url=database_url))
@@ -458,12 +473,14 @@ def test_validate_fails_with_6_for_a_pending_migration_below_the_newest_applied(
     result = project.run("validate", url=database_url)
 
     assert result.returncode == 6
-    assert ("migrations/002_create_b.sql: error: pending, but numbered below the newest applied "
-            "migration (3)") in result.stdout
+    assert (
+        "migrations/002_create_b.sql: error: pending, but numbered below the newest applied migration (3)"
+    ) in result.stdout
 
 
-def test_up_refuses_an_edited_applied_file_with_6_and_applies_nothing(project: Project,
-                                                                      database_url: str) -> None:
+def test_up_refuses_an_edited_applied_file_with_6_and_applies_nothing(
+    project: Project, database_url: str
+) -> None:
     three_tables(project)
     ok(project.run("up", "--to", "2", url=database_url))
     path = project.migrations / "001_create_a.sql"
@@ -478,8 +495,7 @@ def test_up_refuses_an_edited_applied_file_with_6_and_applies_nothing(project: P
     assert not table_exists(database_url, "c")
 
 
-def test_up_allow_changed_applies_the_rest_with_a_warning(project: Project,
-                                                          database_url: str) -> None:
+def test_up_allow_changed_applies_the_rest_with_a_warning(project: Project, database_url: str) -> None:
     three_tables(project)
     ok(project.run("up", "--to", "2", url=database_url))
     path = project.migrations / "001_create_a.sql"
@@ -492,8 +508,7 @@ def test_up_allow_changed_applies_the_rest_with_a_warning(project: Project,
     assert versions(database_url) == ["1.0.0", "1.1.0", "1.2.0"]
 
 
-def test_up_refuses_an_applied_migration_missing_on_disk(project: Project,
-                                                         database_url: str) -> None:
+def test_up_refuses_an_applied_migration_missing_on_disk(project: Project, database_url: str) -> None:
     three_tables(project)
     ok(project.run("up", "--to", "2", url=database_url))
     (project.migrations / "002_create_b.sql").unlink()
@@ -508,8 +523,7 @@ def test_up_refuses_an_applied_migration_missing_on_disk(project: Project,
     assert versions(database_url) == ["1.0.0", "1.1.0", "1.2.0"]
 
 
-def test_up_refuses_an_out_of_order_migration_unless_allowed(project: Project,
-                                                             database_url: str) -> None:
+def test_up_refuses_an_out_of_order_migration_unless_allowed(project: Project, database_url: str) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n", version="1.0.0")
     project.add(3, "create_c", "CREATE TABLE c (id int);\n", "DROP TABLE c;\n", version="1.2.0")
     ok(project.run("up", url=database_url))
@@ -530,8 +544,9 @@ def test_up_refuses_an_out_of_order_migration_unless_allowed(project: Project,
 # -- baseline and adopting a hand-written history table ----------------------------------------
 
 
-def test_baseline_records_existing_migrations_without_running_them(project: Project,
-                                                                   database_url: str) -> None:
+def test_baseline_records_existing_migrations_without_running_them(
+    project: Project, database_url: str
+) -> None:
     three_tables(project)
     # The schema of 001 and 002 already exists, created before sqlmig was used.
     query(database_url, "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
@@ -540,26 +555,29 @@ def test_baseline_records_existing_migrations_without_running_them(project: Proj
 
     assert "recorded 001_create_a (1.0.0) as applied (baseline, not run)" in result.stdout
     assert "recorded 002_create_b (1.1.0) as applied (baseline, not run)" in result.stdout
-    assert query(database_url, "SELECT version, number, baseline, status FROM schema_version "
-                               "ORDER BY number") == [
-        ("1.0.0", 1, True, "applied"), ("1.1.0", 2, True, "applied")]
+    assert query(
+        database_url, "SELECT version, number, baseline, status FROM schema_version ORDER BY number"
+    ) == [("1.0.0", 1, True, "applied"), ("1.1.0", 2, True, "applied")]
     history = ok(project.run("history", url=database_url)).stdout.splitlines()
     assert all(line.endswith(" baseline") for line in history[1:]), history
 
     result = ok(project.run("up", url=database_url))  # would fail if it ran 001 or 002
 
-    assert [m[1] for m in map(APPLIED_LINE.match, result.stdout.splitlines()) if m] == [
-        "003_create_c"]
+    assert [m[1] for m in map(APPLIED_LINE.match, result.stdout.splitlines()) if m] == ["003_create_c"]
     assert query(database_url, "SELECT version, baseline FROM schema_version ORDER BY number") == [
-        ("1.0.0", True), ("1.1.0", True), ("1.2.0", False)]
-    events = json.loads(ok(project.run("history", "--events", "--json",
-                                       url=database_url)).stdout)
+        ("1.0.0", True),
+        ("1.1.0", True),
+        ("1.2.0", False),
+    ]
+    events = json.loads(ok(project.run("history", "--events", "--json", url=database_url)).stdout)
     assert [(e["action"], e["version"]) for e in reversed(events)] == [
-        ("baseline", "1.0.0"), ("baseline", "1.1.0"), ("up", "1.2.0")]
+        ("baseline", "1.0.0"),
+        ("baseline", "1.1.0"),
+        ("up", "1.2.0"),
+    ]
 
 
-def test_baseline_of_an_unknown_version_is_invalid_input(project: Project,
-                                                         database_url: str) -> None:
+def test_baseline_of_an_unknown_version_is_invalid_input(project: Project, database_url: str) -> None:
     three_tables(project)
     result = project.run("baseline", "1.7.0", url=database_url)
     assert result.returncode == 2
@@ -567,40 +585,63 @@ def test_baseline_of_an_unknown_version_is_invalid_input(project: Project,
     assert not history_exists(database_url)
 
 
-def test_a_hand_written_history_table_is_adopted_and_upgraded_in_place(project: Project,
-                                                                       database_url: str) -> None:
+def test_a_hand_written_history_table_is_adopted_and_upgraded_in_place(
+    project: Project, database_url: str
+) -> None:
     three_tables(project)
-    query(database_url, """
+    query(
+        database_url,
+        """
         CREATE TABLE schema_version (version VARCHAR(50) PRIMARY KEY,
                                      applied_at TIMESTAMP DEFAULT now(), description TEXT);
         INSERT INTO schema_version VALUES ('1.0.0', '2021-03-04 05:06:07', 'by hand: table a'),
                                           ('1.1.0', '2022-01-02 03:04:05', 'by hand: table b');
         CREATE TABLE a (id int PRIMARY KEY);
         CREATE TABLE b (id int PRIMARY KEY);
-    """)
+    """,
+    )
     oid = query(database_url, "SELECT 'schema_version'::regclass::oid")[0][0]
 
     result = ok(project.run("up", url=database_url))
 
-    assert [m[1] for m in map(APPLIED_LINE.match, result.stdout.splitlines()) if m] == [
-        "003_create_c"]
+    assert [m[1] for m in map(APPLIED_LINE.match, result.stdout.splitlines()) if m] == ["003_create_c"]
     assert table_exists(database_url, "c")
     assert query(database_url, "SELECT 'schema_version'::regclass::oid")[0][0] == oid
-    rows = query(database_url, """
+    rows = query(
+        database_url,
+        """
         SELECT version, to_char(applied_at, 'YYYY-MM-DD HH24:MI:SS'), description, number, name,
                checksum, status
-          FROM schema_version ORDER BY version""")
+          FROM schema_version ORDER BY version""",
+    )
     assert rows[0][:5] == ("1.0.0", "2021-03-04 05:06:07", "by hand: table a", 1, "001_create_a")
     assert rows[1][:5] == ("1.1.0", "2022-01-02 03:04:05", "by hand: table b", 2, "002_create_b")
     assert rows[0][5] == sha256((project.migrations / "001_create_a.sql").read_text())
     assert rows[1][5] == sha256((project.migrations / "002_create_b.sql").read_text())
     assert rows[2][:2] == ("1.2.0", rows[2][1]) and rows[2][3:5] == (3, "003_create_c")
     assert [r[6] for r in rows] == ["applied"] * 3
-    columns = {c for (c,) in query(database_url, """
+    columns = {
+        c
+        for (c,) in query(
+            database_url,
+            """
         SELECT column_name FROM information_schema.columns
-         WHERE table_schema = 'public' AND table_name = 'schema_version'""")}
-    assert {"version", "applied_at", "description", "number", "name", "checksum",
-            "rollback_checksum", "applied_by", "execution_ms", "status", "baseline"} <= columns
+         WHERE table_schema = 'public' AND table_name = 'schema_version'""",
+        )
+    }
+    assert {
+        "version",
+        "applied_at",
+        "description",
+        "number",
+        "name",
+        "checksum",
+        "rollback_checksum",
+        "applied_by",
+        "execution_ms",
+        "status",
+        "baseline",
+    } <= columns
     ok(project.run("validate", url=database_url))
     # The adopted rows can be rolled back like any other: their rollback text was stored.
     ok(project.run("down", "--to", "0", url=database_url))
@@ -610,8 +651,7 @@ def test_a_hand_written_history_table_is_adopted_and_upgraded_in_place(project: 
 # -- new ---------------------------------------------------------------------------------------
 
 
-def test_new_creates_the_next_migration_and_its_rollback_with_a_minor_bump(
-        project: Project) -> None:
+def test_new_creates_the_next_migration_and_its_rollback_with_a_minor_bump(project: Project) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n", version="1.0.0")
     project.add(2, "create_b", "CREATE TABLE b (id int);\n", "DROP TABLE b;\n", version="1.1.0")
 
@@ -627,28 +667,32 @@ def test_new_creates_the_next_migration_and_its_rollback_with_a_minor_bump(
     assert (project.rollbacks / "003_add_user_phone_rollback.sql").is_file()
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (("--bump", "major"), "2.0.0"),
-    (("--bump", "minor"), "1.2.0"),
-    (("--bump", "patch"), "1.1.1"),
-    (("--version", "3.0.0"), "3.0.0"),
-])
-def test_new_takes_the_version_bump_or_an_explicit_version(project: Project, args: tuple[str, ...],
-                                                           expected: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--bump", "major"), "2.0.0"),
+        (("--bump", "minor"), "1.2.0"),
+        (("--bump", "patch"), "1.1.1"),
+        (("--version", "3.0.0"), "3.0.0"),
+    ],
+)
+def test_new_takes_the_version_bump_or_an_explicit_version(
+    project: Project, args: tuple[str, ...], expected: str
+) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n", version="1.0.0")
     project.add(2, "create_b", "CREATE TABLE b (id int);\n", "DROP TABLE b;\n", version="1.1.0")
 
     result = ok(project.run("new", "Add User Phone!", *args))
 
     assert result.stdout.splitlines()[0] == (
-        f"created migrations/003_add_user_phone.sql (version {expected})")
+        f"created migrations/003_add_user_phone.sql (version {expected})"
+    )
     assert f"-- Version: {expected}\n" in (project.migrations / "003_add_user_phone.sql").read_text()
 
 
 def test_new_in_an_empty_project_starts_at_001_and_1_0_0(project: Project) -> None:
     result = ok(project.run("new", "initial schema"))
-    assert result.stdout.splitlines()[0] == (
-        "created migrations/001_initial_schema.sql (version 1.0.0)")
+    assert result.stdout.splitlines()[0] == ("created migrations/001_initial_schema.sql (version 1.0.0)")
 
 
 @pytest.mark.parametrize("version", ["1.1.0", "1.0.5", "not-a-version"])
@@ -664,15 +708,14 @@ def test_new_refuses_a_version_not_above_the_last_one(project: Project, version:
     assert not (project.rollbacks / "003_add_user_phone_rollback.sql").exists()
 
 
-def test_a_migration_made_by_new_applies_and_rolls_back(project: Project,
-                                                        database_url: str) -> None:
+def test_a_migration_made_by_new_applies_and_rolls_back(project: Project, database_url: str) -> None:
     ok(project.run("new", "add user phone"))
     (project.migrations / "001_add_user_phone.sql").write_text(
-        (project.migrations / "001_add_user_phone.sql").read_text()
-        + "CREATE TABLE phones (number text);\n")
+        (project.migrations / "001_add_user_phone.sql").read_text() + "CREATE TABLE phones (number text);\n"
+    )
     (project.rollbacks / "001_add_user_phone_rollback.sql").write_text(
-        (project.rollbacks / "001_add_user_phone_rollback.sql").read_text()
-        + "DROP TABLE phones;\n")
+        (project.rollbacks / "001_add_user_phone_rollback.sql").read_text() + "DROP TABLE phones;\n"
+    )
 
     assert "applied 001_add_user_phone (1.0.0)" in ok(project.run("up", url=database_url)).stdout
     assert query(database_url, "SELECT description FROM schema_version") == [("add user phone",)]
@@ -685,7 +728,8 @@ def test_a_migration_made_by_new_applies_and_rolls_back(project: Project,
 
 @pytest.mark.parametrize("plpgsql", ["installed", "dropped"])
 def test_each_migration_runs_with_the_databases_settings_and_sets_do_not_leak(
-        project: Project, database_url: str, plpgsql: str) -> None:
+    project: Project, database_url: str, plpgsql: str
+) -> None:
     # As with one `psql -1 -f` per file: the DBA's ALTER DATABASE … SET applies to every file
     # (also the first one, run right after taking the lock), and a SET in one file ends with it.
     # sqlmig's own lock_timeout for migrations (default 5s) would override the DBA's: `inherit`
@@ -696,23 +740,25 @@ def test_each_migration_runs_with_the_databases_settings_and_sets_do_not_leak(
     dbname = query(database_url, "SELECT current_database()")[0][0]
     query(database_url, f"ALTER DATABASE \"{dbname}\" SET lock_timeout = '1234ms'")
     query(database_url, "CREATE SCHEMA elsewhere")
-    seen = ("CREATE TABLE seen_{n} AS SELECT current_setting('lock_timeout') AS lock_timeout, "
-            "current_setting('search_path') AS search_path;\n")
-    project.add(1, "first", "SET search_path TO elsewhere;\n" + seen.format(n=1), "",
-                version="1.0.0")
+    seen = (
+        "CREATE TABLE seen_{n} AS SELECT current_setting('lock_timeout') AS lock_timeout, "
+        "current_setting('search_path') AS search_path;\n"
+    )
+    project.add(1, "first", "SET search_path TO elsewhere;\n" + seen.format(n=1), "", version="1.0.0")
     project.add(2, "second", seen.format(n=2), "", version="1.1.0")
 
     ok(project.run("up", "--migration-lock-timeout", "inherit", url=database_url))
 
     assert query(database_url, "SELECT lock_timeout FROM elsewhere.seen_1") == [("1234ms",)]
     assert query(database_url, "SELECT lock_timeout, search_path FROM public.seen_2") == [
-        ("1234ms", '"$user", public')]
+        ("1234ms", '"$user", public')
+    ]
 
 
 @pytest.mark.parametrize("form", ["url", "keywords"])
-def test_a_password_in_the_database_url_never_appears_in_output(project: Project,
-                                                                database_url: str,
-                                                                form: str) -> None:
+def test_a_password_in_the_database_url_never_appears_in_output(
+    project: Project, database_url: str, form: str
+) -> None:
     params = conninfo_to_dict(database_url)
     # A server that checks passwords (SQLMIG_TEST_DSN) needs the real one; the embedded server
     # trusts its socket and ignores whatever is given.
@@ -725,13 +771,17 @@ def test_a_password_in_the_database_url_never_appears_in_output(project: Project
         params.pop("password", None)
         host = params.pop("host", "localhost")
         port = params.pop("port", "5432")
-        url = (f"postgresql://{params['user']}:{quote(secret, safe='')}@/{params['dbname']}"
-               f"?host={host}&port={port}")
+        url = (
+            f"postgresql://{params['user']}:{quote(secret, safe='')}@/{params['dbname']}"
+            f"?host={host}&port={port}"
+        )
     three_tables(project)
     project.add(4, "broken", "SELECT 1/0;\n", "", version="1.3.0")
 
-    results = [project.run(*args, url=url) for args in (
-        ("up",), ("status",), ("status", "--json"), ("history", "--events"), ("validate",))]
+    results = [
+        project.run(*args, url=url)
+        for args in (("up",), ("status",), ("status", "--json"), ("history", "--events"), ("validate",))
+    ]
 
     assert [r.returncode for r in results] == [3, 0, 0, 0, 0], results[0].stderr
     assert versions(database_url) == ["1.0.0", "1.1.0", "1.2.0"]
@@ -742,11 +792,13 @@ def test_a_password_in_the_database_url_never_appears_in_output(project: Project
 
 
 def test_global_options_work_after_the_command_and_lock_timeout_takes_durations(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n")
 
-    result = project.run("up", "--database-url", database_url, "--lock-timeout", "5s",
-                         "--table", "my_history")
+    result = project.run(
+        "up", "--database-url", database_url, "--lock-timeout", "5s", "--table", "my_history"
+    )
 
     assert result.returncode == 0, result.stderr
     assert query(database_url, "SELECT version FROM my_history") == [("1.1.0",)]
@@ -765,14 +817,12 @@ def test_current_prints_the_version_alone_for_scripts(project: Project, database
     assert (result.returncode, result.stdout, result.stderr) == (0, "1.1.0\n", "")
 
 
-def test_quiet_prints_only_the_summary_line_warnings_and_errors(project: Project,
-                                                              database_url: str) -> None:
+def test_quiet_prints_only_the_summary_line_warnings_and_errors(project: Project, database_url: str) -> None:
     three_tables(project)
 
     result = project.run("up", "-q", url=database_url)
 
-    assert (result.returncode, result.stdout, result.stderr) == (
-        0, result.stdout.splitlines()[-1] + "\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, result.stdout.splitlines()[-1] + "\n", "")
     assert result.stdout.startswith("at version 1.2.0: 3 applied in ")
     failed = project.run("-q", "down", "--to", "nope", url=database_url)
     assert failed.returncode == 2 and "sqlmig: --to 'nope': expected a version" in failed.stderr

@@ -41,8 +41,9 @@ def run(project: Project, *args: str, url: str | None, **kwargs: object) -> subp
 def start(project: Project, *args: str, url: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLMIG_DATABASE_URL")}
     env["SQLMIG_DATABASE_URL"] = url
-    return subprocess.Popen([*SQLMIG, *args], cwd=project.root, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [*SQLMIG, *args], cwd=project.root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def finish(proc: subprocess.Popen[str], label: str) -> subprocess.CompletedProcess[str]:
@@ -71,8 +72,7 @@ def events(url: str, table: str = "public.schema_version_events") -> list[tuple]
 def locked_table(project: Project, database_url: str) -> Iterator[psycopg.Connection]:
     """Table t applied by 001; another session holds ACCESS EXCLUSIVE on it (rollback() frees it)."""
     project.add(1, "create_t", "CREATE TABLE t (id int);", "DROP TABLE t;")
-    project.add(2, "alter_t", "ALTER TABLE t ADD COLUMN note text;",
-                "ALTER TABLE t DROP COLUMN note;")
+    project.add(2, "alter_t", "ALTER TABLE t ADD COLUMN note text;", "ALTER TABLE t DROP COLUMN note;")
     assert run(project, "up", "--to", "1", url=database_url).returncode == 0
     holder = psycopg.connect(database_url)
     holder.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
@@ -83,86 +83,125 @@ def locked_table(project: Project, database_url: str) -> Iterator[psycopg.Connec
 
 
 def test_migration_blocked_by_a_table_lock_is_retried_and_applied_once_the_lock_goes(
-        project: Project, database_url: str, locked_table: psycopg.Connection) -> None:
-    proc = start(project, "up", "--migration-lock-timeout", "200ms", "--retries", "20",
-                 "--retry-delay", "0.1", url=database_url)
-    wait_until("a retry in the event log",
-               lambda: any(e[2] == "retrying" for e in events(database_url)))
+    project: Project, database_url: str, locked_table: psycopg.Connection
+) -> None:
+    proc = start(
+        project,
+        "up",
+        "--migration-lock-timeout",
+        "200ms",
+        "--retries",
+        "20",
+        "--retry-delay",
+        "0.1",
+        url=database_url,
+    )
+    wait_until("a retry in the event log", lambda: any(e[2] == "retrying" for e in events(database_url)))
     locked_table.rollback()  # the other session ends its transaction mid-retries
     result = finish(proc, "up (lock released mid-retries)")
     assert result.returncode == 0
-    assert re.search(r"^sqlmig: retrying 002_alter_t \(1\.2\.0\) in 0\.1 s: try 1 of 21 failed: "
-                     r"migrations/002_alter_t\.sql:2:1: ERROR \[55P03\]: canceling statement due "
-                     r"to lock timeout$", result.stderr, re.M)
+    assert re.search(
+        r"^sqlmig: retrying 002_alter_t \(1\.2\.0\) in 0\.1 s: try 1 of 21 failed: "
+        r"migrations/002_alter_t\.sql:2:1: ERROR \[55P03\]: canceling statement due "
+        r"to lock timeout$",
+        result.stderr,
+        re.M,
+    )
     assert "applied 002_alter_t (1.2.0)" in result.stdout
-    assert query(database_url, "SELECT count(*) FROM information_schema.columns "
-                               "WHERE table_name = 't' AND column_name = 'note'") == [(1,)]
+    assert query(
+        database_url,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'note'",
+    ) == [(1,)]
     log = [(e[1], e[2]) for e in events(database_url) if e[1] == "002_alter_t"]
     assert log[-1] == ("002_alter_t", "applied")
     assert ("002_alter_t", "retrying") in log
     retry = next(e for e in events(database_url) if e[2] == "retrying")
-    assert retry[3].startswith("try 1 of 21 rolled back by a lock timeout; next try in 0.1 s: "
-                               "migrations/002_alter_t.sql:2:1: ERROR [55P03]")
+    assert retry[3].startswith(
+        "try 1 of 21 rolled back by a lock timeout; next try in 0.1 s: "
+        "migrations/002_alter_t.sql:2:1: ERROR [55P03]"
+    )
 
 
 def test_migration_still_blocked_after_the_last_retry_fails_with_exit_3_naming_55p03(
-        project: Project, database_url: str, locked_table: psycopg.Connection) -> None:
-    result = run(project, "up", "--migration-lock-timeout", "100ms", "--retries", "2",
-                 "--retry-delay", "50ms", url=database_url)
+    project: Project, database_url: str, locked_table: psycopg.Connection
+) -> None:
+    result = run(
+        project,
+        "up",
+        "--migration-lock-timeout",
+        "100ms",
+        "--retries",
+        "2",
+        "--retry-delay",
+        "50ms",
+        url=database_url,
+    )
     assert result.returncode == 3
     lines = result.stderr.splitlines()
     assert [line.split(": try")[0] for line in lines if "retrying" in line] == [
         "sqlmig: retrying 002_alter_t (1.2.0) in 0.05 s",
-        "sqlmig: retrying 002_alter_t (1.2.0) in 0.1 s"]
-    assert ("sqlmig: migrations/002_alter_t.sql:2:1: ERROR [55P03]: canceling statement due to "
-            "lock timeout") in lines
+        "sqlmig: retrying 002_alter_t (1.2.0) in 0.1 s",
+    ]
+    assert (
+        "sqlmig: migrations/002_alter_t.sql:2:1: ERROR [55P03]: canceling statement due to lock timeout"
+    ) in lines
     assert "sqlmig: the failed migration was rolled back; nothing of it remains" in lines
     assert any(line.startswith("sqlmig: tried 3 times; other sessions hold locks") for line in lines)
     locked_table.rollback()
     assert query(database_url, "SELECT version FROM schema_version ORDER BY number") == [("1.1.0",)]
     assert [e[2] for e in events(database_url) if e[1] == "002_alter_t"] == [
-        "failed", "retrying", "failed", "retrying", "failed"]
+        "failed",
+        "retrying",
+        "failed",
+        "retrying",
+        "failed",
+    ]
 
 
 def test_library_reports_each_retry_through_the_callback(
-        project: Project, database_url: str, locked_table: psycopg.Connection) -> None:
+    project: Project, database_url: str, locked_table: psycopg.Connection
+) -> None:
     notices: list[sqlmig.RetryNotice] = []
-    config = project.config(database_url, migration_lock_timeout="100ms", retries=1,
-                            retry_delay=0.05)
+    config = project.config(database_url, migration_lock_timeout="100ms", retries=1, retry_delay=0.05)
     with pytest.raises(sqlmig.MigrationFailed) as info:
         sqlmig.up(config, on_retry=notices.append)
     assert (info.value.sqlstate, info.value.attempts) == ("55P03", 2)
     assert [(n.name, n.attempt, n.attempts, n.sqlstate, n.delay) for n in notices] == [
-        ("002_alter_t", 1, 2, "55P03", 0.05)]
+        ("002_alter_t", 1, 2, "55P03", 0.05)
+    ]
 
 
-SEEN = ("INSERT INTO seen SELECT {n}, current_setting('lock_timeout'), "
-        "current_setting('statement_timeout');")
+SEEN = "INSERT INTO seen SELECT {n}, current_setting('lock_timeout'), current_setting('statement_timeout');"
 
 
 def test_timeouts_come_from_settings_or_the_header_and_do_not_outlive_their_file(
-        project: Project, database_url: str) -> None:
-    project.add(1, "settings", "CREATE TABLE seen (n int, lock text, statement text);\n"
-                + SEEN.format(n=1))
-    project.add(2, "header", SEEN.format(n=2),
-                header="-- sqlmig: lock-timeout 300ms\n-- sqlmig: statement-timeout 10min\n")
+    project: Project, database_url: str
+) -> None:
+    project.add(1, "settings", "CREATE TABLE seen (n int, lock text, statement text);\n" + SEEN.format(n=1))
+    project.add(
+        2,
+        "header",
+        SEEN.format(n=2),
+        header="-- sqlmig: lock-timeout 300ms\n-- sqlmig: statement-timeout 10min\n",
+    )
     project.add(3, "no_tx_plain", SEEN.format(n=3), header="-- sqlmig: no-transaction\n")
-    project.add(4, "no_tx_header", SEEN.format(n=4),
-                header="-- sqlmig: no-transaction\n-- sqlmig: lock-timeout 2s\n")
+    project.add(
+        4, "no_tx_header", SEEN.format(n=4), header="-- sqlmig: no-transaction\n-- sqlmig: lock-timeout 2s\n"
+    )
     project.add(5, "settings_again", SEEN.format(n=5))
     assert run(project, "up", "--statement-timeout", "1h", url=database_url).returncode == 0
     assert query(database_url, "SELECT * FROM seen ORDER BY n") == [
-        (1, "5s", "1h"),       # the settings: --migration-lock-timeout's default, --statement-timeout
+        (1, "5s", "1h"),  # the settings: --migration-lock-timeout's default, --statement-timeout
         (2, "300ms", "10min"),  # the file's header wins
-        (3, "0", "0"),         # no-transaction: the session's values unless its header says
+        (3, "0", "0"),  # no-transaction: the session's values unless its header says
         (4, "2s", "0"),
-        (5, "5s", "1h"),       # a no-transaction file's SET is reset after it
+        (5, "5s", "1h"),  # a no-transaction file's SET is reset after it
     ]
 
 
 def test_inherit_leaves_the_databases_own_lock_timeout(project: Project, database_url: str) -> None:
     dbname = conninfo_to_dict(database_url)["dbname"]
-    query(database_url, f'ALTER DATABASE "{dbname}" SET lock_timeout = \'7s\'')
+    query(database_url, f"ALTER DATABASE \"{dbname}\" SET lock_timeout = '7s'")
     project.add(1, "seen", "CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS v;")
     config = project.config(database_url, migration_lock_timeout="inherit")
     sqlmig.up(config)
@@ -193,36 +232,53 @@ def roles(server_dsn: str, database_url: str) -> Iterator[tuple[str, str, str]]:
 
 
 def test_role_makes_the_schema_owner_own_what_migrations_create_and_does_not_leak(
-        project: Project, database_url: str, roles: tuple[str, str, str]) -> None:
+    project: Project, database_url: str, roles: tuple[str, str, str]
+) -> None:
     owner, deployer, deployer_url = roles
     # The first file switches role itself; the next one must still run as --role.
     project.add(1, "create_t", f"CREATE TABLE t (id int);\nSET ROLE {deployer};")
-    project.add(2, "create_u", "CREATE TABLE u (id int);\n"
-                "CREATE TABLE seen AS SELECT current_user::text AS cu, session_user::text AS su, "
-                "current_setting('search_path') AS path;")
+    project.add(
+        2,
+        "create_u",
+        "CREATE TABLE u (id int);\n"
+        "CREATE TABLE seen AS SELECT current_user::text AS cu, session_user::text AS su, "
+        "current_setting('search_path') AS path;",
+    )
     result = run(project, "--role", owner, "--schema", "app", "up", url=deployer_url)
     assert result.returncode == 0
-    owners = query(database_url, "SELECT tablename, tableowner FROM pg_tables "
-                                 "WHERE schemaname = 'app' ORDER BY tablename")
+    owners = query(
+        database_url,
+        "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'app' ORDER BY tablename",
+    )
     assert {t: o for t, o in owners} == {
-        "schema_version": owner, "schema_version_events": owner, "t": owner, "u": owner,
-        "seen": owner, "schema_version_snapshots": owner}
-    assert query(database_url, "SELECT nspowner::regrole::text FROM pg_namespace "
-                               "WHERE nspname = 'app'") == [(owner,)]
+        "schema_version": owner,
+        "schema_version_events": owner,
+        "t": owner,
+        "u": owner,
+        "seen": owner,
+        "schema_version_snapshots": owner,
+    }
+    assert query(database_url, "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'app'") == [
+        (owner,)
+    ]
     assert query(database_url, "SELECT * FROM app.seen") == [(owner, deployer, "app, public")]
     # applied_by is current_user (the first file ended as the login), login_user session_user.
-    assert query(database_url, "SELECT version, applied_by, login_user FROM app.schema_version "
-                               "ORDER BY number") == [("1.1.0", deployer, deployer),
-                                                      ("1.2.0", owner, deployer)]
-    assert [e[0] for e in query(database_url, "SELECT actor FROM app.schema_version_events "
-                                              "WHERE name = '002_create_u'")] == [
-        f"{deployer} as {owner}"]
+    assert query(
+        database_url, "SELECT version, applied_by, login_user FROM app.schema_version ORDER BY number"
+    ) == [("1.1.0", deployer, deployer), ("1.2.0", owner, deployer)]
+    assert [
+        e[0]
+        for e in query(
+            database_url, "SELECT actor FROM app.schema_version_events WHERE name = '002_create_u'"
+        )
+    ] == [f"{deployer} as {owner}"]
     history = run(project, "--role", owner, "--schema", "app", "history", url=deployer_url)
     assert f" {owner} (login {deployer})" in history.stdout
 
 
 def test_role_the_login_is_not_a_member_of_is_invalid_input(
-        project: Project, database_url: str, roles: tuple[str, str, str]) -> None:
+    project: Project, database_url: str, roles: tuple[str, str, str]
+) -> None:
     _, _, deployer_url = roles
     project.add(1, "create_t", "CREATE TABLE t (id int);")
     result = run(project, "--role", "pg_database_owner", "up", url=deployer_url)
@@ -253,7 +309,8 @@ def meet(me: str, other: str) -> str:
 
 @pytest.mark.parametrize("option", ["--schema", "--table"])
 def test_two_migration_sets_with_their_own_history_run_together_without_blocking(
-        tmp_path: Path, database_url: str, option: str) -> None:
+    tmp_path: Path, database_url: str, option: str
+) -> None:
     projects = {}
     for me, other in (("a", "b"), ("b", "a")):
         root = tmp_path / me
@@ -261,8 +318,7 @@ def test_two_migration_sets_with_their_own_history_run_together_without_blocking
         (root / "rollbacks").mkdir()
         projects[me] = Project(root)
         projects[me].add(1, "meet", meet(me, other))
-    procs = {me: start(p, option, f"set_{me}", "up", url=database_url)
-             for me, p in projects.items()}
+    procs = {me: start(p, option, f"set_{me}", "up", url=database_url) for me, p in projects.items()}
     results = {me: finish(proc, f"{option} set_{me} up") for me, proc in procs.items()}
     assert {me: r.returncode for me, r in results.items()} == {"a": 0, "b": 0}
     for me in ("a", "b"):
@@ -283,7 +339,8 @@ def dump_tools(url: str) -> tuple[str, str]:
 
 
 def test_up_with_backup_writes_a_dump_pg_restore_can_read_before_migrating(
-        project: Project, database_url: str, tmp_path: Path) -> None:
+    project: Project, database_url: str, tmp_path: Path
+) -> None:
     project.add(1, "create_t", "CREATE TABLE t (id int);")
     project.add(2, "create_u", "CREATE TABLE u (id int);")
     assert run(project, "up", "--to", "1", url=database_url).returncode == 0
@@ -297,12 +354,16 @@ def test_up_with_backup_writes_a_dump_pg_restore_can_read_before_migrating(
     pg_dump, pg_restore = dump_tools(database_url)
     assert f"sqlmig: backup: {dumps[0]} (" in result.stderr
     assert f"pg_dump {sqlmig.dump.tool_version(pg_dump)[0]} from {pg_dump})" in result.stderr
-    listing = subprocess.run([pg_restore, "--list", str(dumps[0])], capture_output=True,
-                             text=True, check=True).stdout
+    listing = subprocess.run(
+        [pg_restore, "--list", str(dumps[0])], capture_output=True, text=True, check=True
+    ).stdout
     assert re.search(r"TABLE public t ", listing)
     assert not re.search(r"TABLE public u ", listing)  # taken before 002 ran
     assert [(e[0], e[2]) for e in events(database_url)] == [
-        ("up", "applied"), ("backup", "ok"), ("up", "applied")]
+        ("up", "applied"),
+        ("backup", "ok"),
+        ("up", "applied"),
+    ]
     # Nothing to do: no dump, and it says so.
     again = run(project, "up", "--backup", str(backups), url=database_url)
     assert again.returncode == 0 and len(list(backups.iterdir())) == 1
@@ -310,14 +371,16 @@ def test_up_with_backup_writes_a_dump_pg_restore_can_read_before_migrating(
 
 
 def test_backup_to_a_directory_that_cannot_be_written_stops_the_run_before_anything(
-        project: Project, database_url: str, tmp_path: Path) -> None:
+    project: Project, database_url: str, tmp_path: Path
+) -> None:
     project.add(1, "create_t", "CREATE TABLE t (id int);")
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory\n")
     result = run(project, "up", "--backup", str(blocker / "backups"), url=database_url)
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == (
-        f"sqlmig: cannot write a backup to {blocker / 'backups'}: Not a directory")
+        f"sqlmig: cannot write a backup to {blocker / 'backups'}: Not a directory"
+    )
     assert not table_exists(database_url, "public.t")
     assert not table_exists(database_url, "public.schema_version")  # not even connected
 
@@ -343,12 +406,16 @@ def fake_pg_dump(tmp_path: Path) -> dict[str, str]:
     script.chmod(0o755)
     # sqlmig checks the archive with the pg_restore beside the pg_dump it ran.
     (bin_dir / "pg_restore").symlink_to(embedded.bin_dir() / "pg_restore")
-    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DIR": str(tmp_path),
-            "REAL_BIN": str(embedded.bin_dir())}
+    return {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_DIR": str(tmp_path),
+        "REAL_BIN": str(embedded.bin_dir()),
+    }
 
 
 def test_backup_passes_the_password_in_pgpassword_never_on_the_command_line(
-        project: Project, database_url: str, tmp_path: Path, fake_pg_dump: dict[str, str]) -> None:
+    project: Project, database_url: str, tmp_path: Path, fake_pg_dump: dict[str, str]
+) -> None:
     params = conninfo_to_dict(database_url)
     params["password"] = "s3cret-Pw"  # not checked by a trust server; the point is where it goes
     url = make_conninfo("", **params)
@@ -365,14 +432,17 @@ def test_backup_passes_the_password_in_pgpassword_never_on_the_command_line(
 
 
 def test_a_failing_pg_dump_stops_up_before_any_migration(
-        project: Project, database_url: str, tmp_path: Path, fake_pg_dump: dict[str, str]) -> None:
+    project: Project, database_url: str, tmp_path: Path, fake_pg_dump: dict[str, str]
+) -> None:
     project.add(1, "create_t", "CREATE TABLE t (id int);")
     backups = tmp_path / "b"
-    result = run(project, "up", "--backup", str(backups), url=database_url,
-                 env={**fake_pg_dump, "FAKE_FAIL": "1"})
+    result = run(
+        project, "up", "--backup", str(backups), url=database_url, env={**fake_pg_dump, "FAKE_FAIL": "1"}
+    )
     assert result.returncode == 2
-    assert ("permission denied for table t; the run stopped before migrating: nothing was "
-            "applied") in result.stderr
+    assert (
+        "permission denied for table t; the run stopped before migrating: nothing was applied"
+    ) in result.stderr
     assert not table_exists(database_url, "public.t")
     assert query(database_url, "SELECT count(*) FROM schema_version") == [(0,)]
     assert [(e[0], e[2]) for e in events(database_url)] == [("backup", "failed")]
@@ -386,11 +456,11 @@ def test_check_exit_codes_around_the_current_version(project: Project, database_
     project.add(1, "a", "SELECT 1;", version="1.2.0")
     first = run(project, "check", "--require", ">=1.2", url=database_url)
     assert (first.returncode, first.stdout) == (
-        1, "not ok: no version applied (public.schema_version is empty or missing); "
-           "required >=1.2\n")
+        1,
+        "not ok: no version applied (public.schema_version is empty or missing); required >=1.2\n",
+    )
     assert run(project, "up", url=database_url).returncode == 0
-    for require, code in ((">=1.2", 0), (">=1.2,<2", 0), ("<1.2", 1), ("^1.3", 1), ("~1.2", 0),
-                          ("2", 1)):
+    for require, code in ((">=1.2", 0), (">=1.2,<2", 0), ("<1.2", 1), ("^1.3", 1), ("~1.2", 0), ("2", 1)):
         assert run(project, "check", "--require", require, url=database_url).returncode == code
     ok = run(project, "check", "--require", ">=1.2,<2", url=database_url)
     assert ok.stdout == "ok: version 1.2.0 satisfies >=1.2,<2 (>=1.2.0, <2.0.0)\n"
@@ -424,8 +494,9 @@ def test_wait_gives_up_with_exit_5_and_one_line_per_attempt(project: Project) ->
     assert result.returncode == 5
     attempts = [line for line in result.stderr.splitlines() if "waiting for the database" in line]
     assert len(attempts) >= 3
-    assert re.match(r"sqlmig: waiting for the database: attempt 1 failed: .*; next try in 0\.25 s$",
-                    attempts[0])
+    assert re.match(
+        r"sqlmig: waiting for the database: attempt 1 failed: .*; next try in 0\.25 s$", attempts[0]
+    )
     assert "attempt 2 failed" in attempts[1] and "next try in 0.5 s" in attempts[1]
     assert "did not accept connections within 1.5 s" in result.stderr
     assert "hunter22" not in result.stderr + result.stdout
@@ -448,13 +519,22 @@ def test_wait_is_immediate_with_the_embedded_server(server_dsn: str) -> None:
     # The session's embedded server lives in <home>/.sqlmig/run; a project rooted at <home> with
     # nothing configured uses it, already running.
     home = Path(conninfo_to_dict(server_dsn)["host"]).parent.parent
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "SQLMIG_DATABASE_URL") and not k.startswith("PG")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "SQLMIG_DATABASE_URL") and not k.startswith("PG")
+    }
     # A project: where there is no migrations/, sqlmig starts no embedded server.
     (home / "migrations").mkdir(exist_ok=True)
     try:
-        result = subprocess.run([*SQLMIG, "--root", str(home), "wait", "--timeout", "0"],
-                                env=env, text=True, capture_output=True, timeout=60, cwd=home)
+        result = subprocess.run(
+            [*SQLMIG, "--root", str(home), "wait", "--timeout", "0"],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=60,
+            cwd=home,
+        )
     finally:
         (home / "migrations").rmdir()
     show("wait (embedded)", result)
@@ -475,7 +555,6 @@ def test_up_wait_gives_up_with_exit_5_before_anything(project: Project) -> None:
     assert "waiting for the database: attempt 1 failed" in result.stderr
 
 
-
 def test_wait_succeeds_once_a_server_comes_up_during_the_wait(project: Project) -> None:
     # A dedicated server, stopped, so the wait really starts against nothing.
     import shutil
@@ -491,8 +570,14 @@ def test_wait_succeeds_once_a_server_comes_up_during_the_wait(project: Project) 
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
     env["SQLMIG_DATABASE_URL"] = url
     try:
-        waiter = subprocess.Popen([*SQLMIG, "up", "--wait", "60"], cwd=project.root, env=env,
-                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        waiter = subprocess.Popen(
+            [*SQLMIG, "up", "--wait", "60"],
+            cwd=project.root,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(1.5)  # a few failed attempts first
         server.start()
         out, err = waiter.communicate(timeout=90)

@@ -19,8 +19,10 @@ def config(project: Project, url: str) -> sqlmig.Config:
 
 
 def snapshot_rows(url: str) -> list[tuple]:
-    return query(url, "SELECT version, action, length(fingerprint), format "
-                      "FROM schema_version_snapshots ORDER BY version")
+    return query(
+        url,
+        "SELECT version, action, length(fingerprint), format FROM schema_version_snapshots ORDER BY version",
+    )
 
 
 @pytest.fixture
@@ -30,8 +32,9 @@ def migrated(example_project: Project, database_url: str) -> str:
     return database_url
 
 
-def test_a_hand_added_column_is_reported_by_status_and_validate(example_project: Project,
-                                                                migrated: str) -> None:
+def test_a_hand_added_column_is_reported_by_status_and_validate(
+    example_project: Project, migrated: str
+) -> None:
     query(migrated, "ALTER TABLE users ADD COLUMN x int")
 
     status = example_project.run("status", "--exit-code", url=migrated)
@@ -39,8 +42,9 @@ def test_a_hand_added_column_is_reported_by_status_and_validate(example_project:
 
     assert status.returncode == 6
     line = next(li for li in status.stdout.splitlines() if "users.x" in li)
-    assert line.startswith("error: schema drift: column users.x was added outside sqlmig "
-                           "(since the recorded schema of 2.0.0, ")
+    assert line.startswith(
+        "error: schema drift: column users.x was added outside sqlmig (since the recorded schema of 2.0.0, "
+    )
     assert status.stdout.splitlines()[-1].startswith("hint: the live schema differs from the one")
     assert validate.returncode == 6
     assert line in validate.stdout.splitlines()
@@ -57,8 +61,9 @@ def test_status_json_carries_drift_as_a_problem(example_project: Project, migrat
     assert "column users.x was added outside sqlmig" in problems[0]["message"]
 
 
-def test_dropped_index_changed_type_and_new_table_are_each_reported(example_project: Project,
-                                                                    migrated: str) -> None:
+def test_dropped_index_changed_type_and_new_table_are_each_reported(
+    example_project: Project, migrated: str
+) -> None:
     query(migrated, "DROP INDEX audit_events_created_at_idx")
     query(migrated, "ALTER TABLE users ALTER COLUMN email TYPE varchar(100)")
     query(migrated, "CREATE TABLE scratch_copy (id int PRIMARY KEY, note text)")
@@ -73,8 +78,7 @@ def test_dropped_index_changed_type_and_new_table_are_each_reported(example_proj
     ]
 
 
-def test_no_false_drift_after_up_down_and_up_again(example_project: Project,
-                                                  database_url: str) -> None:
+def test_no_false_drift_after_up_down_and_up_again(example_project: Project, database_url: str) -> None:
     cfg = config(example_project, database_url)
     sqlmig.up(cfg)
     assert sqlmig.status(cfg).problems == ()
@@ -100,11 +104,13 @@ def test_one_snapshot_row_per_version_reached(example_project: Project, database
     sqlmig.down(cfg, steps=1)
 
     assert snapshot_rows(database_url) == [
-        ("1.2.0", "up", 64, 2), ("1.2.1", "down", 64, 2), ("2.0.0", "up", 64, 2)]
+        ("1.2.0", "up", 64, 2),
+        ("1.2.1", "down", 64, 2),
+        ("2.0.0", "up", 64, 2),
+    ]
 
 
-def test_an_up_with_nothing_to_do_does_not_hide_drift(example_project: Project,
-                                                      migrated: str) -> None:
+def test_an_up_with_nothing_to_do_does_not_hide_drift(example_project: Project, migrated: str) -> None:
     query(migrated, "ALTER TABLE users ADD COLUMN x int")
 
     again = example_project.run("up", url=migrated)
@@ -114,8 +120,9 @@ def test_an_up_with_nothing_to_do_does_not_hide_drift(example_project: Project,
     assert example_project.run("status", "--exit-code", url=migrated).returncode == 6
 
 
-def test_a_run_that_applies_migrations_records_the_schema_it_leaves(example_project: Project,
-                                                                    database_url: str) -> None:
+def test_a_run_that_applies_migrations_records_the_schema_it_leaves(
+    example_project: Project, database_url: str
+) -> None:
     cfg = config(example_project, database_url)
     sqlmig.up(cfg, to="1.2.0")
     query(database_url, "CREATE INDEX users_created_at_idx ON users (created_at)")
@@ -126,8 +133,9 @@ def test_a_run_that_applies_migrations_records_the_schema_it_leaves(example_proj
     assert sqlmig.status(cfg).problems == ()
 
 
-def test_a_database_without_a_recorded_snapshot_reports_nothing(example_project: Project,
-                                                                migrated: str) -> None:
+def test_a_database_without_a_recorded_snapshot_reports_nothing(
+    example_project: Project, migrated: str
+) -> None:
     # As after an older sqlmig, or a state reached by a rendered psql script.
     query(migrated, "DROP TABLE schema_version_snapshots")
     query(migrated, "ALTER TABLE users ADD COLUMN x int")
@@ -137,7 +145,8 @@ def test_a_database_without_a_recorded_snapshot_reports_nothing(example_project:
 
 
 def test_a_snapshot_of_another_set_of_applied_migrations_is_not_compared(
-        example_project: Project, migrated: str) -> None:
+    example_project: Project, migrated: str
+) -> None:
     # 1.2.1 removed from the history by hand: 2.0.0 is still current, but the state is another.
     query(migrated, "DELETE FROM schema_version WHERE version = '1.2.1'")
     query(migrated, "DROP INDEX audit_events_created_at_idx")
@@ -147,10 +156,11 @@ def test_a_snapshot_of_another_set_of_applied_migrations_is_not_compared(
     assert [p.code for p in problems] == ["out-of-order"]
 
 
-def test_baseline_records_the_schema_it_adopts(example_project: Project,
-                                               database_url: str) -> None:
-    sql = "\n".join((example_project.migrations / f).read_text() for f in (
-        "001_initial_schema.sql", "002_add_user_last_login.sql"))
+def test_baseline_records_the_schema_it_adopts(example_project: Project, database_url: str) -> None:
+    sql = "\n".join(
+        (example_project.migrations / f).read_text()
+        for f in ("001_initial_schema.sql", "002_add_user_last_login.sql")
+    )
     query(database_url, sql)
     cfg = config(example_project, database_url)
 
@@ -159,15 +169,20 @@ def test_baseline_records_the_schema_it_adopts(example_project: Project,
     query(database_url, "ALTER TABLE users DROP COLUMN last_login_at")
 
     assert [p.message.split(" (since")[0] for p in sqlmig.status(cfg).problems] == [
-        "schema drift: column users.last_login_at was dropped outside sqlmig"]
+        "schema drift: column users.last_login_at was dropped outside sqlmig"
+    ]
 
 
-def test_drift_is_not_reported_on_top_of_a_failed_state(project: Project,
-                                                        database_url: str) -> None:
+def test_drift_is_not_reported_on_top_of_a_failed_state(project: Project, database_url: str) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n", version="1.0.0")
-    project.add(2, "index_a", "CREATE INDEX CONCURRENTLY a_id_idx ON a (id);\n"
-                "SELECT 1/0;\n", "DROP INDEX a_id_idx;\n", version="1.1.0",
-                header="-- sqlmig: no-transaction\n")
+    project.add(
+        2,
+        "index_a",
+        "CREATE INDEX CONCURRENTLY a_id_idx ON a (id);\nSELECT 1/0;\n",
+        "DROP INDEX a_id_idx;\n",
+        version="1.1.0",
+        header="-- sqlmig: no-transaction\n",
+    )
     result = project.run("up", url=database_url)
     assert result.returncode == 3
 
@@ -176,18 +191,23 @@ def test_drift_is_not_reported_on_top_of_a_failed_state(project: Project,
     assert [p.code for p in problems] == ["failed-state"]
 
 
-def test_no_false_drift_for_a_session_with_another_search_path(project: Project,
-                                                               database_url: str) -> None:
+def test_no_false_drift_for_a_session_with_another_search_path(project: Project, database_url: str) -> None:
     # A monitoring role whose search_path differs prints types, views and foreign keys with
     # other qualifications; the snapshot must not depend on it.
-    project.add(1, "app_schema", """
+    project.add(
+        1,
+        "app_schema",
+        """
         CREATE SCHEMA app;
         CREATE TYPE app.mood AS ENUM ('sad', 'ok');
         CREATE TABLE app.people (id int PRIMARY KEY, mood app.mood DEFAULT 'ok');
         CREATE TABLE app.notes (person_id int REFERENCES app.people (id));
         CREATE VIEW app.glum AS SELECT id FROM app.people WHERE mood = 'sad';
         CREATE FUNCTION app.cheer(m app.mood) RETURNS app.mood LANGUAGE sql AS $$ SELECT 'ok'::app.mood $$;
-        """, "DROP SCHEMA app CASCADE;\n", version="1.0.0")
+        """,
+        "DROP SCHEMA app CASCADE;\n",
+        version="1.0.0",
+    )
     sqlmig.up(config(project, database_url))
     from psycopg.conninfo import make_conninfo
 
@@ -209,8 +229,9 @@ def _stamp_unchanged(url: str) -> bool:
     return rec.unchanged
 
 
-def test_catalog_stamp_lets_status_skip_the_fingerprint_until_ddl(example_project: Project,
-                                                                  migrated: str) -> None:
+def test_catalog_stamp_lets_status_skip_the_fingerprint_until_ddl(
+    example_project: Project, migrated: str
+) -> None:
     # Data and maintenance leave the catalogs' rows (and so the stamp) as they were...
     query(migrated, "INSERT INTO users (email) VALUES ('a@example.com')")
     query(migrated, "VACUUM ANALYZE users")
@@ -223,11 +244,13 @@ def test_catalog_stamp_lets_status_skip_the_fingerprint_until_ddl(example_projec
     assert not _stamp_unchanged(migrated)
     problems = sqlmig.status(config(example_project, migrated)).problems
     assert [p.message.split(" (since")[0] for p in problems] == [
-        "schema drift: table users: comment none → hand-made"]
+        "schema drift: table users: comment none → hand-made"
+    ]
 
 
-def test_snapshots_recorded_before_the_stamp_are_still_compared(example_project: Project,
-                                                                migrated: str) -> None:
+def test_snapshots_recorded_before_the_stamp_are_still_compared(
+    example_project: Project, migrated: str
+) -> None:
     query(migrated, "ALTER TABLE schema_version_snapshots DROP COLUMN catalog_stamp")
     query(migrated, "ALTER TABLE users ADD COLUMN x int")
 

@@ -24,13 +24,13 @@ _CONFIG_ENV = ("DATABASE_URL", "SQLMIG_DATABASE_URL", "DATABASE_PASSWORD_FILE")
 
 def bare_env() -> dict[str, str]:
     """The environment of a fresh machine: no database configured anywhere."""
-    return {k: v for k, v in os.environ.items()
-            if k not in _CONFIG_ENV and not k.startswith("PG")}
+    return {k: v for k, v in os.environ.items() if k not in _CONFIG_ENV and not k.startswith("PG")}
 
 
 def sqlmig(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*SQLMIG, *args], cwd=project.root, env=bare_env(), text=True,
-                            capture_output=True, timeout=120)
+    result = subprocess.run(
+        [*SQLMIG, *args], cwd=project.root, env=bare_env(), text=True, capture_output=True, timeout=120
+    )
     show(" ".join(args), result)
     return result
 
@@ -51,8 +51,11 @@ def processes() -> dict[int, tuple[list[str], int]]:
             continue
         try:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            ppid = next(int(line.split()[1]) for line in (entry / "status").read_text().splitlines()
-                        if line.startswith("PPid:"))
+            ppid = next(
+                int(line.split()[1])
+                for line in (entry / "status").read_text().splitlines()
+                if line.startswith("PPid:")
+            )
         except (OSError, StopIteration, ValueError):
             continue  # ended while we looked
         found[int(entry.name)] = (argv, ppid)
@@ -61,23 +64,34 @@ def processes() -> dict[int, tuple[list[str], int]]:
 
 def postmasters(data_dir: str) -> list[int]:
     """Server processes started for this data directory (`postgres -D <data_dir> …`)."""
-    return sorted(pid for pid, (argv, _) in processes().items()
-                  if argv and Path(argv[0]).name == "postgres" and data_dir in argv)
+    return sorted(
+        pid
+        for pid, (argv, _) in processes().items()
+        if argv and Path(argv[0]).name == "postgres" and data_dir in argv
+    )
 
 
 def cluster_processes(data_dir: str) -> list[tuple[int, str]]:
     """The postmasters of this data directory and all their children (checkpointer, …)."""
     procs = processes()
     roots = set(postmasters(data_dir))
-    return sorted((pid, " ".join(argv).strip()) for pid, (argv, ppid) in procs.items()
-                  if pid in roots or ppid in roots)
+    return sorted(
+        (pid, " ".join(argv).strip()) for pid, (argv, ppid) in procs.items() if pid in roots or ppid in roots
+    )
 
 
 def psql(url: str, sql: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([PSQL, url, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                            env=bare_env(), text=True, capture_output=True, timeout=30)
-    print(f"$ psql {url} -c {sql!r} -> exit {result.returncode}: "
-          f"{result.stdout.strip()!r} {result.stderr.strip()!r}")
+    result = subprocess.run(
+        [PSQL, url, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        env=bare_env(),
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
+    print(
+        f"$ psql {url} -c {sql!r} -> exit {result.returncode}: "
+        f"{result.stdout.strip()!r} {result.stderr.strip()!r}"
+    )
     return result
 
 
@@ -117,13 +131,21 @@ def test_db_start_status_url_stop(bare_project: Project) -> None:
 
     # Two starts at once on a fresh project (two `./migrate.sh up` on a new machine), then another.
     env = bare_env()
-    racing = [subprocess.Popen([*SQLMIG, "db", "start"], cwd=bare_project.root, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    racing = [
+        subprocess.Popen(
+            [*SQLMIG, "db", "start"],
+            cwd=bare_project.root,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
     urls = []
     for proc in racing:
         out, err = proc.communicate(timeout=120)
-        show("db start (concurrent)", subprocess.CompletedProcess(proc.args, proc.returncode, out,
-                                                                  err))
+        show("db start (concurrent)", subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
         assert proc.returncode == 0
         urls.append(out.strip())
     again = sqlmig(bare_project, "db", "start")

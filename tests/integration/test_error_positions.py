@@ -31,8 +31,8 @@ def expected_position(text: str, token: str) -> tuple[int, int]:
 @pytest.mark.parametrize("mode", ["transactional", "no-transaction"])
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_error_position_is_the_line_and_column_in_the_original_file(
-        project: Project, database_url: str, where: str, kind: str, mode: str,
-        newline: str) -> None:
+    project: Project, database_url: str, where: str, kind: str, mode: str, newline: str
+) -> None:
     bad, token, sqlstate = BAD[kind]
     statements = list(STATEMENTS)
     index = {"first": 0, "middle": 2, "last": len(statements)}[where]
@@ -49,8 +49,7 @@ def test_error_position_is_the_line_and_column_in_the_original_file(
 
     print(result.stderr)
     assert result.returncode == 3
-    assert f"sqlmig: migrations/001_positions.sql:{line}:{column}: ERROR [{sqlstate}]: " \
-        in result.stderr
+    assert f"sqlmig: migrations/001_positions.sql:{line}:{column}: ERROR [{sqlstate}]: " in result.stderr
     status = query(database_url, "SELECT status FROM schema_version")
     if mode == "transactional":
         assert status == []  # rolled back with the migration

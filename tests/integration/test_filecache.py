@@ -27,7 +27,8 @@ def kept(project: Project) -> int:
 
 
 def test_status_catches_an_edit_that_kept_the_size_and_mtime_of_a_cached_file(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     two_tables(project)
     assert project.run("up", url=database_url).returncode == 0
     assert kept(project) == 4
@@ -39,14 +40,14 @@ def test_status_catches_an_edit_that_kept_the_size_and_mtime_of_a_cached_file(
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     result = project.run("status", "--exit-code", url=database_url)
 
-    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == \
-        (before.st_size, before.st_mtime_ns)
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     assert result.returncode == 6, result.stdout + result.stderr
     assert "migrations/001_create_a.sql: error: was edited after it was applied" in result.stdout
 
 
-def test_up_applies_pending_files_that_only_the_cache_had_checked(project: Project,
-                                                                  database_url: str) -> None:
+def test_up_applies_pending_files_that_only_the_cache_had_checked(
+    project: Project, database_url: str
+) -> None:
     two_tables(project)
     assert project.run("status", url=database_url).returncode == 0  # fills the cache
     assert kept(project) == 4
@@ -55,11 +56,12 @@ def test_up_applies_pending_files_that_only_the_cache_had_checked(project: Proje
 
     assert result.returncode == 0, result.stderr
     assert table_exists(database_url, "a") and table_exists(database_url, "b")
-    assert query(database_url, "SELECT name, checksum, rollback_checksum FROM schema_version "
-                               "ORDER BY number") == [
-        (name, sha256(project.migrations / f"{name}.sql"),
-         sha256(project.rollbacks / f"{name}_rollback.sql"))
-        for name in ("001_create_a", "002_create_b")]
+    assert query(
+        database_url, "SELECT name, checksum, rollback_checksum FROM schema_version ORDER BY number"
+    ) == [
+        (name, sha256(project.migrations / f"{name}.sql"), sha256(project.rollbacks / f"{name}_rollback.sql"))
+        for name in ("001_create_a", "002_create_b")
+    ]
     assert project.run("down", "--to", "0", url=database_url).returncode == 0
     assert not table_exists(database_url, "a")
 
@@ -72,8 +74,10 @@ def test_file_cache_off_writes_no_cache(project: Project, database_url: str) -> 
 
     assert result.returncode == 0, result.stderr
     assert not (project.root / ".sqlmig").exists()
-    assert any(line.split() == ["file_cache", "off", "env", "SQLMIG_FILE_CACHE"]
-               for line in config.stdout.splitlines()), config.stdout
+    assert any(
+        line.split() == ["file_cache", "off", "env", "SQLMIG_FILE_CACHE"]
+        for line in config.stdout.splitlines()
+    ), config.stdout
 
 
 def sha256(path: os.PathLike[str]) -> str:

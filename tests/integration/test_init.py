@@ -13,22 +13,44 @@ from tests.conftest import REPO, SQLMIG
 
 
 def clean_env() -> dict[str, str]:
-    drop = {"DATABASE_URL", "SQLMIG_DATABASE_URL", "PYTHONPATH", "SQLMIG_VENV", "VIRTUAL_ENV",
-            "PGHOST", "PGDATABASE", "PGSERVICE", "PGPORT", "PGUSER"}
+    drop = {
+        "DATABASE_URL",
+        "SQLMIG_DATABASE_URL",
+        "PYTHONPATH",
+        "SQLMIG_VENV",
+        "VIRTUAL_ENV",
+        "PGHOST",
+        "PGDATABASE",
+        "PGSERVICE",
+        "PGPORT",
+        "PGUSER",
+    }
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 def sh(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, cwd=cwd, env=clean_env(), text=True, capture_output=True,
-                            timeout=timeout)
+    result = subprocess.run(args, cwd=cwd, env=clean_env(), text=True, capture_output=True, timeout=timeout)
     print(f"$ {' '.join(map(str, args))} -> {result.returncode}\n{result.stdout}{result.stderr}")
     return result
 
 
 def test_init_then_the_projects_own_migrate_sh_runs_new_up_and_status(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
-    built = sh([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--quiet",
-                "--disable-pip-version-check", "-w", str(wheels)], tmp_path)
+    built = sh(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-w",
+            str(wheels),
+        ],
+        tmp_path,
+    )
     assert built.returncode == 0
     [wheel] = wheels.glob("sqlmig-*.whl")
     app = tmp_path / "app"
@@ -37,25 +59,31 @@ def test_init_then_the_projects_own_migrate_sh_runs_new_up_and_status(tmp_path: 
 
     assert init.returncode == 0
     assert init.stdout.splitlines() == [
-        "created migrations/", "created rollbacks/", "created sqlmig.toml", "created migrate.sh",
-        "created .gitignore", "next:",
+        "created migrations/",
+        "created rollbacks/",
+        "created sqlmig.toml",
+        "created migrate.sh",
+        "created .gitignore",
+        "next:",
         '  cd app && ./migrate.sh new "create users"   # the first migration and its rollback',
         "  ./migrate.sh up       # apply it (the embedded PostgreSQL when no database is set)",
-        "  ./migrate.sh status   # where the database is"]
+        "  ./migrate.sh status   # where the database is",
+    ]
     assert (app / ".gitignore").read_text().splitlines()[-1] == ".sqlmig/"
     assert f'SQLMIG_REQUIREMENT="${{SQLMIG_REQUIREMENT:-{wheel}}}"' in (app / "migrate.sh").read_text()
     try:
         new = sh(["./migrate.sh", "new", "create users"], app)
         assert new.returncode == 0
-        assert new.stdout == ("created migrations/001_create_users.sql (version 1.0.0)\n"
-                              "created rollbacks/001_create_users_rollback.sql\n")
+        assert new.stdout == (
+            "created migrations/001_create_users.sql (version 1.0.0)\n"
+            "created rollbacks/001_create_users_rollback.sql\n"
+        )
         with (app / "migrations/001_create_users.sql").open("a") as f:
             f.write("CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);\n")
         with (app / "rollbacks/001_create_users_rollback.sql").open("a") as f:
             f.write("DROP TABLE users;\n")
         # sqlmig runs from the project's own virtualenv, not from this checkout
-        where = sh([str(app / ".sqlmig/venv/bin/python"), "-c",
-                    "import sqlmig; print(sqlmig.__file__)"], app)
+        where = sh([str(app / ".sqlmig/venv/bin/python"), "-c", "import sqlmig; print(sqlmig.__file__)"], app)
         assert where.stdout.startswith(str(app / ".sqlmig/venv/"))
 
         up = sh(["./migrate.sh", "up"], app)

@@ -19,10 +19,12 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(execute, "_SYNC_EVERY", 200)  # a result sync every ~6 statements
 
 
-def test_a_file_sent_in_parts_is_applied_whole(project: Project, database_url: str,
-                                               small_parts: None) -> None:
-    project.add(1, "load", "CREATE TABLE t (id int PRIMARY KEY, body text);\n" + inserts(100),
-                "DROP TABLE t;\n")
+def test_a_file_sent_in_parts_is_applied_whole(
+    project: Project, database_url: str, small_parts: None
+) -> None:
+    project.add(
+        1, "load", "CREATE TABLE t (id int PRIMARY KEY, body text);\n" + inserts(100), "DROP TABLE t;\n"
+    )
 
     report = sqlmig.up(project.config(database_url))
 
@@ -31,7 +33,8 @@ def test_a_file_sent_in_parts_is_applied_whole(project: Project, database_url: s
 
 
 def test_a_failure_after_some_parts_rolls_back_all_of_the_file_and_names_its_line(
-        project: Project, database_url: str, small_parts: None) -> None:
+    project: Project, database_url: str, small_parts: None
+) -> None:
     body = "CREATE TABLE t (id int PRIMARY KEY, body text);\n" + inserts(60) + inserts(1) + "SELECT 1;\n"
     project.add(1, "load", body, "DROP TABLE t;\n")
 

@@ -36,25 +36,28 @@ def config(project: Project, url: str, **overrides: object) -> sqlmig.Config:
     return sqlmig.resolve(root=project.root, database_url=url, environ={}, **overrides)
 
 
-def test_up_returns_a_run_report_with_one_step_per_migration(project: Project,
-                                                             database_url: str) -> None:
+def test_up_returns_a_run_report_with_one_step_per_migration(project: Project, database_url: str) -> None:
     three_tables(project)
     started: list[PlanStep] = []
     finished: list[StepResult] = []
 
-    report = sqlmig.up(config(project, database_url), on_step=started.append,
-                       on_done=finished.append)
+    report = sqlmig.up(config(project, database_url), on_step=started.append, on_done=finished.append)
 
     assert isinstance(report, RunReport)
     assert report.direction == "up" and not report.dry_run
     assert report.from_version is None
     assert report.to_version == "1.2.0"
     assert [(s.number, s.version, s.name, s.direction) for s in report.steps] == [
-        (1, "1.0.0", "001_create_a", "up"), (2, "1.1.0", "002_create_b", "up"),
-        (3, "1.2.0", "003_create_c", "up")]
+        (1, "1.0.0", "001_create_a", "up"),
+        (2, "1.1.0", "002_create_b", "up"),
+        (3, "1.2.0", "003_create_c", "up"),
+    ]
     assert all(s.duration_ms >= 0 for s in report.steps)
-    assert [s.name for s in started] == [s.name for s in finished] == [
-        "001_create_a", "002_create_b", "003_create_c"]
+    assert (
+        [s.name for s in started]
+        == [s.name for s in finished]
+        == ["001_create_a", "002_create_b", "003_create_c"]
+    )
     assert table_exists(database_url, "c")
 
     again = sqlmig.up(config(project, database_url))
@@ -91,7 +94,8 @@ def test_status_returns_a_status_report(project: Project, database_url: str) -> 
     assert [r.version for r in report.applied] == ["1.0.0", "1.1.0"]
     assert all(isinstance(r, AppliedRecord) and r.status == "applied" for r in report.applied)
     assert [(p.number, p.name, p.path) for p in report.pending] == [
-        (3, "003_create_c", "migrations/003_create_c.sql")]
+        (3, "003_create_c", "migrations/003_create_c.sql")
+    ]
     assert report.problems == ()
 
 
@@ -111,17 +115,28 @@ def test_down_history_events_and_validate(project: Project, database_url: str) -
     events = sqlmig.events(cfg)
     assert all(isinstance(e, EventRecord) for e in events)
     assert [(e.action, e.version) for e in events] == [
-        ("down", "1.1.0"), ("down", "1.2.0"), ("up", "1.2.0"), ("up", "1.1.0"), ("up", "1.0.0")]
+        ("down", "1.1.0"),
+        ("down", "1.2.0"),
+        ("up", "1.2.0"),
+        ("up", "1.1.0"),
+        ("up", "1.0.0"),
+    ]
     assert [(e.action, e.version) for e in sqlmig.events(cfg, 1)] == [("down", "1.1.0")]
     result = sqlmig.validate(cfg)
     assert isinstance(result, ValidationReport) and result.ok
 
 
-def test_a_failed_migration_raises_migration_failed_with_its_location(project: Project,
-                                                                      database_url: str) -> None:
+def test_a_failed_migration_raises_migration_failed_with_its_location(
+    project: Project, database_url: str
+) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n", version="1.0.0")
-    project.add(2, "x", "CREATE TABLE x1 (id int);\nCREATE TABLE x2 (id int,, b int);\n",
-                "DROP TABLE x1;\n", version="1.1.0")
+    project.add(
+        2,
+        "x",
+        "CREATE TABLE x1 (id int);\nCREATE TABLE x2 (id int,, b int);\n",
+        "DROP TABLE x1;\n",
+        version="1.1.0",
+    )
     done: list[str] = []
 
     with pytest.raises(sqlmig.MigrationFailed) as info:
@@ -130,8 +145,7 @@ def test_a_failed_migration_raises_migration_failed_with_its_location(project: P
     error = info.value
     assert isinstance(error, sqlmig.SqlmigError)
     assert error.exit_code == sqlmig.ExitCode.MIGRATION_FAILED == 3
-    assert (error.path, error.line, error.column, error.sqlstate) == (
-        "migrations/002_x.sql", 3, 25, "42601")
+    assert (error.path, error.line, error.column, error.sqlstate) == ("migrations/002_x.sql", 3, 25, "42601")
     assert error.server_message == 'syntax error at or near ","'
     assert error.rolled_back
     assert error.applied_before == ["001_create_a"]
@@ -139,8 +153,7 @@ def test_a_failed_migration_raises_migration_failed_with_its_location(project: P
     assert not table_exists(database_url, "x1")
 
 
-def test_drift_raises_history_inconsistent_with_the_problems(project: Project,
-                                                             database_url: str) -> None:
+def test_drift_raises_history_inconsistent_with_the_problems(project: Project, database_url: str) -> None:
     three_tables(project)
     cfg = config(project, database_url)
     sqlmig.up(cfg, to="2")
@@ -151,8 +164,7 @@ def test_drift_raises_history_inconsistent_with_the_problems(project: Project,
         sqlmig.up(cfg)
 
     assert info.value.exit_code == 6
-    assert [(p.code, p.path) for p in info.value.problems] == [
-        ("changed", "migrations/001_create_a.sql")]
+    assert [(p.code, p.path) for p in info.value.problems] == [("changed", "migrations/001_create_a.sql")]
     assert not table_exists(database_url, "c")
     report = sqlmig.up(cfg, allow=["changed"])
     assert [s.name for s in report.steps] == ["003_create_c"]
@@ -178,7 +190,8 @@ def test_bad_files_raise_file_problems_listing_each_one(project: Project) -> Non
     with pytest.raises(sqlmig.FileProblems) as info:
         sqlmig.load_files(config(project, "postgresql://u:s3cret@127.0.0.1:1/db"))
     assert [(p.code, p.path) for p in info.value.problems] == [
-        ("version-order", "migrations/002_create_b.sql")]
+        ("version-order", "migrations/002_create_b.sql")
+    ]
 
 
 def test_connection_and_lock_errors_are_typed(project: Project, database_url: str) -> None:
@@ -199,8 +212,13 @@ def test_connection_and_lock_errors_are_typed(project: Project, database_url: st
 
 
 def test_an_irreversible_rollback_raises_irreversible(project: Project, database_url: str) -> None:
-    project.add(1, "create_a", "CREATE TABLE a (id int);\n",
-                "-- sqlmig: irreversible the data cannot come back\n", version="1.0.0")
+    project.add(
+        1,
+        "create_a",
+        "CREATE TABLE a (id int);\n",
+        "-- sqlmig: irreversible the data cannot come back\n",
+        version="1.0.0",
+    )
     cfg = config(project, database_url)
     sqlmig.up(cfg)
 
@@ -228,13 +246,17 @@ def test_baseline_repair_and_new(project: Project, database_url: str) -> None:
     created = sqlmig.new(cfg, "add user phone", bump="patch")
     assert isinstance(created, NewFiles)
     assert (created.migration, created.rollback, created.number, created.version) == (
-        "migrations/004_add_user_phone.sql", "rollbacks/004_add_user_phone_rollback.sql", 4,
-        "1.2.1")
+        "migrations/004_add_user_phone.sql",
+        "rollbacks/004_add_user_phone_rollback.sql",
+        4,
+        "1.2.1",
+    )
     assert (project.root / created.migration).is_file()
     report = sqlmig.up(cfg)
     assert [s.name for s in report.steps] == ["002_create_b", "003_create_c", "004_add_user_phone"]
     assert report.steps[-1].warnings == (
-        f"{created.migration}: warning: has no SQL statements; applied as a no-op",)
+        f"{created.migration}: warning: has no SQL statements; applied as a no-op",
+    )
 
 
 def test_a_custom_history_table_and_schema(project: Project, database_url: str) -> None:
@@ -252,7 +274,8 @@ def test_a_custom_history_table_and_schema(project: Project, database_url: str) 
 
 
 def test_records_and_config_validate_and_serialize_with_pydantic_as_they_are(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     """DESIGN.md's library gives pydantic-ready records: sqlmig does not import pydantic (issue
     6: ~60 ms of every command), but pydantic v2 takes its dataclasses as they are."""
     pydantic = pytest.importorskip("pydantic")
@@ -260,27 +283,41 @@ def test_records_and_config_validate_and_serialize_with_pydantic_as_they_are(
     cfg = config(project, database_url)
     plans: list[Plan] = []
     run = sqlmig.up(cfg, on_plan=plans.append)
-    records: list[object] = [run, *plans, *run.steps, sqlmig.status(cfg),
-                             *sqlmig.history(cfg), *sqlmig.load_files(cfg).migrations]
+    records: list[object] = [
+        run,
+        *plans,
+        *run.steps,
+        sqlmig.status(cfg),
+        *sqlmig.history(cfg),
+        *sqlmig.load_files(cfg).migrations,
+    ]
 
     for record in records:
         adapter = pydantic.TypeAdapter(type(record))
         dumped = adapter.dump_python(record, mode="json")
         assert dumped == to_json(record), type(record).__name__  # what --json prints
         if isinstance(record, Migration):  # its text is not in its JSON
-            dumped = {**dumped, "source": record.text,
-                      "rollback": {**dumped["rollback"], "source": record.rollback.text}}
+            dumped = {
+                **dumped,
+                "source": record.text,
+                "rollback": {**dumped["rollback"], "source": record.rollback.text},
+            }
         assert adapter.validate_python(dumped) == record, type(record).__name__
         assert adapter.json_schema()["type"] == "object"
     rows = pydantic.TypeAdapter(list[AppliedRecord]).dump_python(sqlmig.history(cfg), mode="json")
     assert sorted((row["version"], row["number"], row["status"]) for row in rows) == [
-        ("1.0.0", 1, "applied"), ("1.1.0", 2, "applied"), ("1.2.0", 3, "applied")]
+        ("1.0.0", 1, "applied"),
+        ("1.1.0", 2, "applied"),
+        ("1.2.0", 3, "applied"),
+    ]
 
     # A configuration dumps with its secrets masked, and validates from plain strings.
     secret = dataclasses.replace(
-        sqlmig.resolve(root=project.root, environ={},
-                       database_url="postgresql://app_user:s3cret-pw@db.example/app"),
-        password=Secret("p4ss-w0rd"))
+        sqlmig.resolve(
+            root=project.root, environ={}, database_url="postgresql://app_user:s3cret-pw@db.example/app"
+        ),
+        password=Secret("p4ss-w0rd"),
+    )
     adapter = pydantic.TypeAdapter(sqlmig.Config)
     dumped = adapter.dump_python(secret, mode="json")
     assert dumped["password"] == "**********"

@@ -24,6 +24,7 @@ def text(path: str, body: str | bytes) -> Writer:
             target.write_bytes(body)
         else:
             target.write_text(body)
+
     return write
 
 
@@ -31,6 +32,7 @@ def pair(name: str, forward: str, rollback: str = "SELECT 1;\n") -> Writer:
     def write(project: Project) -> None:
         (project.migrations / f"{name}.sql").write_text(forward)
         (project.rollbacks / f"{name}_rollback.sql").write_text(rollback)
+
     return write
 
 
@@ -43,53 +45,79 @@ def link_out(path: str) -> Writer:
         outside = project.root.parent / f"{project.root.name}-outside.sql"
         outside.write_text("-- Version: 1.2.0\nSELECT 1;\n")
         os.symlink(outside, project.root / path)
+
     return write
 
 
 V = "-- Version: 1.2.0\n"
 NO_TX = "-- sqlmig: no-transaction\n"
 CASES: dict[str, tuple[list[Writer], str, int | None]] = {
-    "bad-name": ([text("migrations/3_BadName.sql", V + "SELECT 1;\n")],
-                 "migrations/3_BadName.sql", None),
-    "duplicate-number": ([pair("001_again", V + "SELECT 1;\n")], "migrations/001_create_a.sql",
-                         None),
-    "orphan-rollback": ([text("rollbacks/007_ghost_rollback.sql", "SELECT 1;\n")],
-                        "rollbacks/007_ghost_rollback.sql", None),
-    "missing-rollback": ([text("migrations/002_b.sql", V + "SELECT 1;\n")],
-                         "migrations/002_b.sql", None),
-    "version-order": ([pair("002_b", "-- Version: 1.0.0\nSELECT 1;\n")],
-                      "migrations/002_b.sql", None),
-    "bad-encoding": ([pair("002_b", ""), text("migrations/002_b.sql",
-                                              b"-- Version: 1.2.0\n-- Gr\xf6\xdfe\nSELECT 1;\n")],
-                     "migrations/002_b.sql", 2),
+    "bad-name": ([text("migrations/3_BadName.sql", V + "SELECT 1;\n")], "migrations/3_BadName.sql", None),
+    "duplicate-number": ([pair("001_again", V + "SELECT 1;\n")], "migrations/001_create_a.sql", None),
+    "orphan-rollback": (
+        [text("rollbacks/007_ghost_rollback.sql", "SELECT 1;\n")],
+        "rollbacks/007_ghost_rollback.sql",
+        None,
+    ),
+    "missing-rollback": ([text("migrations/002_b.sql", V + "SELECT 1;\n")], "migrations/002_b.sql", None),
+    "version-order": ([pair("002_b", "-- Version: 1.0.0\nSELECT 1;\n")], "migrations/002_b.sql", None),
+    "bad-encoding": (
+        [pair("002_b", ""), text("migrations/002_b.sql", b"-- Version: 1.2.0\n-- Gr\xf6\xdfe\nSELECT 1;\n")],
+        "migrations/002_b.sql",
+        2,
+    ),
     "missing-version": ([pair("002_b", "SELECT 1;\n")], "migrations/002_b.sql", 1),
     "bad-version": ([pair("002_b", "-- Version: 1.2\nSELECT 1;\n")], "migrations/002_b.sql", 1),
-    "bad-header": ([pair("002_b", V + "-- sqlmig: frobnicate\nSELECT 1;\n")],
-                   "migrations/002_b.sql", 2),
-    "not-a-file": ([directory("migrations/002_b.sql"),
-                    text("rollbacks/002_b_rollback.sql", "SELECT 1;\n")],
-                   "migrations/002_b.sql", None),
-    "outside-directory": ([link_out("migrations/002_b.sql"),
-                           text("rollbacks/002_b_rollback.sql", "SELECT 1;\n")],
-                          "migrations/002_b.sql", None),
-    "psql-meta-command": ([pair("002_b", V + "SELECT 1;\n\\i other.sql\n")],
-                          "migrations/002_b.sql", 3),
-    "transaction-control": ([pair("002_b", V + "SELECT 1;\nCOMMIT;\nSELECT 2;\n")],
-                            "migrations/002_b.sql", 3),
-    "copy-from-stdin": ([pair("002_b", V + "COPY a FROM stdin;\n1\n\\.\n")],
-                        "migrations/002_b.sql", 2),
-    "needs-no-transaction": ([pair("002_b", V + "CREATE INDEX CONCURRENTLY a_i ON a (id);\n")],
-                             "migrations/002_b.sql", 2),
+    "bad-header": ([pair("002_b", V + "-- sqlmig: frobnicate\nSELECT 1;\n")], "migrations/002_b.sql", 2),
+    "not-a-file": (
+        [directory("migrations/002_b.sql"), text("rollbacks/002_b_rollback.sql", "SELECT 1;\n")],
+        "migrations/002_b.sql",
+        None,
+    ),
+    "outside-directory": (
+        [link_out("migrations/002_b.sql"), text("rollbacks/002_b_rollback.sql", "SELECT 1;\n")],
+        "migrations/002_b.sql",
+        None,
+    ),
+    "psql-meta-command": ([pair("002_b", V + "SELECT 1;\n\\i other.sql\n")], "migrations/002_b.sql", 3),
+    "transaction-control": (
+        [pair("002_b", V + "SELECT 1;\nCOMMIT;\nSELECT 2;\n")],
+        "migrations/002_b.sql",
+        3,
+    ),
+    "copy-from-stdin": ([pair("002_b", V + "COPY a FROM stdin;\n1\n\\.\n")], "migrations/002_b.sql", 2),
+    "needs-no-transaction": (
+        [pair("002_b", V + "CREATE INDEX CONCURRENTLY a_i ON a (id);\n")],
+        "migrations/002_b.sql",
+        2,
+    ),
     # The same statement checks, on rollbacks.
-    "rollback/psql-meta-command": ([pair("002_b", V + "SELECT 1;\n", "\\! rm -rf /tmp/x\n")],
-                                   "rollbacks/002_b_rollback.sql", 1),
-    "rollback/transaction-control": ([pair("002_b", V + "SELECT 1;\n", "SELECT 1;\nROLLBACK;\n")],
-                                     "rollbacks/002_b_rollback.sql", 2),
-    "rollback/needs-no-transaction": ([pair("002_b", V + NO_TX + "CREATE INDEX CONCURRENTLY "
-                                            "a_i ON a (id);\n", "DROP INDEX CONCURRENTLY a_i;\n")],
-                                      "rollbacks/002_b_rollback.sql", 1),
-    "rollback/copy-from-stdin": ([pair("002_b", V + "SELECT 1;\n", "COPY a FROM stdin;\n\\.\n")],
-                                 "rollbacks/002_b_rollback.sql", 1),
+    "rollback/psql-meta-command": (
+        [pair("002_b", V + "SELECT 1;\n", "\\! rm -rf /tmp/x\n")],
+        "rollbacks/002_b_rollback.sql",
+        1,
+    ),
+    "rollback/transaction-control": (
+        [pair("002_b", V + "SELECT 1;\n", "SELECT 1;\nROLLBACK;\n")],
+        "rollbacks/002_b_rollback.sql",
+        2,
+    ),
+    "rollback/needs-no-transaction": (
+        [
+            pair(
+                "002_b",
+                V + NO_TX + "CREATE INDEX CONCURRENTLY a_i ON a (id);\n",
+                "DROP INDEX CONCURRENTLY a_i;\n",
+            )
+        ],
+        "rollbacks/002_b_rollback.sql",
+        1,
+    ),
+    "rollback/copy-from-stdin": (
+        [pair("002_b", V + "SELECT 1;\n", "COPY a FROM stdin;\n\\.\n")],
+        "rollbacks/002_b_rollback.sql",
+        1,
+    ),
 }
 
 
@@ -102,27 +130,49 @@ def reported(project: Project, command: tuple[str, ...], url: str) -> tuple[int,
         return result.returncode, found
     result = project.run("--log-format", "json", *command, url=url)
     assert result.stdout == "", result.stdout
-    errors = [json.loads(line) for line in result.stderr.splitlines()
-              if json.loads(line).get("event") == "error"]
+    errors = [
+        json.loads(line) for line in result.stderr.splitlines() if json.loads(line).get("event") == "error"
+    ]
     assert len(errors) == 1, result.stderr
     return result.returncode, {(p["code"], p["path"], p["line"]) for p in errors[0]["problems"]}
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_command_reports_every_file_problem_alike(
-        project: Project, database_url: str, server_dsn: str, case: str) -> None:
+    project: Project, database_url: str, server_dsn: str, case: str
+) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n")
     writers, path, line = CASES[case]
     for write in writers:
         write(project)
     code = case.removeprefix("rollback/")
-    expected = (code, path, line if code in ("psql-meta-command", "transaction-control",
-                                               "copy-from-stdin", "needs-no-transaction",
-                                               "bad-encoding", "missing-version", "bad-version",
-                                               "bad-header") else None)
+    expected = (
+        code,
+        path,
+        line
+        if code
+        in (
+            "psql-meta-command",
+            "transaction-control",
+            "copy-from-stdin",
+            "needs-no-transaction",
+            "bad-encoding",
+            "missing-version",
+            "bad-version",
+            "bad-header",
+        )
+        else None,
+    )
 
-    for command in (("lint",), ("validate",), ("verify", "--scratch-url", server_dsn),
-                    ("up", "--dry-run"), ("render", "up"), ("up",), ("down",)):
+    for command in (
+        ("lint",),
+        ("validate",),
+        ("verify", "--scratch-url", server_dsn),
+        ("up", "--dry-run"),
+        ("render", "up"),
+        ("up",),
+        ("down",),
+    ):
         exit_code, found = reported(project, command, database_url)
         # lint names a problem without a line at line 1
         want = expected if command[0] != "lint" else (code, path, expected[2] or 1)
@@ -143,6 +193,12 @@ def test_the_cases_cover_every_code_files_and_filechecks_know() -> None:
     codes = set(re.findall(r'code="([a-z-]+)"', source)) | set(filechecks.CODES)
     codes |= {"not-a-file", "outside-directory"}  # from _refusal's (code, message) pairs
     # Not about a file's content or name: warnings, the cache, and a file changed mid-run.
-    codes -= {"empty", "hidden-file", "file-cache-wrong", "changed-during-run", "unreadable",
-              "missing-directory"}
+    codes -= {
+        "empty",
+        "hidden-file",
+        "file-cache-wrong",
+        "changed-during-run",
+        "unreadable",
+        "missing-directory",
+    }
     assert codes == {case.removeprefix("rollback/") for case in CASES}

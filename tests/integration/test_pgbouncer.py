@@ -41,11 +41,15 @@ TX = ("--lock-mode", "transaction")
 @pytest.fixture(scope="module")
 def bouncer(server_dsn: str) -> Iterator[pgbouncer.PgBouncer]:
     if pgbouncer.find() is None:
-        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer; ./test.sh "
-                    "installs it when run as root with apt)")
+        pytest.skip(
+            "pgbouncer is not installed (Debian: apt-get install pgbouncer; ./test.sh "
+            "installs it when run as root with apt)"
+        )
     with pgbouncer.running(server_dsn, pool_size=2) as running:
-        print(f"pgbouncer on 127.0.0.1:{running.port}, pool_mode=transaction, "
-              f"default_pool_size={running.pool_size}")
+        print(
+            f"pgbouncer on 127.0.0.1:{running.port}, pool_mode=transaction, "
+            f"default_pool_size={running.pool_size}"
+        )
         yield running
 
 
@@ -67,18 +71,23 @@ def lease_rows(url: str) -> list[tuple]:
 
 
 def server_sessions(url: str) -> int:
-    return query(url, """SELECT count(*) FROM pg_stat_activity
-                          WHERE datname = current_database() AND pid <> pg_backend_pid()""")[0][0]
+    return query(
+        url,
+        """SELECT count(*) FROM pg_stat_activity
+                          WHERE datname = current_database() AND pid <> pg_backend_pid()""",
+    )[0][0]
 
 
-def assert_each_applied_once(results: list[tuple[int, str, str]], names: list[str],
-                             url: str, reference_url: str) -> None:
+def assert_each_applied_once(
+    results: list[tuple[int, str, str]], names: list[str], url: str, reference_url: str
+) -> None:
     assert [rc for rc, _, _ in results] == [0] * len(results), "every runner must exit 0"
     applied = lines(results, "applied ")
     print(f"'applied' lines over all runners: {applied}")
     print(f"'skipped' lines (done by another runner meanwhile): {len(lines(results, 'skipped '))}")
-    assert sorted(line.split()[1] for line in applied) == names, \
+    assert sorted(line.split()[1] for line in applied) == names, (
         "each migration is applied by exactly one runner"
+    )
     rows = history_rows(url)
     print(f"history: {[(r[0], r[2], r[5]) for r in rows]}")
     events = applied_events(url)
@@ -92,9 +101,10 @@ def assert_each_applied_once(results: list[tuple[int, str, str]], names: list[st
 
 # -- (1) and (2): many runners in transaction mode ----------------------------------------------
 
+
 def test_eight_transaction_mode_runners_through_pgbouncer_apply_each_migration_once(
-        project: Project, database_url: str, second_database_url: str,
-        bouncer: pgbouncer.PgBouncer) -> None:
+    project: Project, database_url: str, second_database_url: str, bouncer: pgbouncer.PgBouncer
+) -> None:
     six_migrations(project)
     url = bouncer.url(database_url)
     reference = project.run("up", url=second_database_url)
@@ -102,19 +112,20 @@ def test_eight_transaction_mode_runners_through_pgbouncer_apply_each_migration_o
     assert reference.returncode == 0
 
     procs = [start(project, *TX, "up", url=url) for _ in range(8)]
-    print(f"started 8 `sqlmig --lock-mode transaction up` through pgbouncer: "
-          f"{[p.pid for p in procs]}")
+    print(f"started 8 `sqlmig --lock-mode transaction up` through pgbouncer: {[p.pid for p in procs]}")
     peak = 0
     while any(p.poll() is None for p in procs):
         peak = max(peak, server_sessions(database_url))
         time.sleep(0.05)
-    print(f"server sessions on the database during the run: at most {peak} (pool size "
-          f"{bouncer.pool_size})")
+    print(f"server sessions on the database during the run: at most {peak} (pool size {bouncer.pool_size})")
     assert peak <= bouncer.pool_size, "8 runners shared the pool's server connections"
     results = run_all(procs, "--lock-mode transaction up")
-    assert_each_applied_once(results, ["001_accounts", "002_orders", "003_audit",
-                                       "004_accounts_name", "005_orders_index", "006_counters"],
-                             database_url, second_database_url)
+    assert_each_applied_once(
+        results,
+        ["001_accounts", "002_orders", "003_audit", "004_accounts_name", "005_orders_index", "006_counters"],
+        database_url,
+        second_database_url,
+    )
     assert query(database_url, "SELECT count(*) FROM accounts") == [(1,)]
     assert query(database_url, "SELECT name, n FROM counters") == [("accounts", 0)]
     status = project.run(*TX, "status", "--exit-code", url=url)
@@ -123,77 +134,118 @@ def test_eight_transaction_mode_runners_through_pgbouncer_apply_each_migration_o
 
 
 def test_eight_runners_with_a_no_transaction_file_then_three_concurrent_downs(
-        project: Project, database_url: str, second_database_url: str,
-        bouncer: pgbouncer.PgBouncer) -> None:
+    project: Project, database_url: str, second_database_url: str, bouncer: pgbouncer.PgBouncer
+) -> None:
     six_migrations(project)
-    project.add(7, "orders_online_index", """
+    project.add(
+        7,
+        "orders_online_index",
+        """
         SELECT pg_sleep(1.5);
         CREATE INDEX CONCURRENTLY orders_account_online ON orders (account_id);
-    """, "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY orders_account_online;",
-                header="-- sqlmig: no-transaction\n")
-    project.add(8, "after_online", "CREATE TABLE after_online (id int);",
-                "DROP TABLE after_online;")
+    """,
+        "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY orders_account_online;",
+        header="-- sqlmig: no-transaction\n",
+    )
+    project.add(8, "after_online", "CREATE TABLE after_online (id int);", "DROP TABLE after_online;")
     url = bouncer.url(database_url)
     reference = project.run("up", url=second_database_url)
     assert reference.returncode == 0
 
     procs = [start(project, *TX, "up", url=url) for _ in range(8)]
     print(f"started 8 runners: {[p.pid for p in procs]}; waiting for the lease of 007")
-    wait_for("a runner holds the lease for 007", lambda: any(
-        r[2] == "1.7.0" for r in (lease_rows(database_url)
-                                   if table_exists(database_url, "schema_version_lease") else [])),
-        timeout=60)
+    wait_for(
+        "a runner holds the lease for 007",
+        lambda: any(
+            r[2] == "1.7.0"
+            for r in (lease_rows(database_url) if table_exists(database_url, "schema_version_lease") else [])
+        ),
+        timeout=60,
+    )
     holder = lease_rows(database_url)
     print(f"lease while 007 runs: {holder}")
     results = run_all(procs, "--lock-mode transaction up")
-    assert_each_applied_once(results, ["001_accounts", "002_orders", "003_audit",
-                                       "004_accounts_name", "005_orders_index", "006_counters",
-                                       "007_orders_online_index", "008_after_online"],
-                             database_url, second_database_url)
-    valid = query(database_url, """SELECT indisvalid FROM pg_index
-                                    WHERE indexrelid = 'orders_account_online'::regclass""")
+    assert_each_applied_once(
+        results,
+        [
+            "001_accounts",
+            "002_orders",
+            "003_audit",
+            "004_accounts_name",
+            "005_orders_index",
+            "006_counters",
+            "007_orders_online_index",
+            "008_after_online",
+        ],
+        database_url,
+        second_database_url,
+    )
+    valid = query(
+        database_url,
+        """SELECT indisvalid FROM pg_index
+                                    WHERE indexrelid = 'orders_account_online'::regclass""",
+    )
     assert valid == [(True,)]
-    lease_events = query(database_url, """SELECT outcome FROM schema_version_events
-                                           WHERE action = 'lease'""")
+    lease_events = query(
+        database_url,
+        """SELECT outcome FROM schema_version_events
+                                           WHERE action = 'lease'""",
+    )
     assert lease_events == [], "no lease expired: the holder kept it and released it"
 
     downs = [start(project, *TX, "down", "--to", "0", url=url) for _ in range(3)]
     results = run_all(downs, "--lock-mode transaction down --to 0")
     assert [rc for rc, _, _ in results] == [0, 0, 0]
-    reverted = query(database_url, """SELECT version, count(*) FROM schema_version_events
+    reverted = query(
+        database_url,
+        """SELECT version, count(*) FROM schema_version_events
                                        WHERE action = 'down' AND outcome = 'reverted'
-                                       GROUP BY version""")
+                                       GROUP BY version""",
+    )
     print(f"'down reverted' events per version: {reverted}")
-    assert sorted(reverted) == [(f"1.{n}.0", 1) for n in range(1, 9)], \
-        "each rollback ran exactly once"
+    assert sorted(reverted) == [(f"1.{n}.0", 1) for n in range(1, 9)], "each rollback ran exactly once"
     assert history_rows(database_url) == []
     assert not table_exists(database_url, "accounts")
 
 
 # -- (3): why: the session lock through transaction pooling -----------------------------------
 
+
 def test_session_mode_through_transaction_pooling_loses_its_lock_and_says_so(
-        project: Project, database_url: str, bouncer: pgbouncer.PgBouncer) -> None:
+    project: Project, database_url: str, bouncer: pgbouncer.PgBouncer
+) -> None:
     """Pool of 2 server connections, S1 and S2. The test pins S1 in an open transaction, so
     sqlmig takes its session lock on S2; while the migration sleeps, a second client queues
     for S2 and gets it when the migration commits; then S1 is freed, so the rest of the run,
     unlock included, lands on S1. Every step is forced by the pool, not by timing."""
-    project.add(1, "slow", """
+    project.add(
+        1,
+        "slow",
+        """
         CREATE TABLE slow_table (id int);
         SELECT pg_sleep(2);
-    """, "DROP TABLE slow_table;")
+    """,
+        "DROP TABLE slow_table;",
+    )
     url = bouncer.url(database_url)
-    with psycopg.connect(url, autocommit=True, application_name="test-pin-s1") as pin1, \
-            psycopg.connect(url, autocommit=True, application_name="test-pin-s2") as pin2:
+    with (
+        psycopg.connect(url, autocommit=True, application_name="test-pin-s1") as pin1,
+        psycopg.connect(url, autocommit=True, application_name="test-pin-s2") as pin2,
+    ):
         pin1.execute("BEGIN")
         s1 = pin1.execute("SELECT pg_backend_pid()").fetchone()[0]
         print(f"test client pins server session {s1} (S1) in an open transaction")
         proc = start(project, "--lock-mode", "session", "up", url=url)
 
         def sleeping() -> bool:
-            return bool(query(database_url, """SELECT 1 FROM pg_stat_activity
+            return bool(
+                query(
+                    database_url,
+                    """SELECT 1 FROM pg_stat_activity
                                                 WHERE query LIKE 'SELECT pg_sleep(2)%%'
-                                                  AND state = 'active'"""))
+                                                  AND state = 'active'""",
+                )
+            )
 
         wait_for("sqlmig's migration sleeps on S2", sleeping, timeout=30)
         taken = lock_holders(database_url)
@@ -227,7 +279,8 @@ def test_session_mode_through_transaction_pooling_loses_its_lock_and_says_so(
 
 
 def test_transaction_mode_waits_for_a_transaction_lock_held_through_pgbouncer(
-        project: Project, database_url: str, bouncer: pgbouncer.PgBouncer) -> None:
+    project: Project, database_url: str, bouncer: pgbouncer.PgBouncer
+) -> None:
     project.add(1, "first", "CREATE TABLE first_table (id int);", "DROP TABLE first_table;")
     url = bouncer.url(database_url)
     with psycopg.connect(url, autocommit=True, application_name="test-lock-holder") as holder:
@@ -236,8 +289,7 @@ def test_transaction_mode_waits_for_a_transaction_lock_held_through_pgbouncer(
         print("a client holds pg_advisory_xact_lock in an open transaction through pgbouncer")
         began = time.monotonic()
         blocked = project.run(*TX, "--lock-timeout", "1", "up", url=url)
-        show(f"--lock-mode transaction --lock-timeout 1 up ({time.monotonic() - began:.1f} s)",
-             blocked)
+        show(f"--lock-mode transaction --lock-timeout 1 up ({time.monotonic() - began:.1f} s)", blocked)
         assert blocked.returncode == 4
         assert "test-lock-holder" in blocked.stderr
         assert not query(database_url, "SELECT to_regclass('first_table')")[0][0]
@@ -249,15 +301,17 @@ def test_transaction_mode_waits_for_a_transaction_lock_held_through_pgbouncer(
 
 # -- (4): the unlock result is checked ---------------------------------------------------------
 
-def test_session_mode_reports_a_lock_lost_during_the_run(project: Project,
-                                                         database_url: str) -> None:
+
+def test_session_mode_reports_a_lock_lost_during_the_run(project: Project, database_url: str) -> None:
     project.add(1, "first", "CREATE TABLE first_table (id int);", "DROP TABLE first_table;")
     project.add(2, "unlock", "SELECT pg_advisory_unlock_all();", "SELECT 1;")
     result = project.run("up", url=database_url)
     show("up (a migration releases every advisory lock of its session)", result)
     assert result.returncode == 0
-    assert "warning: the migration lock was not held at the end of this run: " \
-           "pg_advisory_unlock returned false" in result.stderr
+    assert (
+        "warning: the migration lock was not held at the end of this run: "
+        "pg_advisory_unlock returned false" in result.stderr
+    )
 
 
 def test_release_returns_a_warning_when_the_lock_is_not_held(database_url: str) -> None:
@@ -272,16 +326,26 @@ def test_release_returns_a_warning_when_the_lock_is_not_held(database_url: str) 
 
 # -- the lease ----------------------------------------------------------------------------------
 
+
 def test_a_live_lease_outlasts_its_ttl_by_heartbeats_and_keeps_other_runners_out(
-        project: Project, database_url: str, bouncer: pgbouncer.PgBouncer) -> None:
+    project: Project, database_url: str, bouncer: pgbouncer.PgBouncer
+) -> None:
     project.add(1, "first", "CREATE TABLE first_table (id int);", "DROP TABLE first_table;")
     url = bouncer.url(database_url)
     config = project.config(url, lock_mode="transaction")
     conn = connect(config)
     try:
         history = History("public", "schema_version", step_clock=True)
-        runner = TransactionLock(conn, history, key=LOCK_KEY, timeout=5, what="test",
-                                 reconnect=lambda: connect(config), ttl=1.0, heartbeat=0.2)
+        runner = TransactionLock(
+            conn,
+            history,
+            key=LOCK_KEY,
+            timeout=5,
+            what="test",
+            reconnect=lambda: connect(config),
+            ttl=1.0,
+            heartbeat=0.2,
+        )
         runner.setup()
         with runner.hold_lease("test", "a long no-transaction step"):
             time.sleep(1.5)  # longer than the TTL: only the heartbeats keep the lease
@@ -299,26 +363,38 @@ def test_a_live_lease_outlasts_its_ttl_by_heartbeats_and_keeps_other_runners_out
 
 
 def _dead_lease(url: str, version: str, name: str) -> None:
-    query(url, """INSERT INTO schema_version_lease (holder, action, version, name, client_host,
+    query(
+        url,
+        """INSERT INTO schema_version_lease (holder, action, version, name, client_host,
                       application_name, acquired_at, heartbeat_at, expires_at)
                   VALUES ('deadhost:4242:0badcafe', 'up', %s, %s, 'deadhost', 'sqlmig',
                           now() - interval '5 min', now() - interval '2 min',
-                          now() - interval '90 s')""", (version, name))
+                          now() - interval '90 s')""",
+        (version, name),
+    )
 
 
 def test_an_expired_lease_is_reported_then_taken_over_and_its_started_step_blocks(
-        project: Project, database_url: str, bouncer: pgbouncer.PgBouncer) -> None:
+    project: Project, database_url: str, bouncer: pgbouncer.PgBouncer
+) -> None:
     project.add(1, "first", "CREATE TABLE first_table (id int);", "DROP TABLE first_table;")
-    project.add(2, "online", "CREATE INDEX CONCURRENTLY first_id ON first_table (id);",
-                "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY first_id;",
-                header="-- sqlmig: no-transaction\n")
+    project.add(
+        2,
+        "online",
+        "CREATE INDEX CONCURRENTLY first_id ON first_table (id);",
+        "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY first_id;",
+        header="-- sqlmig: no-transaction\n",
+    )
     project.add(3, "third", "CREATE TABLE third_table (id int);", "DROP TABLE third_table;")
     url = bouncer.url(database_url)
     first = project.run(*TX, "up", "--to", "1", url=url)
     assert first.returncode == 0
     # A runner died while 002 ran: its `started` row and its lease, long expired.
-    query(database_url, """INSERT INTO schema_version (version, number, name, status,
-                               transactional) VALUES ('1.2.0', 2, '002_online', 'started', false)""")
+    query(
+        database_url,
+        """INSERT INTO schema_version (version, number, name, status,
+                               transactional) VALUES ('1.2.0', 2, '002_online', 'started', false)""",
+    )
     _dead_lease(database_url, "1.2.0", "002_online")
 
     blocked = project.run(*TX, "up", url=url)
@@ -339,15 +415,19 @@ def test_an_expired_lease_is_reported_then_taken_over_and_its_started_step_block
     assert done.returncode == 0
     assert "warning: the lease of a runner that stopped renewing it expired" in done.stderr
     assert "applied 002_online (1.2.0)" in done.stdout and "applied 003_third" in done.stdout
-    events = query(database_url, """SELECT version, outcome FROM schema_version_events
-                                     WHERE action = 'lease' ORDER BY id""")
+    events = query(
+        database_url,
+        """SELECT version, outcome FROM schema_version_events
+                                     WHERE action = 'lease' ORDER BY id""",
+    )
     print(f"lease events: {events}")
     assert events == [("1.2.0", "expired"), ("1.9.0", "expired")]
     assert lease_rows(database_url) == []
 
 
-def test_the_history_fingerprint_is_the_same_in_sql_and_in_python(project: Project,
-                                                                  database_url: str) -> None:
+def test_the_history_fingerprint_is_the_same_in_sql_and_in_python(
+    project: Project, database_url: str
+) -> None:
     """Transaction mode skips the full re-read only when they agree: they must, or every
     migration would pay for reading the whole history."""
     from sqlmig.history import fingerprint

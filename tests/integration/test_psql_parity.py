@@ -79,13 +79,17 @@ def corpus(tmp_path: Path) -> Project:
     return Project(tmp_path)
 
 
-def test_corpus_applies_and_rolls_back_like_psql(corpus: Project, database_url: str,
-                                                 second_database_url: str) -> None:
+def test_corpus_applies_and_rolls_back_like_psql(
+    corpus: Project, database_url: str, second_database_url: str
+) -> None:
     mine, theirs = database_url, second_database_url
     migrations = sorted(corpus.migrations.glob("*.sql"))
     rollbacks = sorted(corpus.rollbacks.glob("*.sql"))
-    no_transaction = {p.name for p in migrations + rollbacks
-                      if "-- sqlmig: no-transaction" in p.read_text(encoding="utf-8-sig")}
+    no_transaction = {
+        p.name
+        for p in migrations + rollbacks
+        if "-- sqlmig: no-transaction" in p.read_text(encoding="utf-8-sig")
+    }
 
     result = corpus.run("up", url=mine)
     assert result.returncode == 0, result.stderr
@@ -100,8 +104,7 @@ def test_corpus_applies_and_rolls_back_like_psql(corpus: Project, database_url: 
     assert applied["corpus_log"][0] == ("xit's; $$ not the end42",)
     assert applied['"odd;table"'] == [("a;b", "tab\there; and a quote ' done")]
     assert applied["crlf_table"] == [(1, "two\r\nlines")]
-    assert query(mine, "SELECT count(*) FROM schema_version WHERE status = 'applied'") == [
-        (len(migrations),)]
+    assert query(mine, "SELECT count(*) FROM schema_version WHERE status = 'applied'") == [(len(migrations),)]
 
     result = corpus.run("down", "--to", "0", url=mine)
     assert result.returncode == 0, result.stderr
@@ -111,32 +114,47 @@ def test_corpus_applies_and_rolls_back_like_psql(corpus: Project, database_url: 
 
 
 def test_copy_from_stdin_is_refused_at_its_line(project: Project, database_url: str) -> None:
-    project.add(1, "load", "CREATE TABLE t (a int);\nCOPY t (a) FROM stdin;\n1\n2\n\\.\n",
-                "DROP TABLE t;", version="1.0.0")
+    project.add(
+        1,
+        "load",
+        "CREATE TABLE t (a int);\nCOPY t (a) FROM stdin;\n1\n2\n\\.\n",
+        "DROP TABLE t;",
+        version="1.0.0",
+    )
 
     result = project.run("up", url=database_url)
 
     assert result.returncode == 2
-    assert "migrations/001_load.sql:3: error: COPY … FROM stdin with inline data is psql syntax" \
-        in result.stderr
+    assert (
+        "migrations/001_load.sql:3: error: COPY … FROM stdin with inline data is psql syntax" in result.stderr
+    )
     assert query(database_url, "SELECT to_regclass('t')") == [(None,)]
 
 
-@pytest.mark.parametrize(("line", "ok"), [
-    ("\\set ON_ERROR_STOP on", True),
-    ("\\set ON_ERROR_STOP 1", True),
-    ("\\echo applying the change", True),
-    ("\\set ON_ERROR_STOP off", False),
-    ("\\i other.sql", False),
-    ("\\ir ../secret.sql", False),
-    ("\\connect otherdb", False),
-    ("\\copy t FROM 'data.csv'", False),
-    ("\\gexec", False),
-])
+@pytest.mark.parametrize(
+    ("line", "ok"),
+    [
+        ("\\set ON_ERROR_STOP on", True),
+        ("\\set ON_ERROR_STOP 1", True),
+        ("\\echo applying the change", True),
+        ("\\set ON_ERROR_STOP off", False),
+        ("\\i other.sql", False),
+        ("\\ir ../secret.sql", False),
+        ("\\connect otherdb", False),
+        ("\\copy t FROM 'data.csv'", False),
+        ("\\gexec", False),
+    ],
+)
 def test_psql_meta_commands_are_skipped_or_refused_with_their_line(
-        project: Project, database_url: str, line: str, ok: bool) -> None:
-    project.add(1, "meta", f"CREATE TABLE t (a int);\n{line}\nCREATE TABLE u (a int);\n",
-                "DROP TABLE u;\nDROP TABLE t;", version="1.0.0")
+    project: Project, database_url: str, line: str, ok: bool
+) -> None:
+    project.add(
+        1,
+        "meta",
+        f"CREATE TABLE t (a int);\n{line}\nCREATE TABLE u (a int);\n",
+        "DROP TABLE u;\nDROP TABLE t;",
+        version="1.0.0",
+    )
 
     result = project.run("up", url=database_url)
 
@@ -150,10 +168,16 @@ def test_psql_meta_commands_are_skipped_or_refused_with_their_line(
 
 
 def test_a_backslash_inside_a_string_or_body_is_not_a_meta_command(
-        project: Project, database_url: str) -> None:
-    project.add(1, "strings", "CREATE TABLE t (a text);\nINSERT INTO t VALUES ('x\n\\i y');\n"
-                "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$SELECT 'a\n\\q'$$;\n",
-                "DROP FUNCTION f();\nDROP TABLE t;", version="1.0.0")
+    project: Project, database_url: str
+) -> None:
+    project.add(
+        1,
+        "strings",
+        "CREATE TABLE t (a text);\nINSERT INTO t VALUES ('x\n\\i y');\n"
+        "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$SELECT 'a\n\\q'$$;\n",
+        "DROP FUNCTION f();\nDROP TABLE t;",
+        version="1.0.0",
+    )
 
     result = project.run("up", url=database_url)
 

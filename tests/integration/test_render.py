@@ -44,24 +44,24 @@ EVENTS = """SELECT action, version, name, outcome, actor, sqlmig_version
               FROM schema_version_events ORDER BY id"""
 
 
-def psql(url: str, script: str, *options: str, stop: bool = True,
-         timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def psql(
+    url: str, script: str, *options: str, stop: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """The documented way to run a rendered script: psql in autocommit mode, script on stdin."""
     args = [PSQL, "-X", *options, *(["-v", "ON_ERROR_STOP=1"] if stop else []), "-d", url, "-f", "-"]
     # Bytes in and out: a CR inside a string literal (a CRLF file) must reach psql as it is.
     done = subprocess.run(args, input=script.encode(), capture_output=True, timeout=timeout)
-    return subprocess.CompletedProcess(args, done.returncode, done.stdout.decode(),
-                                       done.stderr.decode())
+    return subprocess.CompletedProcess(args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
-def render(project: Project, *args: str, url: str | None = None, options: tuple[str, ...] = ()
-           ) -> str:
+def render(project: Project, *args: str, url: str | None = None, options: tuple[str, ...] = ()) -> str:
     """The script exactly as `sqlmig [options] render args` prints it (no newline translation)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLMIG_DATABASE_URL")}
     if url is not None:
         env["SQLMIG_DATABASE_URL"] = url
-    result = subprocess.run([*SQLMIG, *options, "render", *args], cwd=project.root, env=env,
-                            capture_output=True, timeout=60)
+    result = subprocess.run(
+        [*SQLMIG, *options, "render", *args], cwd=project.root, env=env, capture_output=True, timeout=60
+    )
     assert result.returncode == 0, f"render {args}: exit {result.returncode}\n{result.stderr!r}"
     return result.stdout.decode()
 
@@ -91,8 +91,9 @@ def versions(url: str) -> list[tuple[str, str]]:
 
 def four_tables(project: Project, third: str = "CREATE TABLE c (id int PRIMARY KEY);\n") -> None:
     for number, name in ((1, "a"), (2, "b"), (4, "d")):
-        project.add(number, f"create_{name}", f"CREATE TABLE {name} (id int PRIMARY KEY);\n",
-                    f"DROP TABLE {name};\n")
+        project.add(
+            number, f"create_{name}", f"CREATE TABLE {name} (id int PRIMARY KEY);\n", f"DROP TABLE {name};\n"
+        )
     project.add(3, "create_c", third, "DROP TABLE c;\n")
 
 
@@ -100,7 +101,8 @@ def four_tables(project: Project, third: str = "CREATE TABLE c (id int PRIMARY K
 
 
 def test_rendered_example_project_leaves_the_same_database_as_up(
-        example_project: Project, database_url: str, second_database_url: str) -> None:
+    example_project: Project, database_url: str, second_database_url: str
+) -> None:
     script = render(example_project, "up")
 
     result = ok(psql(database_url, script))
@@ -122,7 +124,8 @@ def test_rendered_example_project_leaves_the_same_database_as_up(
     assert len(mine["rows"]) == 5 and ("users", "full_name") in {c[:2] for c in mine["columns"]}
     assert all(valid for *_, valid in mine["indexes"])  # the CONCURRENTLY index is valid
     assert query(database_url, "SELECT DISTINCT detail FROM schema_version_events") == [
-        ("psql script from `sqlmig render`",)]
+        ("psql script from `sqlmig render`",)
+    ]
 
     status = example_project.run("status", "--exit-code", url=database_url)
     assert status.returncode == 0, status.stdout + status.stderr
@@ -147,7 +150,8 @@ def test_render_is_offline_and_prints_only_the_script(example_project: Project) 
 
 
 def test_running_the_script_twice_skips_what_is_applied_and_changes_nothing(
-        example_project: Project, database_url: str) -> None:
+    example_project: Project, database_url: str
+) -> None:
     script = render(example_project, "up")
     ok(psql(database_url, script))
     before = snapshot(database_url)
@@ -160,13 +164,15 @@ def test_running_the_script_twice_skips_what_is_applied_and_changes_nothing(
         "skipping 003_create_audit_events (1.2.0): applied already",
         "skipping 004_index_audit_events_created_at (1.2.1): applied already",
         "skipping 005_rename_display_name (2.0.0): applied already",
-        "at version 2.0.0: 0 applied"]
+        "at version 2.0.0: 0 applied",
+    ]
     assert snapshot(database_url) == before
     assert query(database_url, "SELECT count(*) FROM schema_version") == [(5,)]
 
 
 def test_a_script_stopped_part_way_runs_again_from_where_it_stopped(
-        project: Project, database_url: str, second_database_url: str) -> None:
+    project: Project, database_url: str, second_database_url: str
+) -> None:
     # Step 2 of 4 hits a lock timeout; the same reviewed file, run again, skips step 1 (its
     # exact row is applied) and goes on: the result is what the engine leaves.
     four_tables(project)
@@ -180,34 +186,41 @@ def test_a_script_stopped_part_way_runs_again_from_where_it_stopped(
     again = ok(psql(database_url, script))
 
     assert again.stdout.splitlines() == [
-        "skipping 001_create_a (1.1.0): applied already", "applying 002_create_b (1.2.0)",
-        "applying 003_create_c (1.3.0)", "applying 004_create_d (1.4.0)",
-        "at version 1.4.0: 3 applied"]
+        "skipping 001_create_a (1.1.0): applied already",
+        "applying 002_create_b (1.2.0)",
+        "applying 003_create_c (1.3.0)",
+        "applying 004_create_d (1.4.0)",
+        "at version 1.4.0: 3 applied",
+    ]
     ok(project.run("up", url=second_database_url))
     assert snapshot(database_url) == snapshot(second_database_url)
     # A real mismatch still stops it: the row of step 1 with another checksum.
     query(database_url, "UPDATE schema_version SET checksum = 'edited' WHERE version = '1.1.0'")
     stop = stopped(psql(database_url, script))
-    assert ("sqlmig: stopped before applying 001_create_a (1.1.0): expected no applied migration, "
-            "found version 1.4.0") in stop.stderr
+    assert (
+        "sqlmig: stopped before applying 001_create_a (1.1.0): expected no applied migration, "
+        "found version 1.4.0"
+    ) in stop.stderr
 
 
-def test_a_database_at_another_version_is_left_untouched(example_project: Project,
-                                                          database_url: str) -> None:
+def test_a_database_at_another_version_is_left_untouched(example_project: Project, database_url: str) -> None:
     ok(example_project.run("up", "--to", "1", url=database_url))
     before = snapshot(database_url)
     script = render(example_project, "up", "--from", "1.1.0")
 
     result = stopped(psql(database_url, script))
 
-    assert ("sqlmig: stopped before applying 003_create_audit_events (1.2.0): expected version "
-            "1.1.0, found version 1.0.0") in result.stderr
+    assert (
+        "sqlmig: stopped before applying 003_create_audit_events (1.2.0): expected version "
+        "1.1.0, found version 1.0.0"
+    ) in result.stderr
     assert result.stdout == ""
     assert snapshot(database_url) == before
 
 
 def test_a_fresh_database_gets_not_even_the_history_table_when_the_version_is_wrong(
-        example_project: Project, database_url: str) -> None:
+    example_project: Project, database_url: str
+) -> None:
     script = render(example_project, "up", "--from", "2")
 
     result = stopped(psql(database_url, script))
@@ -217,19 +230,23 @@ def test_a_fresh_database_gets_not_even_the_history_table_when_the_version_is_wr
     assert snapshot(database_url) == {"columns": [], "indexes": []}
 
 
-def test_a_script_with_nothing_to_do_only_checks_the_version(example_project: Project,
-                                                              database_url: str) -> None:
+def test_a_script_with_nothing_to_do_only_checks_the_version(
+    example_project: Project, database_url: str
+) -> None:
     script = render(example_project, "up", "--from", "2.0.0")
     ok(example_project.run("up", "--to", "1.0.0", url=database_url))
 
-    assert "sqlmig: stopped before doing anything: expected version 2.0.0, found version " \
+    assert (
+        "sqlmig: stopped before doing anything: expected version 2.0.0, found version "
         "1.0.0" in stopped(psql(database_url, script)).stderr
+    )
     ok(example_project.run("up", url=database_url))
     assert ok(psql(database_url, script)).stdout == "nothing to do; at version 2.0.0\n"
 
 
-def test_psql_single_transaction_is_refused_before_anything_runs(example_project: Project,
-                                                                 database_url: str) -> None:
+def test_psql_single_transaction_is_refused_before_anything_runs(
+    example_project: Project, database_url: str
+) -> None:
     result = stopped(psql(database_url, render(example_project, "up"), "-1"))
 
     assert "must not run inside one transaction" in result.stderr
@@ -240,7 +257,8 @@ def test_psql_single_transaction_is_refused_before_anything_runs(example_project
 
 
 def test_a_failure_in_migration_3_of_4_keeps_1_and_2_like_the_engine(
-        project: Project, database_url: str, second_database_url: str) -> None:
+    project: Project, database_url: str, second_database_url: str
+) -> None:
     four_tables(project, third="CREATE TABLE c (id int PRIMARY KEY);\nSELECT 1 / 0;\n")
     script = render(project, "up")
 
@@ -249,22 +267,32 @@ def test_a_failure_in_migration_3_of_4_keeps_1_and_2_like_the_engine(
 
     assert engine.returncode == 3
     assert "ERROR:  division by zero" in result.stderr
-    assert result.stdout.splitlines() == ["applying 001_create_a (1.1.0)",
-                                          "applying 002_create_b (1.2.0)",
-                                          "applying 003_create_c (1.3.0)"]
+    assert result.stdout.splitlines() == [
+        "applying 001_create_a (1.1.0)",
+        "applying 002_create_b (1.2.0)",
+        "applying 003_create_c (1.3.0)",
+    ]
     assert versions(database_url) == [("1.1.0", "applied"), ("1.2.0", "applied")]
     assert not table_exists(database_url, "c") and not table_exists(database_url, "d")
     mine, theirs = snapshot(database_url), snapshot(second_database_url)
     assert (mine["columns"], mine["indexes"], mine["rows"]) == (
-        theirs["columns"], theirs["indexes"], theirs["rows"])
+        theirs["columns"],
+        theirs["indexes"],
+        theirs["rows"],
+    )
 
 
 def test_a_failed_no_transaction_step_leaves_its_row_started_and_blocks_the_next_run(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n")
-    project.add(2, "index_a", "CREATE INDEX CONCURRENTLY a_idx ON no_such_table (id);\n",
-                "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY a_idx;\n",
-                header="-- sqlmig: no-transaction\n")
+    project.add(
+        2,
+        "index_a",
+        "CREATE INDEX CONCURRENTLY a_idx ON no_such_table (id);\n",
+        "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY a_idx;\n",
+        header="-- sqlmig: no-transaction\n",
+    )
     script = render(project, "up")
 
     assert 'relation "no_such_table" does not exist' in stopped(psql(database_url, script)).stderr
@@ -280,8 +308,9 @@ def test_a_failed_no_transaction_step_leaves_its_row_started_and_blocks_the_next
 # -- (5) render down ----------------------------------------------------------------------------
 
 
-def test_render_down_rolls_back_like_down(example_project: Project, database_url: str,
-                                          second_database_url: str) -> None:
+def test_render_down_rolls_back_like_down(
+    example_project: Project, database_url: str, second_database_url: str
+) -> None:
     for url in (database_url, second_database_url):
         ok(example_project.run("up", url=url))
 
@@ -305,13 +334,19 @@ def test_render_down_rolls_back_like_down(example_project: Project, database_url
     assert query(database_url, "SELECT count(*) FROM schema_version") == [(0,)]
     assert ok(psql(database_url, script)).stdout.splitlines() == [
         "skipping 002_add_user_last_login (1.1.0): rolled back already",
-        "skipping 001_initial_schema (1.0.0): rolled back already", "at version 0.0.0: 0 rolled back"]
+        "skipping 001_initial_schema (1.0.0): rolled back already",
+        "at version 0.0.0: 0 rolled back",
+    ]
 
 
 def test_render_down_refuses_an_irreversible_rollback_like_down(project: Project) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n")
-    project.add(2, "drop_col", "ALTER TABLE a DROP COLUMN id;\n",
-                "-- sqlmig: irreversible the column's data is gone\n")
+    project.add(
+        2,
+        "drop_col",
+        "ALTER TABLE a DROP COLUMN id;\n",
+        "-- sqlmig: irreversible the column's data is gone\n",
+    )
 
     result = project.run("render", "down")
 
@@ -321,14 +356,16 @@ def test_render_down_refuses_an_irreversible_rollback_like_down(project: Project
 
 
 def test_offline_down_stops_on_an_edited_rollback_and_from_database_runs_the_stored_one(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int);\n", "DROP TABLE a;\n")
     ok(project.run("up", url=database_url))
     (project.rollbacks / "001_create_a_rollback.sql").write_text("DROP TABLE a CASCADE;\n")
 
     offline = stopped(psql(database_url, render(project, "down")))
-    assert ("rollbacks/001_create_a_rollback.sql differs from the rollback stored when 1.1.0 "
-            "was applied") in offline.stderr
+    assert (
+        "rollbacks/001_create_a_rollback.sql differs from the rollback stored when 1.1.0 was applied"
+    ) in offline.stderr
     assert table_exists(database_url, "a")
 
     # Reading the history, the script runs the stored text, as `sqlmig down` does.
@@ -343,18 +380,22 @@ def test_offline_down_stops_on_an_edited_rollback_and_from_database_runs_the_sto
 
 
 def test_the_rendered_insert_stores_quotes_semicolons_and_dollars_verbatim(
-        project: Project, database_url: str, second_database_url: str) -> None:
+    project: Project, database_url: str, second_database_url: str
+) -> None:
     description = "it's \"quoted\"; DROP TABLE t; $$ $x$ E'\\n' \\\\ :foo :'bar' -- end"
-    rollback = ("-- undo it's; $$ not a body $$ \\ back\\slash\n\\echo rolling back\n"
-                "DROP TABLE t; -- ' unbalanced\n")
-    project.add(1, "quoting", "CREATE TABLE t (a text);\n", rollback,
-                header=f"-- Description: {description}\n")
+    rollback = (
+        "-- undo it's; $$ not a body $$ \\ back\\slash\n\\echo rolling back\nDROP TABLE t; -- ' unbalanced\n"
+    )
+    project.add(
+        1, "quoting", "CREATE TABLE t (a text);\n", rollback, header=f"-- Description: {description}\n"
+    )
 
     ok(psql(database_url, render(project, "up")))
     ok(project.run("up", url=second_database_url))
 
     assert query(database_url, "SELECT description, rollback_sql FROM schema_version") == [
-        (description, rollback)]
+        (description, rollback)
+    ]
     assert snapshot(database_url)["rows"] == snapshot(second_database_url)["rows"]
     ok(psql(database_url, render(project, "down")))
     assert not table_exists(database_url, "t")
@@ -364,11 +405,11 @@ def test_the_rendered_insert_stores_quotes_semicolons_and_dollars_verbatim(
 
 
 def test_the_script_waits_for_the_engines_lock_and_gives_up_after_its_bound(
-        example_project: Project, database_url: str, tmp_path: Path) -> None:
+    example_project: Project, database_url: str, tmp_path: Path
+) -> None:
     bounded = render(example_project, "up", options=("--lock-timeout", "1"))
     waiting = render(example_project, "up", options=("--lock-timeout", "10"))
-    with psycopg.connect(database_url, autocommit=True,
-                         application_name="render-lock-holder") as holder:
+    with psycopg.connect(database_url, autocommit=True, application_name="render-lock-holder") as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
 
         began = time.monotonic()
@@ -376,8 +417,9 @@ def test_the_script_waits_for_the_engines_lock_and_gives_up_after_its_bound(
         took = time.monotonic() - began
 
         assert 0.9 <= took < 10, took
-        assert ("sqlmig: could not take the migration lock on public.schema_version within "
-                "1 s: held by pid") in result.stderr
+        assert (
+            "sqlmig: could not take the migration lock on public.schema_version within 1 s: held by pid"
+        ) in result.stderr
         assert "render-lock-holder" in result.stderr
         assert not table_exists(database_url, "public.schema_version")
 
@@ -385,68 +427,82 @@ def test_the_script_waits_for_the_engines_lock_and_gives_up_after_its_bound(
         script = tmp_path / "waiting.sql"
         script.write_text(waiting)
         with script.open() as stdin:
-            proc = subprocess.Popen([PSQL, "-X", "-v", "ON_ERROR_STOP=1", "-d", database_url,
-                                     "-f", "-"], stdin=stdin, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [PSQL, "-X", "-v", "ON_ERROR_STOP=1", "-d", database_url, "-f", "-"],
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         # It polls (tries, pauses, tries again: no statement waits holding a snapshot).
         time.sleep(1.5)
         assert proc.poll() is None, proc.communicate()
-        assert not query(database_url, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-                                       "AND NOT granted"), "nobody queues inside the server"
+        assert not query(
+            database_url, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ), "nobody queues inside the server"
         holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert out.splitlines()[-1] == "at version 2.0.0: 5 applied"
-    assert query(database_url, """SELECT count(*) FROM pg_locks
-                                   WHERE locktype = 'advisory'""") == [(0,)]
-
-
+    assert query(
+        database_url,
+        """SELECT count(*) FROM pg_locks
+                                   WHERE locktype = 'advisory'""",
+    ) == [(0,)]
 
 
 # -- the history table: created, adopted, refused ------------------------------------------------
 
 
 def test_a_hand_written_history_table_is_upgraded_in_place_like_the_engine_does(
-        example_project: Project, database_url: str, second_database_url: str) -> None:
+    example_project: Project, database_url: str, second_database_url: str
+) -> None:
     first = (example_project.migrations / "001_initial_schema.sql").read_text()
     for url in (database_url, second_database_url):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(first)
             conn.execute("""CREATE TABLE schema_version (version VARCHAR(50) PRIMARY KEY,
                                                          applied_at TIMESTAMP, description TEXT)""")
-            conn.execute("INSERT INTO schema_version VALUES ('1.0.0', '2024-01-02 03:04:05', "
-                         "'by hand')")
+            conn.execute("INSERT INTO schema_version VALUES ('1.0.0', '2024-01-02 03:04:05', 'by hand')")
 
     ok(psql(database_url, render(example_project, "up", "--from", "1.0.0")))
     ok(example_project.run("up", url=second_database_url))
 
     history_columns = [c for c in snapshot(database_url)["columns"] if c[0] == "schema_version"]
-    assert history_columns == [c for c in snapshot(second_database_url)["columns"]
-                               if c[0] == "schema_version"]
-    assert query(database_url, """SELECT description, applied_at = '2024-01-02 03:04:05'::timestamp
-                                     FROM schema_version WHERE version = '1.0.0'""") == [
-        ("by hand", True)]
+    assert history_columns == [
+        c for c in snapshot(second_database_url)["columns"] if c[0] == "schema_version"
+    ]
+    assert query(
+        database_url,
+        """SELECT description, applied_at = '2024-01-02 03:04:05'::timestamp
+                                     FROM schema_version WHERE version = '1.0.0'""",
+    ) == [("by hand", True)]
     assert [v for v, _ in versions(database_url)] == ["1.0.0", "1.1.0", "1.2.0", "1.2.1", "2.0.0"]
     assert example_project.run("status", "--exit-code", url=database_url).returncode == 0
 
 
-def test_someone_elses_schema_version_table_is_left_alone(example_project: Project,
-                                                           database_url: str) -> None:
+def test_someone_elses_schema_version_table_is_left_alone(
+    example_project: Project, database_url: str
+) -> None:
     query(database_url, "CREATE TABLE schema_version (id int)")
 
     result = stopped(psql(database_url, render(example_project, "up")))
 
     assert "public.schema_version exists but has no version column" in result.stderr
-    assert query(database_url, """SELECT column_name FROM information_schema.columns
-                                   WHERE table_name = 'schema_version'""") == [("id",)]
+    assert query(
+        database_url,
+        """SELECT column_name FROM information_schema.columns
+                                   WHERE table_name = 'schema_version'""",
+    ) == [("id",)]
     assert not table_exists(database_url, "public.schema_version_events")
 
 
 # -- from the database, and tricky SQL ----------------------------------------------------------
 
 
-def test_from_database_renders_only_the_pending_migrations(example_project: Project,
-                                                           database_url: str) -> None:
+def test_from_database_renders_only_the_pending_migrations(
+    example_project: Project, database_url: str
+) -> None:
     ok(example_project.run("up", "--to", "1.1.0", url=database_url))
 
     script = render(example_project, "up", "--from-database", url=database_url)
@@ -458,7 +514,8 @@ def test_from_database_renders_only_the_pending_migrations(example_project: Proj
 
 
 def test_the_psql_corpus_renders_and_rolls_back_like_the_engine(
-        tmp_path: Path, database_url: str, second_database_url: str) -> None:
+    tmp_path: Path, database_url: str, second_database_url: str
+) -> None:
     shutil.copytree(CORPUS / "migrations", tmp_path / "migrations")
     shutil.copytree(CORPUS / "rollbacks", tmp_path / "rollbacks")
     corpus = Project(tmp_path)
@@ -473,12 +530,17 @@ def test_the_psql_corpus_renders_and_rolls_back_like_the_engine(
     assert corpus_state(database_url) == corpus_state(second_database_url) == {"schema": []}
 
 
-def test_a_last_statement_ending_in_a_comment_is_still_terminated(project: Project,
-                                                                  database_url: str) -> None:
+def test_a_last_statement_ending_in_a_comment_is_still_terminated(
+    project: Project, database_url: str
+) -> None:
     # No semicolon and no newline after the last statement's comment: the `;` psql needs must not
     # end up inside the comment (which would glue the history INSERT onto the statement).
-    project.add(1, "trailing", "CREATE TABLE t (a int);\nCREATE TABLE u (a int) -- no semicolon",
-                "DROP TABLE u; DROP TABLE t -- last")
+    project.add(
+        1,
+        "trailing",
+        "CREATE TABLE t (a int);\nCREATE TABLE u (a int) -- no semicolon",
+        "DROP TABLE u; DROP TABLE t -- last",
+    )
 
     ok(psql(database_url, render(project, "up")))
     assert table_exists(database_url, "u") and versions(database_url) == [("1.1.0", "applied")]
@@ -486,15 +548,19 @@ def test_a_last_statement_ending_in_a_comment_is_still_terminated(project: Proje
     assert not table_exists(database_url, "t")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("up", "--from", "9.9.9"), "--from 9.9.9: no migration has version 9.9.9"),
-    (("up", "--from", "nope"), "--from 'nope': expected a version like 1.2.0 or a number like 3"),
-    (("up", "--to", "7"), "--to 7: no migration numbered 7"),
-    (("up", "--steps", "1"), "--steps is for `render down`"),
-    (("up", "--from", "1", "--from-database"), "give either --from or --from-database"),
-])
-def test_bad_arguments_are_refused_with_exit_2(example_project: Project, args: tuple[str, ...],
-                                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("up", "--from", "9.9.9"), "--from 9.9.9: no migration has version 9.9.9"),
+        (("up", "--from", "nope"), "--from 'nope': expected a version like 1.2.0 or a number like 3"),
+        (("up", "--to", "7"), "--to 7: no migration numbered 7"),
+        (("up", "--steps", "1"), "--steps is for `render down`"),
+        (("up", "--from", "1", "--from-database"), "give either --from or --from-database"),
+    ],
+)
+def test_bad_arguments_are_refused_with_exit_2(
+    example_project: Project, args: tuple[str, ...], message: str
+) -> None:
     result = example_project.run("render", *args)
 
     assert result.returncode == 2
@@ -503,13 +569,23 @@ def test_bad_arguments_are_refused_with_exit_2(example_project: Project, args: t
 
 
 def test_a_rendered_script_waiting_for_the_lock_does_not_deadlock_a_concurrent_index_build(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     # The engine holds the lock while it builds an index CONCURRENTLY, which waits for every
     # older snapshot; the script started meanwhile waits for the lock without holding one.
-    project.add(1, "t", "CREATE TABLE t (id int);\nINSERT INTO t SELECT generate_series(1, 1000);\n",
-                "DROP TABLE t;\n")
-    project.add(2, "t_id", "SELECT pg_sleep(1);\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n",
-                None, header="-- sqlmig: no-transaction\n")
+    project.add(
+        1,
+        "t",
+        "CREATE TABLE t (id int);\nINSERT INTO t SELECT generate_series(1, 1000);\n",
+        "DROP TABLE t;\n",
+    )
+    project.add(
+        2,
+        "t_id",
+        "SELECT pg_sleep(1);\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n",
+        None,
+        header="-- sqlmig: no-transaction\n",
+    )
     (project.rollbacks / "002_t_id_rollback.sql").write_text("DROP INDEX t_id;\n")
     script = render(project, "up", "--from", "1.1.0")
     assert project.run("up", "--to", "1.1.0", url=database_url).returncode == 0
@@ -524,8 +600,9 @@ def test_a_rendered_script_waiting_for_the_lock_does_not_deadlock_a_concurrent_i
     # It waited, then took the lock and found the engine's work done: it skips that step.
     assert result.returncode == 0, result.stderr
     assert "skipping 002_t_id (1.2.0): applied already" in result.stdout
-    assert query(database_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id'::regclass"
-                 ) == [(True,)]
+    assert query(database_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id'::regclass") == [
+        (True,)
+    ]
     assert query(database_url, "SELECT count(*) FROM schema_version") == [(2,)]
 
 
@@ -533,7 +610,8 @@ def test_a_rendered_script_waiting_for_the_lock_does_not_deadlock_a_concurrent_i
 
 
 def test_the_script_leaves_the_same_schema_as_the_engine_its_own_tables_included(
-        example_project: Project, database_url: str, second_database_url: str) -> None:
+    example_project: Project, database_url: str, second_database_url: str
+) -> None:
     from sqlmig import snapshot as catalog
 
     ok(psql(database_url, render(example_project, "up")))
@@ -555,16 +633,16 @@ def test_the_script_keeps_each_files_text_and_its_comments(example_project: Proj
     # One check and one bookkeeping line per step; the bookkeeping itself is named once.
     assert script.count("EXECUTE sqlmig_check(") == 6  # 5 steps, and the first before any change
     assert script.count("PREPARE sqlmig_applied") == 1
-    sql_lines = sum(len(p.read_text().splitlines())
-                    for p in [*example_project.migrations.glob("*.sql"),
-                              *example_project.rollbacks.glob("*.sql")])  # rollbacks: in the rows
+    sql_lines = sum(
+        len(p.read_text().splitlines())
+        for p in [*example_project.migrations.glob("*.sql"), *example_project.rollbacks.glob("*.sql")]
+    )  # rollbacks: in the rows
     print(f"{len(script.splitlines())} lines for {sql_lines} lines of migrations and rollbacks")
     # A fixed part (lock, tables, the named bookkeeping) and about 20 lines around each file.
     assert len(script.splitlines()) <= sql_lines + 220 + 20 * 5
 
 
-def test_render_review_shows_each_steps_sql_with_its_mode_and_lint_findings(
-        project: Project) -> None:
+def test_render_review_shows_each_steps_sql_with_its_mode_and_lint_findings(project: Project) -> None:
     project.add(1, "create_a", "CREATE TABLE a (id int); -- the table\n", "DROP TABLE a;\n")
     project.add(2, "index_a", "CREATE INDEX a_id ON a (id);\n", "DROP INDEX a_id;\n")
 

@@ -28,22 +28,29 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
 
 
 def two_tables(project: Project) -> None:
-    project.add(1, "create_a", "CREATE TABLE a (id int PRIMARY KEY, n int DEFAULT 5);\n",
-                "DROP TABLE a;\n", version="1.0.0")
-    project.add(2, "create_b", "CREATE TABLE b (id int PRIMARY KEY);\n", "DROP TABLE b;\n",
-                version="1.1.0")
+    project.add(
+        1,
+        "create_a",
+        "CREATE TABLE a (id int PRIMARY KEY, n int DEFAULT 5);\n",
+        "DROP TABLE a;\n",
+        version="1.0.0",
+    )
+    project.add(2, "create_b", "CREATE TABLE b (id int PRIMARY KEY);\n", "DROP TABLE b;\n", version="1.1.0")
 
 
 def reformat(project: Project) -> None:
     """Same statements, different bytes: comments, case, whitespace."""
     path = project.migrations / "001_create_a.sql"
-    path.write_text("-- Version: 1.0.0\n-- a table for the a things\n"
-                    "create table A (\n    ID integer primary key,\n    n int default 5\n);\n")
+    path.write_text(
+        "-- Version: 1.0.0\n-- a table for the a things\n"
+        "create table A (\n    ID integer primary key,\n    n int default 5\n);\n"
+    )
 
 
 def stored(url: str, version: str) -> tuple[str, str | None]:
-    return query(url, "SELECT checksum, canonical_checksum FROM schema_version WHERE version = %s",
-                 (version,))[0]
+    return query(
+        url, "SELECT checksum, canonical_checksum FROM schema_version WHERE version = %s", (version,)
+    )[0]
 
 
 def events(project: Project, url: str) -> list[str]:
@@ -62,24 +69,31 @@ def test_up_stores_the_canonical_checksum_of_each_file(project: Project, databas
 
 
 def test_a_formatting_only_edit_is_a_warning_up_proceeds_and_accept_formatting_realigns(
-        project: Project, database_url: str) -> None:
-    project.add(1, "create_a", "CREATE TABLE a (id int PRIMARY KEY, n int DEFAULT 5);\n",
-                "DROP TABLE a;\n", version="1.0.0")
+    project: Project, database_url: str
+) -> None:
+    project.add(
+        1,
+        "create_a",
+        "CREATE TABLE a (id int PRIMARY KEY, n int DEFAULT 5);\n",
+        "DROP TABLE a;\n",
+        version="1.0.0",
+    )
     ok(project.run("up", url=database_url))
     before = stored(database_url, "1.0.0")
     reformat(project)
-    project.add(2, "create_b", "CREATE TABLE b (id int PRIMARY KEY);\n", "DROP TABLE b;\n",
-                version="1.1.0")
+    project.add(2, "create_b", "CREATE TABLE b (id int PRIMARY KEY);\n", "DROP TABLE b;\n", version="1.1.0")
 
     result = ok(project.run("validate", url=database_url))
-    assert "migrations/001_create_a.sql: warning: formatting-only change since it was applied" \
-        in result.stderr
+    assert (
+        "migrations/001_create_a.sql: warning: formatting-only change since it was applied" in result.stderr
+    )
     assert "sqlmig repair --accept-formatting 1.0.0" in result.stderr
     assert result.stdout.strip() == "ok: files and history agree"
     data = json.loads(ok(project.run("validate", "--json", url=database_url)).stdout)
     assert data["ok"] is True
     assert [(w["path"], w["code"]) for w in data["warnings"]] == [
-        ("migrations/001_create_a.sql", "formatting-only")]
+        ("migrations/001_create_a.sql", "formatting-only")
+    ]
 
     result = ok(project.run("up", url=database_url))
     assert "migrations/001_create_a.sql: warning: formatting-only change" in result.stderr
@@ -93,7 +107,8 @@ def test_a_formatting_only_edit_is_a_warning_up_proceeds_and_accept_formatting_r
     new_checksum = sqlmig.load_files(project.config(database_url)).migrations[0].checksum
     assert result.stdout.strip() == (
         f"accepted the formatting-only edit of 001_create_a (1.0.0): checksum "
-        f"{before[0][:12]} -> {new_checksum[:12]}")
+        f"{before[0][:12]} -> {new_checksum[:12]}"
+    )
     assert stored(database_url, "1.0.0") == (new_checksum, before[1])
     result = ok(project.run("validate", url=database_url))
     assert result.stderr == "" and result.stdout.strip() == "ok: files and history agree"
@@ -105,7 +120,8 @@ def test_a_formatting_only_edit_is_a_warning_up_proceeds_and_accept_formatting_r
 
 
 def test_a_real_sql_edit_is_still_an_error_and_cannot_be_accepted_as_formatting(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     two_tables(project)
     ok(project.run("up", url=database_url))
     before = stored(database_url, "1.0.0")
@@ -119,8 +135,10 @@ def test_a_real_sql_edit_is_still_an_error_and_cannot_be_accepted_as_formatting(
 
     refused = project.run("repair", "--accept-formatting", "1.0.0", url=database_url)
     assert refused.returncode == 6
-    assert ("migrations/001_create_a.sql: error: not accepted: its statements changed, not only "
-            "formatting or comments") in refused.stderr
+    assert (
+        "migrations/001_create_a.sql: error: not accepted: its statements changed, not only "
+        "formatting or comments"
+    ) in refused.stderr
     assert stored(database_url, "1.0.0") == before
     assert "formatting-only" not in ok(project.run("repair", url=database_url)).stdout
     # --allow changed still overrides, as before.
@@ -128,7 +146,8 @@ def test_a_real_sql_edit_is_still_an_error_and_cannot_be_accepted_as_formatting(
 
 
 def test_a_row_without_a_canonical_checksum_treats_any_edit_as_real(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     two_tables(project)
     ok(project.run("up", url=database_url))
     query(database_url, "UPDATE schema_version SET canonical_checksum = NULL")  # an older sqlmig's row
@@ -143,22 +162,26 @@ def test_a_row_without_a_canonical_checksum_treats_any_edit_as_real(
 
 
 def test_an_older_history_table_gets_the_column_in_place_and_keeps_its_rows(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     two_tables(project)
     ok(project.run("up", "--to", "1", url=database_url))
     query(database_url, "ALTER TABLE schema_version DROP COLUMN canonical_checksum")
 
     ok(project.run("up", url=database_url))
 
-    assert query(database_url, "SELECT version, canonical_checksum IS NOT NULL FROM schema_version "
-                               "ORDER BY number") == [("1.0.0", False), ("1.1.0", True)]
+    assert query(
+        database_url, "SELECT version, canonical_checksum IS NOT NULL FROM schema_version ORDER BY number"
+    ) == [("1.0.0", False), ("1.1.0", True)]
 
 
-def test_baseline_and_adoption_store_the_canonical_checksum(project: Project,
-                                                            database_url: str) -> None:
+def test_baseline_and_adoption_store_the_canonical_checksum(project: Project, database_url: str) -> None:
     two_tables(project)
-    query(database_url, "CREATE TABLE schema_version (version varchar(50) PRIMARY KEY, "
-                        "applied_at timestamp DEFAULT now(), description text)")
+    query(
+        database_url,
+        "CREATE TABLE schema_version (version varchar(50) PRIMARY KEY, "
+        "applied_at timestamp DEFAULT now(), description text)",
+    )
     query(database_url, "INSERT INTO schema_version (version, description) VALUES ('1.0.0', 'a')")
 
     ok(project.run("baseline", "1.1.0", url=database_url))
@@ -172,11 +195,17 @@ def test_baseline_and_adoption_store_the_canonical_checksum(project: Project,
 
 
 def failing_unique_index(project: Project, url: str) -> None:
-    project.add(1, "create_t", "CREATE TABLE t (id int PRIMARY KEY, val int);\n",
-                "DROP TABLE t;\n", version="1.0.0")
-    project.add(2, "unique_val", "CREATE UNIQUE INDEX CONCURRENTLY t_val_key ON t (val);\n",
-                "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS t_val_key;\n",
-                version="1.1.0", header="-- sqlmig: no-transaction\n")
+    project.add(
+        1, "create_t", "CREATE TABLE t (id int PRIMARY KEY, val int);\n", "DROP TABLE t;\n", version="1.0.0"
+    )
+    project.add(
+        2,
+        "unique_val",
+        "CREATE UNIQUE INDEX CONCURRENTLY t_val_key ON t (val);\n",
+        "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS t_val_key;\n",
+        version="1.1.0",
+        header="-- sqlmig: no-transaction\n",
+    )
     ok(project.run("up", "--to", "1", url=url))
     query(url, "INSERT INTO t VALUES (1, 7), (2, 7), (3, 8)")
     result = project.run("up", url=url)
@@ -185,29 +214,36 @@ def failing_unique_index(project: Project, url: str) -> None:
 
 
 def invalid(url: str) -> list[tuple[str, bool]]:
-    return query(url, "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
-                      "WHERE indrelid = 't'::regclass AND NOT indisprimary ORDER BY 1")
+    return query(
+        url,
+        "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+        "WHERE indrelid = 't'::regclass AND NOT indisprimary ORDER BY 1",
+    )
 
 
 def test_after_a_failed_concurrent_unique_index_repair_lists_drops_removes_and_up_succeeds(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     failing_unique_index(project, database_url)
     assert invalid(database_url) == [("t_val_key", False)]
-    assert query(database_url, "SELECT status FROM schema_version WHERE version = '1.1.0'") == [
-        ("failed",)]
+    assert query(database_url, "SELECT status FROM schema_version WHERE version = '1.1.0'") == [("failed",)]
 
     listing = ok(project.run("repair", url=database_url)).stdout.splitlines()
     assert listing[0].startswith("002_unique_val (1.1.0) is `failed` since ")
     assert "could not create unique index" in listing[0]
-    assert "  undone by hand?   sqlmig repair --remove 1.1.0   (then `sqlmig up` runs it again)" \
-        in listing
-    assert ("invalid index public.t_val_key on public.t: CREATE UNIQUE INDEX t_val_key ON "
-            "public.t USING btree (val)") in listing
-    assert ("  drop it: sqlmig repair --drop-invalid-index public.t_val_key   "
-            "(SQL: DROP INDEX CONCURRENTLY public.t_val_key;)") in listing
+    assert "  undone by hand?   sqlmig repair --remove 1.1.0   (then `sqlmig up` runs it again)" in listing
+    assert (
+        "invalid index public.t_val_key on public.t: CREATE UNIQUE INDEX t_val_key ON "
+        "public.t USING btree (val)"
+    ) in listing
+    assert (
+        "  drop it: sqlmig repair --drop-invalid-index public.t_val_key   "
+        "(SQL: DROP INDEX CONCURRENTLY public.t_val_key;)"
+    ) in listing
     data = json.loads(ok(project.run("repair", "--json", url=database_url)).stdout)
     assert [(i["qualified"], i["table"], i["drop_sql"]) for i in data["invalid_indexes"]] == [
-        ("public.t_val_key", "public.t", "DROP INDEX CONCURRENTLY public.t_val_key;")]
+        ("public.t_val_key", "public.t", "DROP INDEX CONCURRENTLY public.t_val_key;")
+    ]
     assert [(r["version"], r["status"]) for r in data["unfinished"]] == [("1.1.0", "failed")]
 
     dropped = ok(project.run("repair", "--drop-invalid-indexes", url=database_url))
@@ -226,8 +262,9 @@ def test_after_a_failed_concurrent_unique_index_repair_lists_drops_removes_and_u
     repairs = [line for line in log if " repair " in line]
     assert len(repairs) == 2
     assert " repair 002_unique_val (1.1.0) ok " in repairs[0] and "was `failed`" in repairs[0]
-    assert ("dropped invalid index public.t_val_key on public.t: DROP INDEX CONCURRENTLY "
-            "public.t_val_key;") in repairs[1]
+    assert (
+        "dropped invalid index public.t_val_key on public.t: DROP INDEX CONCURRENTLY public.t_val_key;"
+    ) in repairs[1]
 
 
 def test_drop_invalid_index_by_name_and_refusals(project: Project, database_url: str) -> None:
@@ -252,27 +289,28 @@ def test_drop_invalid_index_by_name_and_refusals(project: Project, database_url:
     assert nothing.stdout.strip() == "nothing to do: no invalid indexes"
 
 
-def test_a_drop_that_fails_exits_3_keeps_the_index_and_is_logged(project: Project,
-                                                                  database_url: str) -> None:
+def test_a_drop_that_fails_exits_3_keeps_the_index_and_is_logged(project: Project, database_url: str) -> None:
     failing_unique_index(project, database_url)
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")  # held until the block ends
-        result = project.run("repair", "--drop-invalid-indexes", url=database_url,
-                             env={"PGOPTIONS": "-c lock_timeout=300"})
+        result = project.run(
+            "repair", "--drop-invalid-indexes", url=database_url, env={"PGOPTIONS": "-c lock_timeout=300"}
+        )
         # pg_get_indexdef would wait for the table: the listing gives up on the definition.
         listing = ok(project.run("repair", url=database_url)).stdout
     assert "invalid index public.t_val_key on public.t (definition unavailable: locked)" in listing
     assert result.returncode == 3, result.stderr
-    assert ("sqlmig: DROP INDEX CONCURRENTLY public.t_val_key; failed: ERROR [55P03]: canceling "
-            "statement due to lock timeout") in result.stderr
+    assert (
+        "sqlmig: DROP INDEX CONCURRENTLY public.t_val_key; failed: ERROR [55P03]: canceling "
+        "statement due to lock timeout"
+    ) in result.stderr
     assert invalid(database_url) == [("t_val_key", False)]
     assert " repair failed " in events(project, database_url)[0]
     ok(project.run("repair", "--drop-invalid-indexes", url=database_url))
     assert invalid(database_url) == []
 
 
-def test_mark_applied_warns_that_an_invalid_index_is_still_there(project: Project,
-                                                                  database_url: str) -> None:
+def test_mark_applied_warns_that_an_invalid_index_is_still_there(project: Project, database_url: str) -> None:
     failing_unique_index(project, database_url)
     result = ok(project.run("repair", "--mark-applied", "1.1.0", url=database_url))
     assert result.stdout.strip() == "marked 002_unique_val (1.1.0) applied"
@@ -290,18 +328,19 @@ def test_library_repair_returns_models(project: Project, database_url: str) -> N
     assert report.done == ()
 
     assert sqlmig.repair(cfg, drop_index=["t_val_key"]).done == (
-        "dropped invalid index public.t_val_key on public.t",)
+        "dropped invalid index public.t_val_key on public.t",
+    )
 
 
 @pytest.mark.timeout(60)
-def test_on_a_terminal_repair_offers_to_drop_invalid_indexes(project: Project,
-                                                             database_url: str) -> None:
+def test_on_a_terminal_repair_offers_to_drop_invalid_indexes(project: Project, database_url: str) -> None:
     failing_unique_index(project, database_url)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
     env["SQLMIG_DATABASE_URL"] = database_url
     primary, secondary = pty.openpty()
-    proc = subprocess.Popen([*SQLMIG, "repair"], cwd=project.root, env=env, stdin=secondary,
-                            stdout=secondary, stderr=secondary)
+    proc = subprocess.Popen(
+        [*SQLMIG, "repair"], cwd=project.root, env=env, stdin=secondary, stdout=secondary, stderr=secondary
+    )
     os.close(secondary)
     seen = b""
     answered = False

@@ -44,48 +44,64 @@ def target(database_url: str) -> Iterator[str]:
 
 
 def scratch_databases(server_dsn: str) -> list[str]:
-    return [name for (name,) in query(
-        server_dsn, "SELECT datname FROM pg_database WHERE starts_with(datname, 'sqlmig_verify_')")]
+    return [
+        name
+        for (name,) in query(
+            server_dsn, "SELECT datname FROM pg_database WHERE starts_with(datname, 'sqlmig_verify_')"
+        )
+    ]
 
 
-def verify(project: Project, target: str, server_dsn: str, *args: str
-           ) -> subprocess.CompletedProcess[str]:
+def verify(project: Project, target: str, server_dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     result = project.run("verify", "--scratch-url", server_dsn, *args, url=target)
     print(result.stdout, result.stderr)
     return result
 
 
 def users_table(project: Project) -> None:
-    project.add(1, "create_users", """
+    project.add(
+        1,
+        "create_users",
+        """
         CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL);
         CREATE INDEX users_email_idx ON users (email);
-        """, "DROP TABLE users;\n", version="1.0.0")
+        """,
+        "DROP TABLE users;\n",
+        version="1.0.0",
+    )
 
 
 # -- the example project -------------------------------------------------------------------------
 
 
 def test_example_project_verifies_and_the_scratch_database_is_dropped(
-        example_project: Project, target: str, server_dsn: str) -> None:
+    example_project: Project, target: str, server_dsn: str
+) -> None:
     before = scratch_databases(server_dsn)
     result = verify(example_project, target, server_dsn)
 
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines[:5]] == [
-        "proven 001_initial_schema (1.0.0)", "proven 002_add_user_last_login (1.1.0)",
+        "proven 001_initial_schema (1.0.0)",
+        "proven 002_add_user_last_login (1.1.0)",
         "proven 003_create_audit_events (1.2.0)",
         "proven 004_index_audit_events_created_at (1.2.1)",
-        "proven 005_rename_display_name (2.0.0)"]
-    assert re.match(r"verified: proven 5, leaky 0, failed 0, irreversible 0 \([0-9.]+ s\), on the "
-                    "scratch database sqlmig_verify_", lines[5])
+        "proven 005_rename_display_name (2.0.0)",
+    ]
+    assert re.match(
+        r"verified: proven 5, leaky 0, failed 0, irreversible 0 \([0-9.]+ s\), on the "
+        "scratch database sqlmig_verify_",
+        lines[5],
+    )
     assert lines[5].endswith("(dropped afterwards); the target database was not touched")
     assert result.stderr == ""
     assert scratch_databases(server_dsn) == before
 
 
-def test_example_project_verifies_as_a_library_call(example_project: Project, target: str,
-                                                    server_dsn: str) -> None:
+def test_example_project_verifies_as_a_library_call(
+    example_project: Project, target: str, server_dsn: str
+) -> None:
     config = example_project.config(target)
     report = sqlmig.verify(config, scratch_url=server_dsn)
 
@@ -131,22 +147,28 @@ def embedded_project() -> Iterator[Project]:
 
 
 def test_default_scratch_is_a_throwaway_database_on_the_embedded_server(
-        embedded_project: Project, target: str) -> None:
+    embedded_project: Project, target: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["DATABASE_URL"] = target
-    result = subprocess.run([*SQLMIG, "verify"], cwd=embedded_project.root, env=env, text=True,
-                            capture_output=True, timeout=300)
+    result = subprocess.run(
+        [*SQLMIG, "verify"], cwd=embedded_project.root, env=env, text=True, capture_output=True, timeout=300
+    )
     print(result.stdout, result.stderr)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"verified: proven 5, leaky 0, failed 0, irreversible 0 \([0-9.]+ s\), on the "
-                     "scratch database sqlmig_verify_", result.stdout)
-    assert f"on the embedded PostgreSQL in {embedded_project.root.resolve()}/.sqlmig" in \
-        result.stdout
+    assert re.search(
+        r"verified: proven 5, leaky 0, failed 0, irreversible 0 \([0-9.]+ s\), on the "
+        "scratch database sqlmig_verify_",
+        result.stdout,
+    )
+    assert f"on the embedded PostgreSQL in {embedded_project.root.resolve()}/.sqlmig" in result.stdout
     from sqlmig.embedded import EmbeddedServer
 
-    left = query(EmbeddedServer(embedded_project.root).url(),
-                 "SELECT datname FROM pg_database WHERE starts_with(datname, 'sqlmig')")
+    left = query(
+        EmbeddedServer(embedded_project.root).url(),
+        "SELECT datname FROM pg_database WHERE starts_with(datname, 'sqlmig')",
+    )
     assert left == []
 
 
@@ -154,12 +176,19 @@ def test_default_scratch_is_a_throwaway_database_on_the_embedded_server(
 
 
 def test_a_rollback_that_leaves_a_column_fails_naming_the_column_and_the_file(
-        project: Project, target: str, server_dsn: str) -> None:
+    project: Project, target: str, server_dsn: str
+) -> None:
     users_table(project)
-    project.add(2, "add_user_phone", "ALTER TABLE users ADD COLUMN phone text;\n",
-                "-- forgot to drop the column\n", version="1.1.0")
-    project.add(3, "create_orders", "CREATE TABLE orders (id int);\n", "DROP TABLE orders;\n",
-                version="1.2.0")
+    project.add(
+        2,
+        "add_user_phone",
+        "ALTER TABLE users ADD COLUMN phone text;\n",
+        "-- forgot to drop the column\n",
+        version="1.1.0",
+    )
+    project.add(
+        3, "create_orders", "CREATE TABLE orders (id int);\n", "DROP TABLE orders;\n", version="1.2.0"
+    )
 
     result = verify(project, target, server_dsn)
 
@@ -175,10 +204,16 @@ def test_a_rollback_that_leaves_a_column_fails_naming_the_column_and_the_file(
 
 
 def test_a_rollback_that_leaves_an_index_fails_naming_the_index(
-        project: Project, target: str, server_dsn: str) -> None:
+    project: Project, target: str, server_dsn: str
+) -> None:
     users_table(project)
-    project.add(2, "index_users_id_email", "CREATE INDEX users_id_email_idx ON users (id, email);\n",
-                "-- nothing to undo, surely\n", version="1.1.0")
+    project.add(
+        2,
+        "index_users_id_email",
+        "CREATE INDEX users_id_email_idx ON users (id, email);\n",
+        "-- nothing to undo, surely\n",
+        version="1.1.0",
+    )
 
     result = verify(project, target, server_dsn, "--json")
 
@@ -188,16 +223,24 @@ def test_a_rollback_that_leaves_an_index_fails_naming_the_index(
     failed = data["steps"][1]
     assert failed["outcome"] == "leaky"
     assert failed["problems"] == [
-        "rollbacks/002_index_users_id_email_rollback.sql leaves index users_id_email_idx behind"]
+        "rollbacks/002_index_users_id_email_rollback.sql leaves index users_id_email_idx behind"
+    ]
     assert [(d["kind"], d["name"], d["change"]) for d in failed["differences"]] == [
-        ("index", "users_id_email_idx", "added")]
+        ("index", "users_id_email_idx", "added")
+    ]
 
 
 def test_a_rollback_that_drops_the_wrong_thing_fails_naming_both(
-        project: Project, target: str, server_dsn: str) -> None:
+    project: Project, target: str, server_dsn: str
+) -> None:
     users_table(project)
-    project.add(2, "index_users_id_email", "CREATE INDEX users_id_email_idx ON users (id, email);\n",
-                "DROP INDEX users_email_idx;\n", version="1.1.0")
+    project.add(
+        2,
+        "index_users_id_email",
+        "CREATE INDEX users_id_email_idx ON users (id, email);\n",
+        "DROP INDEX users_email_idx;\n",
+        version="1.1.0",
+    )
 
     result = verify(project, target, server_dsn)
 
@@ -211,24 +254,37 @@ def test_a_rollback_that_drops_the_wrong_thing_fails_naming_both(
 
 
 def test_a_rollback_that_restores_a_different_type_names_the_column_and_both_types(
-        project: Project, target: str, server_dsn: str) -> None:
+    project: Project, target: str, server_dsn: str
+) -> None:
     users_table(project)
-    project.add(2, "widen_email", "ALTER TABLE users ALTER COLUMN email TYPE varchar(200);\n",
-                "ALTER TABLE users ALTER COLUMN email TYPE varchar(100);\n", version="2.0.0")
+    project.add(
+        2,
+        "widen_email",
+        "ALTER TABLE users ALTER COLUMN email TYPE varchar(200);\n",
+        "ALTER TABLE users ALTER COLUMN email TYPE varchar(100);\n",
+        version="2.0.0",
+    )
 
     result = verify(project, target, server_dsn)
 
     assert result.returncode == 1
-    assert ("  rollbacks/002_widen_email_rollback.sql does not restore column users.email: "
-            "type text → character varying(100) (before 002_widen_email → after the rollback)"
-            ) in result.stdout.splitlines()
+    assert (
+        "  rollbacks/002_widen_email_rollback.sql does not restore column users.email: "
+        "type text → character varying(100) (before 002_widen_email → after the rollback)"
+    ) in result.stdout.splitlines()
 
 
 def test_a_rollback_that_fails_on_the_server_is_reported_with_file_and_line(
-        project: Project, target: str, server_dsn: str) -> None:
+    project: Project, target: str, server_dsn: str
+) -> None:
     users_table(project)
-    project.add(2, "add_user_phone", "ALTER TABLE users ADD COLUMN phone text;\n",
-                "ALTER TABLE users DROP COLUMN telephone;\n", version="1.1.0")
+    project.add(
+        2,
+        "add_user_phone",
+        "ALTER TABLE users ADD COLUMN phone text;\n",
+        "ALTER TABLE users DROP COLUMN telephone;\n",
+        version="1.1.0",
+    )
 
     result = verify(project, target, server_dsn)
 
@@ -243,42 +299,60 @@ def test_a_rollback_that_fails_on_the_server_is_reported_with_file_and_line(
 
 
 def test_a_migration_that_cannot_be_applied_again_after_its_rollback_fails(
-        project: Project, target: str, server_dsn: str) -> None:
+    project: Project, target: str, server_dsn: str
+) -> None:
     # The schema comes back, the seeded row does not go: the second apply hits the primary key.
     users_table(project)
-    project.add(2, "seed_admin", "INSERT INTO users VALUES (1, 'admin@example.com');\n",
-                "-- the row can stay\n", version="1.0.1")
+    project.add(
+        2,
+        "seed_admin",
+        "INSERT INTO users VALUES (1, 'admin@example.com');\n",
+        "-- the row can stay\n",
+        version="1.0.1",
+    )
 
     result = verify(project, target, server_dsn)
 
     assert result.returncode == 1
-    assert ("  migrations/002_seed_admin.sql fails when applied again after "
-            "rollbacks/002_seed_admin_rollback.sql: the rollback leaves something behind that the "
-            "schema comparison does not see (data, a setting)") in result.stdout.splitlines()
+    assert (
+        "  migrations/002_seed_admin.sql fails when applied again after "
+        "rollbacks/002_seed_admin_rollback.sql: the rollback leaves something behind that the "
+        "schema comparison does not see (data, a setting)"
+    ) in result.stdout.splitlines()
     assert "ERROR [23505]: duplicate key value violates unique constraint" in result.stdout
 
 
-def test_irreversible_rollbacks_are_skipped_with_a_note(project: Project, target: str,
-                                                        server_dsn: str) -> None:
+def test_irreversible_rollbacks_are_skipped_with_a_note(
+    project: Project, target: str, server_dsn: str
+) -> None:
     users_table(project)
-    project.add(2, "drop_email_index", "DROP INDEX users_email_idx;\n",
-                "-- sqlmig: irreversible the index took hours to build\n", version="2.0.0")
-    project.add(3, "create_orders", "CREATE TABLE orders (id int);\n", "DROP TABLE orders;\n",
-                version="2.1.0")
+    project.add(
+        2,
+        "drop_email_index",
+        "DROP INDEX users_email_idx;\n",
+        "-- sqlmig: irreversible the index took hours to build\n",
+        version="2.0.0",
+    )
+    project.add(
+        3, "create_orders", "CREATE TABLE orders (id int);\n", "DROP TABLE orders;\n", version="2.1.0"
+    )
 
     result = verify(project, target, server_dsn)
 
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[1] == ("skipped 002_drop_email_index (2.0.0): "
-                        "rollbacks/002_drop_email_index_rollback.sql: irreversible "
-                        "(the index took hours to build); not run")
+    assert lines[1] == (
+        "skipped 002_drop_email_index (2.0.0): "
+        "rollbacks/002_drop_email_index_rollback.sql: irreversible "
+        "(the index took hours to build); not run"
+    )
     assert lines[2].startswith("proven 003_create_orders (2.1.0)")
     assert lines[3].startswith("verified: proven 2, leaky 0, failed 0, irreversible 1 (")
 
 
 def test_file_problems_stop_verify_before_any_database_is_created(
-        project: Project, target: str, server_dsn: str) -> None:
+    project: Project, target: str, server_dsn: str
+) -> None:
     users_table(project)
     project.add(2, "no_version", "SELECT 1;\n", "SELECT 1;\n", version="")
     before = scratch_databases(server_dsn)
@@ -294,7 +368,8 @@ def test_file_problems_stop_verify_before_any_database_is_created(
 
 
 def test_scratch_in_place_uses_the_given_database_and_leaves_it_migrated(
-        example_project: Project, target: str, server_dsn: str) -> None:
+    example_project: Project, target: str, server_dsn: str
+) -> None:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     with psycopg.connect(server_dsn, autocommit=True) as conn:
@@ -306,7 +381,12 @@ def test_scratch_in_place_uses_the_given_database_and_leaves_it_migrated(
         result = verify(example_project, target, scratch, "--scratch-in-place")
         assert result.returncode == 0, result.stdout + result.stderr
         assert [v for (v,) in query(scratch, "SELECT version FROM schema_version ORDER BY 1")] == [
-            "1.0.0", "1.1.0", "1.2.0", "1.2.1", "2.0.0"]
+            "1.0.0",
+            "1.1.0",
+            "1.2.0",
+            "1.2.1",
+            "2.0.0",
+        ]
 
         again = verify(example_project, target, scratch, "--scratch-in-place")
         assert again.returncode == 2
@@ -316,8 +396,7 @@ def test_scratch_in_place_uses_the_given_database_and_leaves_it_migrated(
             conn.execute('DROP DATABASE IF EXISTS "verify_in_place_test" WITH (FORCE)')
 
 
-def test_scratch_url_naming_the_target_is_refused(example_project: Project,
-                                                  target: str) -> None:
+def test_scratch_url_naming_the_target_is_refused(example_project: Project, target: str) -> None:
     for extra in ([], ["--scratch-in-place"]):
         result = example_project.run("verify", "--scratch-url", target, *extra, url=target)
         assert result.returncode == 2
@@ -329,15 +408,24 @@ def test_scratch_url_naming_the_target_is_refused(example_project: Project,
 
 def rich_project(project: Project, with_extension: bool) -> None:
     """One migration per kind of object, each with a correct rollback."""
-    project.add(1, "schema_and_types", """
+    project.add(
+        1,
+        "schema_and_types",
+        """
         CREATE SCHEMA app;
         CREATE TYPE app.mood AS ENUM ('sad', 'ok', 'happy');
         CREATE DOMAIN app.email AS text NOT NULL CHECK (VALUE LIKE '%@%');
         CREATE TYPE app.pair AS (a int, b text);
         CREATE TYPE app.floatrange AS RANGE (subtype = float8);
         COMMENT ON SCHEMA app IS 'the application';
-        """, "DROP SCHEMA app CASCADE;\n", version="1.0.0")
-    project.add(2, "tables", """
+        """,
+        "DROP SCHEMA app CASCADE;\n",
+        version="1.0.0",
+    )
+    project.add(
+        2,
+        "tables",
+        """
         CREATE TABLE app.accounts (
             id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
             email app.email UNIQUE,
@@ -356,13 +444,19 @@ def rich_project(project: Project, with_extension: bool) -> None:
         ALTER TABLE app.events ADD CONSTRAINT events_account_fk
             FOREIGN KEY (account_id) REFERENCES app.accounts (id);
         COMMENT ON COLUMN app.accounts.mood IS 'how they feel';
-        """, """
+        """,
+        """
         DROP TABLE app.events;
         DROP SEQUENCE app.ticket_seq;
         DROP TABLE app.cache;
         DROP TABLE app.accounts;
-        """, version="1.1.0")
-    project.add(3, "code", """
+        """,
+        version="1.1.0",
+    )
+    project.add(
+        3,
+        "code",
+        """
         CREATE FUNCTION app.lower_name() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN NEW.name := lower(NEW.name); RETURN NEW; END $$;
         CREATE TRIGGER accounts_lower BEFORE INSERT OR UPDATE ON app.accounts
@@ -375,7 +469,8 @@ def rich_project(project: Project, with_extension: bool) -> None:
         CREATE MATERIALIZED VIEW app.counts AS SELECT mood, count(*) FROM app.accounts GROUP BY 1;
         CREATE INDEX counts_mood_idx ON app.counts (mood);
         CREATE RULE cache_no_delete AS ON DELETE TO app.cache DO INSTEAD NOTHING;
-        """, """
+        """,
+        """
         DROP RULE cache_no_delete ON app.cache;
         DROP MATERIALIZED VIEW app.counts;
         DROP VIEW app.happy;
@@ -384,60 +479,76 @@ def rich_project(project: Project, with_extension: bool) -> None:
         DROP FUNCTION app.add(int, int);
         DROP TRIGGER accounts_lower ON app.accounts;
         DROP FUNCTION app.lower_name();
-        """, version="1.2.0")
-    project.add(4, "security", """
+        """,
+        version="1.2.0",
+    )
+    project.add(
+        4,
+        "security",
+        """
         ALTER TABLE app.accounts ENABLE ROW LEVEL SECURITY;
         CREATE POLICY own_rows ON app.accounts FOR SELECT TO PUBLIC USING (name = current_user);
         GRANT SELECT, INSERT ON app.accounts TO PUBLIC;
         GRANT UPDATE (name) ON app.accounts TO PUBLIC;
         GRANT USAGE ON SCHEMA app TO PUBLIC;
         REVOKE EXECUTE ON FUNCTION app.add(int, int) FROM PUBLIC;
-        """, """
+        """,
+        """
         GRANT EXECUTE ON FUNCTION app.add(int, int) TO PUBLIC;
         REVOKE USAGE ON SCHEMA app FROM PUBLIC;
         REVOKE UPDATE (name) ON app.accounts FROM PUBLIC;
         REVOKE SELECT, INSERT ON app.accounts FROM PUBLIC;
         DROP POLICY own_rows ON app.accounts;
         ALTER TABLE app.accounts DISABLE ROW LEVEL SECURITY;
-        """, version="1.3.0")
-    project.add(5, "alter_things", """
+        """,
+        version="1.3.0",
+    )
+    project.add(
+        5,
+        "alter_things",
+        """
         ALTER TYPE app.mood RENAME VALUE 'ok' TO 'fine';
         ALTER TABLE app.accounts ALTER COLUMN mood SET DEFAULT 'fine';
         ALTER TABLE app.accounts RENAME COLUMN name TO full_name;
         ALTER TABLE app.accounts ADD COLUMN note text;
         ALTER TABLE app.accounts DROP COLUMN note;
         ALTER SEQUENCE app.ticket_seq INCREMENT 10;
-        """, """
+        """,
+        """
         ALTER SEQUENCE app.ticket_seq INCREMENT 5;
         ALTER TABLE app.accounts RENAME COLUMN full_name TO name;
         ALTER TYPE app.mood RENAME VALUE 'fine' TO 'ok';
         ALTER TABLE app.accounts ALTER COLUMN mood SET DEFAULT 'ok';
-        """, version="1.4.0")
+        """,
+        version="1.4.0",
+    )
     if with_extension:
-        project.add(6, "citext", """
+        project.add(
+            6,
+            "citext",
+            """
             CREATE EXTENSION citext;
             ALTER TABLE app.accounts ADD COLUMN login citext;
-            """, """
+            """,
+            """
             ALTER TABLE app.accounts DROP COLUMN login;
             DROP EXTENSION citext;
-            """, version="1.5.0")
+            """,
+            version="1.5.0",
+        )
 
 
-def test_rollbacks_of_every_kind_of_object_are_proven(project: Project, target: str,
-                                                      server_dsn: str) -> None:
-    with_extension = bool(query(server_dsn, "SELECT 1 FROM pg_available_extensions "
-                                            "WHERE name = 'citext'"))
+def test_rollbacks_of_every_kind_of_object_are_proven(project: Project, target: str, server_dsn: str) -> None:
+    with_extension = bool(query(server_dsn, "SELECT 1 FROM pg_available_extensions WHERE name = 'citext'"))
     rich_project(project, with_extension)
 
     result = verify(project, target, server_dsn)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("\nproven ") + result.stdout.startswith("proven ") == \
-        5 + with_extension
+    assert result.stdout.count("\nproven ") + result.stdout.startswith("proven ") == 5 + with_extension
 
 
-def test_a_rich_schema_shows_no_drift_after_up_and_down(project: Project,
-                                                        database_url: str) -> None:
+def test_a_rich_schema_shows_no_drift_after_up_and_down(project: Project, database_url: str) -> None:
     rich_project(project, with_extension=False)
     config = project.config(database_url)
     sqlmig.up(config)
@@ -449,15 +560,18 @@ def test_a_rich_schema_shows_no_drift_after_up_and_down(project: Project,
 
     query(database_url, "REVOKE SELECT ON app.accounts FROM PUBLIC")
     query(database_url, "ALTER TYPE app.mood ADD VALUE 'angry'")
-    query(database_url, "CREATE OR REPLACE VIEW app.happy AS "
-                        "SELECT id, full_name AS name FROM app.accounts WHERE mood = 'fine'")
+    query(
+        database_url,
+        "CREATE OR REPLACE VIEW app.happy AS "
+        "SELECT id, full_name AS name FROM app.accounts WHERE mood = 'fine'",
+    )
     messages = [p.message.split(" (since")[0] for p in sqlmig.validate(config).problems]
     owner = query(database_url, "SELECT current_user")[0][0]
-    full = query(database_url, "SELECT acldefault('r', oid)::text[] FROM pg_roles "
-                               "WHERE rolname = current_user")[0][0][0]  # owner=arwdDxt(m)/owner
+    full = query(
+        database_url, "SELECT acldefault('r', oid)::text[] FROM pg_roles WHERE rolname = current_user"
+    )[0][0][0]  # owner=arwdDxt(m)/owner
     assert messages == [
         "schema drift: enum type app.mood: labels [sad, fine, happy] → [sad, fine, happy, angry]",
-        f"schema drift: table app.accounts: privileges [=ar/{owner}, {full}] "
-        f"→ [=a/{owner}, {full}]",
+        f"schema drift: table app.accounts: privileges [=ar/{owner}, {full}] → [=a/{owner}, {full}]",
         "schema drift: view app.happy: definition differs",
     ]

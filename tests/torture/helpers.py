@@ -23,8 +23,14 @@ _OWN_LINE = re.compile(r'^(sqlmig: |\S[^:]*(:\d+)?: warning: |\{"timestamp": )')
 _USAGE_LINE = re.compile(r"^(Usage: |Try '|Error: |\s*$)")
 
 
-def run(project: Project, *args: str, url: str | None = None, env: dict[str, str] | None = None,
-        timeout: float = 60, label: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    project: Project,
+    *args: str,
+    url: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    label: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Project.run, printed."""
     began = time.monotonic()
     result = project.run(*args, url=url, env=env, timeout=timeout)
@@ -32,27 +38,33 @@ def run(project: Project, *args: str, url: str | None = None, env: dict[str, str
     return result
 
 
-def run_bytes(cwd: os.PathLike[str] | str, argv: list[str | bytes], env: dict[str, str],
-              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_bytes(
+    cwd: os.PathLike[str] | str, argv: list[str | bytes], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """The CLI with arguments that may be raw bytes (not UTF-8), as a shell could pass them."""
     done = subprocess.run([*SQLMIG, *argv], cwd=cwd, env=env, capture_output=True, timeout=timeout)
-    result = subprocess.CompletedProcess(done.args, done.returncode,
-                                         done.stdout.decode("utf-8", "backslashreplace"),
-                                         done.stderr.decode("utf-8", "backslashreplace"))
+    result = subprocess.CompletedProcess(
+        done.args,
+        done.returncode,
+        done.stdout.decode("utf-8", "backslashreplace"),
+        done.stderr.decode("utf-8", "backslashreplace"),
+    )
     show(" ".join(repr(a) if isinstance(a, bytes) else a for a in argv), result)
     return result
 
 
 def assert_no_traceback(result: subprocess.CompletedProcess[str], *, usage_ok: bool = False) -> None:
     """No Python traceback, and stderr holds only sqlmig's own lines (or click's usage error)."""
-    assert "Traceback (most recent call last)" not in result.stderr + result.stdout, \
+    assert "Traceback (most recent call last)" not in result.stderr + result.stdout, (
         "a traceback reached the user"
+    )
     if usage_ok and result.stderr.startswith("Usage: "):
         return  # click's usage error, or the help it shows for a bare `sqlmig`
     # split("\n"), not splitlines(): a U+2028 inside a server's message is not a new line.
     for line in result.stderr.rstrip("\n").split("\n") if result.stderr else ():
-        assert _OWN_LINE.match(line) or (usage_ok and _USAGE_LINE.match(line)), \
+        assert _OWN_LINE.match(line) or (usage_ok and _USAGE_LINE.match(line)), (
             f"stderr line not from sqlmig: {line!r}"
+        )
 
 
 def rows(url: str, table: str = "schema_version") -> list[tuple]:
@@ -71,8 +83,11 @@ def events(url: str, table: str = "schema_version") -> list[tuple]:
 
 def user_tables(url: str) -> set[str]:
     """Tables in public other than sqlmig's own."""
-    names = query(url, """SELECT relname FROM pg_class
-                           WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'""")
+    names = query(
+        url,
+        """SELECT relname FROM pg_class
+                           WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'""",
+    )
     return {n for (n,) in names if not n.startswith("schema_version")}
 
 

@@ -23,22 +23,28 @@ from tests.torture.helpers import show
 
 def seed(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE payload AS SELECT g AS id, md5(g::text) AS body "
-                     "FROM generate_series(1, 20000) g")
+        conn.execute(
+            "CREATE TABLE payload AS SELECT g AS id, md5(g::text) AS body FROM generate_series(1, 20000) g"
+        )
 
 
 def unshare() -> list[str]:
     """The unshare command that gives a private mount namespace here, or skip."""
     for argv in (["unshare", "--mount"], ["unshare", "--map-root-user", "--mount"]):
-        probe = subprocess.run([*argv, "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"],
-                               capture_output=True, timeout=30, check=False)
+        probe = subprocess.run(
+            [*argv, "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
         if probe.returncode == 0:
             return argv
     pytest.skip("cannot make a mount namespace with a tmpfs here (needs root or user namespaces)")
 
 
-def run_on_full_disk(project: Project, url: str, directory: Path, size: int | None, *args: str
-                     ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def run_on_full_disk(
+    project: Project, url: str, directory: Path, size: int | None, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """sqlmig ARGS with `directory` a tmpfs of `size` bytes (None: the real disk); what is left
     in the directory afterwards."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLMIG_DATABASE_URL")}
@@ -47,33 +53,38 @@ def run_on_full_disk(project: Project, url: str, directory: Path, size: int | No
     command = " ".join(shlex.quote(a) for a in [*SQLMIG, *args])
     script = f"{command}; rc=$?; echo; echo LEFT:; ls -A {shlex.quote(str(directory))}; exit $rc"
     if size is not None:
-        script = (f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(directory))} && "
-                  + script)
+        script = f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(directory))} && " + script
     argv = [*(unshare() if size is not None else []), "sh", "-c", script]
-    result = subprocess.run(argv, cwd=project.root, env=env, text=True, capture_output=True,
-                            timeout=120)
+    result = subprocess.run(argv, cwd=project.root, env=env, text=True, capture_output=True, timeout=120)
     out, _, left = result.stdout.rpartition("\nLEFT:\n")
     result = subprocess.CompletedProcess(argv, result.returncode, out, result.stderr)
     show(f"{' '.join(args)} (tmpfs of {size} bytes)", result)
     return result, left.split()
 
 
-def test_a_truncated_backup_stops_up_before_any_change(project: Project, database_url: str,
-                                                        second_database_url: str,
-                                                        tmp_path: Path) -> None:
+def test_a_truncated_backup_stops_up_before_any_change(
+    project: Project, database_url: str, second_database_url: str, tmp_path: Path
+) -> None:
     project.add(1, "accounts", "CREATE TABLE accounts (id int);\n", "DROP TABLE accounts;\n")
     seed(database_url)
     seed(second_database_url)
-    twin, _ = run_on_full_disk(project, second_database_url, tmp_path / "twin", None,
-                               "up", "--backup", str(tmp_path / "twin"))
+    twin, _ = run_on_full_disk(
+        project, second_database_url, tmp_path / "twin", None, "up", "--backup", str(tmp_path / "twin")
+    )
     assert twin.returncode == 0
     (full,) = (tmp_path / "twin").glob("*.dump")
     size = full.stat().st_size
     target = tmp_path / "full-disk"
 
-    result, left = run_on_full_disk(project, database_url, target, size // 4096 * 4096 - 4096
-                                    if size % 4096 == 0 else size // 4096 * 4096,
-                                    "up", "--backup", str(target))
+    result, left = run_on_full_disk(
+        project,
+        database_url,
+        target,
+        size // 4096 * 4096 - 4096 if size % 4096 == 0 else size // 4096 * 4096,
+        "up",
+        "--backup",
+        str(target),
+    )
 
     assert result.returncode == 2, result.stderr
     assert "exited 0 but its archive is incomplete" in result.stderr
@@ -81,27 +92,36 @@ def test_a_truncated_backup_stops_up_before_any_change(project: Project, databas
     assert left == [], "neither a .dump nor a .partial is left"
     assert not table_exists(database_url, "accounts")
     assert query(database_url, "SELECT count(*) FROM schema_version") == [(0,)]
-    assert query(database_url, "SELECT action, outcome FROM schema_version_events") == [
-        ("backup", "failed")]
+    assert query(database_url, "SELECT action, outcome FROM schema_version_events") == [("backup", "failed")]
 
 
 def test_a_standalone_backup_logs_its_event_and_a_truncated_one_fails(
-        project: Project, database_url: str, tmp_path: Path) -> None:
+    project: Project, database_url: str, tmp_path: Path
+) -> None:
     project.add(1, "accounts", "CREATE TABLE accounts (id int);\n", "DROP TABLE accounts;\n")
     seed(database_url)
     assert project.run("up", url=database_url).returncode == 0
 
-    good, _ = run_on_full_disk(project, database_url, tmp_path / "good", None,
-                               "backup", "--dir", str(tmp_path / "good"))
+    good, _ = run_on_full_disk(
+        project, database_url, tmp_path / "good", None, "backup", "--dir", str(tmp_path / "good")
+    )
     (dump,) = (tmp_path / "good").glob("*.dump")
-    bad, left = run_on_full_disk(project, database_url, tmp_path / "bad",
-                                 dump.stat().st_size // 4096 * 4096,
-                                 "backup", "--dir", str(tmp_path / "bad"))
+    bad, left = run_on_full_disk(
+        project,
+        database_url,
+        tmp_path / "bad",
+        dump.stat().st_size // 4096 * 4096,
+        "backup",
+        "--dir",
+        str(tmp_path / "bad"),
+    )
 
     assert good.returncode == 0, good.stderr
     assert bad.returncode == 2, bad.stderr
     assert "exited 0 but its archive is incomplete" in bad.stderr
     assert left == []
-    assert query(database_url, "SELECT outcome, detail = %s FROM schema_version_events "
-                               "WHERE action = 'backup' ORDER BY id", (str(dump),)) == [
-        ("ok", True), ("failed", False)]
+    assert query(
+        database_url,
+        "SELECT outcome, detail = %s FROM schema_version_events WHERE action = 'backup' ORDER BY id",
+        (str(dump),),
+    ) == [("ok", True), ("failed", False)]

@@ -20,17 +20,18 @@ from tests.conftest import SQLMIG, Project, query
 MB = 1 << 20
 
 
-def peak_rss_mb(argv: list[str], cwd: Path, env: dict[str, str], timeout: float
-                ) -> tuple[subprocess.CompletedProcess[str], int]:
+def peak_rss_mb(
+    argv: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run argv; its exit, output and peak resident memory (VmHWM, read until it exits)."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     began, hwm = time.monotonic(), 0
     while proc.poll() is None:
         try:
             status = Path(f"/proc/{proc.pid}/status").read_text()
-            hwm = max([hwm, *(int(line.split()[1]) for line in status.splitlines()
-                              if line.startswith("VmHWM:"))])
+            hwm = max(
+                [hwm, *(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))]
+            )
         except (OSError, ValueError):
             pass
         if time.monotonic() - began > timeout:
@@ -51,8 +52,9 @@ def up(project: Project, url: str, timeout: float = 240) -> tuple[str, int]:
 
 
 @pytest.mark.parametrize("size_mb", [1, 5, 20, 100])
-def test_one_statement_of_any_size_applies_and_does_not_hang(project: Project, database_url: str,
-                                                             size_mb: int) -> None:
+def test_one_statement_of_any_size_applies_and_does_not_hang(
+    project: Project, database_url: str, size_mb: int
+) -> None:
     with open(project.migrations / "001_big.sql", "w") as f:
         f.write("-- Version: 1.0.0\nCREATE TABLE big (t text);\n")
         f.write("INSERT INTO big VALUES ('" + "x" * (size_mb * MB) + "');\n")
@@ -67,7 +69,8 @@ def test_one_statement_of_any_size_applies_and_does_not_hang(project: Project, d
 
 
 def test_a_50_mb_file_of_many_statements_applies_within_three_times_its_size(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     line = "INSERT INTO big VALUES ('" + "y" * 1000 + "');\n"
     count = 50 * MB // len(line)
     with open(project.migrations / "001_load.sql", "w") as f:
@@ -83,7 +86,8 @@ def test_a_50_mb_file_of_many_statements_applies_within_three_times_its_size(
 
 
 def test_a_failure_after_a_big_statement_rolls_back_all_of_it_and_names_its_line(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     with open(project.migrations / "001_big.sql", "w") as f:
         f.write("-- Version: 1.0.0\nCREATE TABLE big (t text);\n")
         f.write("INSERT INTO big VALUES ('" + "x" * (5 * MB) + "');\n")

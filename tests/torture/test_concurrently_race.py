@@ -37,18 +37,26 @@ def fifty_migrations(project: Project) -> list[str]:
         if n in BUILDS:
             table = f"t{BUILDS.index(n)}"
             # The pause widens the window in which other runners are waiting for the lock.
-            project.add(n, f"index_{table}", f"SELECT pg_sleep(0.2);\n"
-                        f"CREATE INDEX CONCURRENTLY {table}_v ON {table} (v);\n",
-                        None, header="-- sqlmig: no-transaction\n")
+            project.add(
+                n,
+                f"index_{table}",
+                f"SELECT pg_sleep(0.2);\nCREATE INDEX CONCURRENTLY {table}_v ON {table} (v);\n",
+                None,
+                header="-- sqlmig: no-transaction\n",
+            )
             (project.rollbacks / f"{n:03d}_index_{table}_rollback.sql").write_text(
-                f"-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY {table}_v;\n")
+                f"-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY {table}_v;\n"
+            )
             names.append(f"{n:03d}_index_{table}")
         elif n <= len(BUILDS):
             table = f"t{n - 1}"
-            project.add(n, f"table_{table}",
-                        f"CREATE TABLE {table} (id int PRIMARY KEY, v int);\n"
-                        f"INSERT INTO {table} SELECT g, g % 97 FROM generate_series(1, 20000) g;\n",
-                        f"DROP TABLE {table};\n")
+            project.add(
+                n,
+                f"table_{table}",
+                f"CREATE TABLE {table} (id int PRIMARY KEY, v int);\n"
+                f"INSERT INTO {table} SELECT g, g % 97 FROM generate_series(1, 20000) g;\n",
+                f"DROP TABLE {table};\n",
+            )
             names.append(f"{n:03d}_table_{table}")
         else:
             project.add(n, f"c{n}", f"CREATE TABLE c{n} (id int);\n", f"DROP TABLE c{n};\n")
@@ -57,8 +65,7 @@ def fifty_migrations(project: Project) -> list[str]:
 
 
 def invalid_indexes(url: str) -> list[str]:
-    return [r[0] for r in query(url, "SELECT indexrelid::regclass::text FROM pg_index "
-                                     "WHERE NOT indisvalid")]
+    return [r[0] for r in query(url, "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid")]
 
 
 def finish_all(procs: list[subprocess.Popen[str]], label: str) -> list[tuple[int, str, str]]:
@@ -71,17 +78,18 @@ def finish_all(procs: list[subprocess.Popen[str]], label: str) -> list[tuple[int
     return results
 
 
-def assert_round(url: str, results: list[tuple[int, str, str]], names: list[str],
-                 label: str) -> None:
+def assert_round(url: str, results: list[tuple[int, str, str]], names: list[str], label: str) -> None:
     codes = [rc for rc, _, _ in results]
     assert all(rc in (0, 4) for rc in codes), f"{label}: exit codes {codes}"
-    applied = sorted(line.split()[1] for _, out, _ in results for line in out.splitlines()
-                     if line.startswith("applied "))
+    applied = sorted(
+        line.split()[1] for _, out, _ in results for line in out.splitlines() if line.startswith("applied ")
+    )
     assert applied == names, f"{label}: each migration applied by exactly one runner"
     history = query(url, "SELECT version, status FROM schema_version ORDER BY number")
     assert len(history) == MIGRATIONS and {s for _, s in history} == {"applied"}, label
-    events = query(url, "SELECT count(*) FROM schema_version_events "
-                        "WHERE action = 'up' AND outcome = 'applied'")
+    events = query(
+        url, "SELECT count(*) FROM schema_version_events WHERE action = 'up' AND outcome = 'applied'"
+    )
     assert events == [(MIGRATIONS,)], label
     assert invalid_indexes(url) == [], f"{label}: an index was left INVALID"
     built = query(url, "SELECT count(*) FROM pg_indexes WHERE indexname ~ '^t[0-9]_v$'")
@@ -97,37 +105,47 @@ def bouncer(server_dsn: str) -> Iterator[pgbouncer.PgBouncer]:
         yield running
 
 
-def race(project: Project, server_dsn: str, names: list[str], args: tuple[str, ...],
-         label: str, through: pgbouncer.PgBouncer | None = None) -> None:
+def race(
+    project: Project,
+    server_dsn: str,
+    names: list[str],
+    args: tuple[str, ...],
+    label: str,
+    through: pgbouncer.PgBouncer | None = None,
+) -> None:
     began = time.monotonic()
     for r in range(ROUNDS):
         with fresh_database(server_dsn) as url:
             target = through.url(url) if through is not None else url
             procs = [start(project, *args, "up", url=target) for _ in range(RUNNERS)]
-            assert_round(url, finish_all(procs, f"{label} round {r}"), names,
-                         f"{label} round {r}")
+            assert_round(url, finish_all(procs, f"{label} round {r}"), names, f"{label} round {r}")
     print(f"{label}: {ROUNDS} rounds of {RUNNERS} runners in {time.monotonic() - began:.1f} s")
 
 
 def test_sixteen_session_mode_runners_never_deadlock_a_concurrent_index_build(
-        project: Project, server_dsn: str) -> None:
+    project: Project, server_dsn: str
+) -> None:
     race(project, server_dsn, fifty_migrations(project), (), "session mode")
 
 
 def test_sixteen_transaction_mode_runners_never_deadlock_a_concurrent_index_build(
-        project: Project, server_dsn: str) -> None:
+    project: Project, server_dsn: str
+) -> None:
     race(project, server_dsn, fifty_migrations(project), TX, "transaction mode")
 
 
 def test_sixteen_transaction_mode_runners_through_pgbouncer_never_deadlock_an_index_build(
-        project: Project, server_dsn: str, bouncer: pgbouncer.PgBouncer) -> None:
-    race(project, server_dsn, fifty_migrations(project), TX, "transaction mode via pgbouncer",
-         through=bouncer)
+    project: Project, server_dsn: str, bouncer: pgbouncer.PgBouncer
+) -> None:
+    race(
+        project, server_dsn, fifty_migrations(project), TX, "transaction mode via pgbouncer", through=bouncer
+    )
 
 
 @pytest.mark.parametrize("mode", [(), TX], ids=["session", "transaction"])
 def test_a_drop_index_concurrently_rollback_racing_sixteen_ups_leaves_every_index_valid(
-        project: Project, server_dsn: str, mode: tuple[str, ...]) -> None:
+    project: Project, server_dsn: str, mode: tuple[str, ...]
+) -> None:
     names = fifty_migrations(project)
     for r in range(max(1, ROUNDS // 4)):
         with fresh_database(server_dsn) as url:
@@ -141,7 +159,8 @@ def test_a_drop_index_concurrently_rollback_racing_sixteen_ups_leaves_every_inde
             codes = [rc for rc, _, _ in results]
             assert all(rc in (0, 4) for rc in codes), f"round {r}: exit codes {codes}"
             assert invalid_indexes(url) == [], f"round {r}: an index was left INVALID"
-            history = query(url, "SELECT count(*), count(DISTINCT version) FROM schema_version "
-                                 "WHERE status = 'applied'")
+            history = query(
+                url, "SELECT count(*), count(DISTINCT version) FROM schema_version WHERE status = 'applied'"
+            )
             assert history == [(MIGRATIONS, MIGRATIONS)], f"round {r}: {history}"
             assert len(names) == MIGRATIONS

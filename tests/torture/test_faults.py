@@ -39,11 +39,19 @@ from tests.torture.helpers import assert_no_traceback, describe, events, rows, r
 
 
 def three_with_a_slow_second(project: Project, *, transactional: bool) -> None:
-    project.add(1, "first", "CREATE TABLE first_table (id int);\nINSERT INTO first_table VALUES (1);\n",
-                "DROP TABLE first_table;\n")
-    project.add(2, "slow", f"CREATE TABLE slow_table (id int);\n{SLOW_SLEEP}\n",
-                "DROP TABLE slow_table;\n",
-                header="" if transactional else "-- sqlmig: no-transaction\n")
+    project.add(
+        1,
+        "first",
+        "CREATE TABLE first_table (id int);\nINSERT INTO first_table VALUES (1);\n",
+        "DROP TABLE first_table;\n",
+    )
+    project.add(
+        2,
+        "slow",
+        f"CREATE TABLE slow_table (id int);\n{SLOW_SLEEP}\n",
+        "DROP TABLE slow_table;\n",
+        header="" if transactional else "-- sqlmig: no-transaction\n",
+    )
     project.add(3, "third", "CREATE TABLE third_table (id int);\n", "DROP TABLE third_table;\n")
 
 
@@ -70,8 +78,11 @@ def finish(label: str, proc: subprocess.Popen[str]) -> subprocess.CompletedProce
 
 
 def applied_once(url: str, *versions: str) -> None:
-    ups = query(url, """SELECT version, count(*) FROM schema_version_events
-                         WHERE action = 'up' AND outcome = 'applied' GROUP BY version ORDER BY 1""")
+    ups = query(
+        url,
+        """SELECT version, count(*) FROM schema_version_events
+                         WHERE action = 'up' AND outcome = 'applied' GROUP BY version ORDER BY 1""",
+    )
     print(f"'up applied' events per version: {ups}")
     assert ups == [(v, 1) for v in versions], "each migration applied exactly once"
 
@@ -81,17 +92,19 @@ def applied_once(url: str, *versions: str) -> None:
 
 @pytest.mark.usefixtures("needs_dead_client_check")
 def test_sigkill_while_waiting_for_the_lock_leaves_the_holder_alone_and_no_trace(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     three_with_a_slow_second(project, transactional=True)
-    with psycopg.connect(database_url, autocommit=True,
-                         application_name="torture-lock-holder") as holder:
+    with psycopg.connect(database_url, autocommit=True, application_name="torture-lock-holder") as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         holder_pid = holder.info.backend_pid
         print(f"another session (pid {holder_pid}) holds the migration lock")
         victim = start(project, "up", url=database_url)  # waits up to the default 300 s
-        wait_for("sqlmig polls the advisory lock",
-                 lambda: any("pg_try_advisory_lock" in b[4]
-                             for b in sqlmig_backends(database_url)), timeout=20)
+        wait_for(
+            "sqlmig polls the advisory lock",
+            lambda: any("pg_try_advisory_lock" in b[4] for b in sqlmig_backends(database_url)),
+            timeout=20,
+        )
         print(f"sqlmig sessions: {sqlmig_backends(database_url)}; SIGKILL to pid {victim.pid}")
         os.kill(victim.pid, signal.SIGKILL)
         killed = finish("up (SIGKILLed while waiting)", victim)
@@ -99,10 +112,8 @@ def test_sigkill_while_waiting_for_the_lock_leaves_the_holder_alone_and_no_trace
 
         # The server notices the vanished client and ends its wait: no session, no queued
         # request, and the holder still holds the lock.
-        wait_for("the killed runner's session is gone",
-                 lambda: not sqlmig_backends(database_url), timeout=10)
-        waiting = query(database_url, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
-                                      "AND NOT granted")
+        wait_for("the killed runner's session is gone", lambda: not sqlmig_backends(database_url), timeout=10)
+        waiting = query(database_url, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
         print(f"lock holders: {lock_holders(database_url)}; waiters: {waiting}")
         assert lock_holders(database_url) == [holder_pid]
         assert waiting == []
@@ -114,18 +125,21 @@ def test_sigkill_while_waiting_for_the_lock_leaves_the_holder_alone_and_no_trace
     assert result.returncode == 0
     assert "at version 1.3.0: 3 applied" in result.stdout
     describe(database_url)
-    assert rows(database_url) == [(1, "1.1.0", "applied"), (2, "1.2.0", "applied"),
-                                  (3, "1.3.0", "applied")]
-    assert events(database_url) == [("up", "1.1.0", "applied"), ("up", "1.2.0", "applied"),
-                                    ("up", "1.3.0", "applied")], "no stray event of the victim"
+    assert rows(database_url) == [(1, "1.1.0", "applied"), (2, "1.2.0", "applied"), (3, "1.3.0", "applied")]
+    assert events(database_url) == [
+        ("up", "1.1.0", "applied"),
+        ("up", "1.2.0", "applied"),
+        ("up", "1.3.0", "applied"),
+    ], "no stray event of the victim"
     assert query(database_url, "SELECT count(*) FROM first_table") == [(1,)]
 
 
 # -- pg_terminate_backend of the runner's session --------------------------------------------------
 
 
-def terminated_mid_second(project: Project, url: str, *, transactional: bool,
-                          group_commit: str = "on") -> subprocess.CompletedProcess[str]:
+def terminated_mid_second(
+    project: Project, url: str, *, transactional: bool, group_commit: str = "on"
+) -> subprocess.CompletedProcess[str]:
     """`up` of three migrations whose session a DBA terminates during the slow second one."""
     three_with_a_slow_second(project, transactional=transactional)
     (project.root / "sqlmig.toml").write_text(f'group_commit = "{group_commit}"\n')
@@ -137,17 +151,19 @@ def terminated_mid_second(project: Project, url: str, *, transactional: bool,
 
 @pytest.mark.parametrize("group_commit", ["on", "off"])
 def test_terminating_the_session_mid_transactional_migration_exits_5_and_the_next_run_completes(
-        project: Project, database_url: str, group_commit: str) -> None:
-    result = terminated_mid_second(project, database_url, transactional=True,
-                                   group_commit=group_commit)
+    project: Project, database_url: str, group_commit: str
+) -> None:
+    result = terminated_mid_second(project, database_url, transactional=True, group_commit=group_commit)
 
     assert result.returncode == 5
     assert_no_traceback(result)
     # What the history shows, read again on a new connection: 001 committed (with group commit
     # in the same group as 002, its result never reached sqlmig), 002 did not.
     assert "sqlmig: connection lost during `up`: " in result.stderr
-    assert ("read again on a new connection, the history shows 1 applied by this run, the last "
-            "001_first; not applied: 002_slow and 1 after it") in result.stderr
+    assert (
+        "read again on a new connection, the history shows 1 applied by this run, the last "
+        "001_first; not applied: 002_slow and 1 after it"
+    ) in result.stderr
     assert "hint: run `sqlmig up` again for the rest" in result.stderr
     if group_commit == "on":
         assert "applied 001_first" not in result.stdout, "only what was confirmed is printed"
@@ -173,15 +189,19 @@ def test_terminating_the_session_mid_transactional_migration_exits_5_and_the_nex
 
 
 def test_terminating_the_session_mid_no_transaction_migration_leaves_it_started_until_repaired(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     result = terminated_mid_second(project, database_url, transactional=False)
 
     assert result.returncode == 5
     assert_no_traceback(result)
-    assert ("the history shows 1 applied by this run, the last 001_first; not applied: "
-            "002_slow and 1 after it (its row is `started`)") in result.stderr
-    assert ("002_slow ran outside a transaction and may be partly done: check the database, "
-            "then `sqlmig repair`") in result.stderr
+    assert (
+        "the history shows 1 applied by this run, the last 001_first; not applied: "
+        "002_slow and 1 after it (its row is `started`)"
+    ) in result.stderr
+    assert (
+        "002_slow ran outside a transaction and may be partly done: check the database, then `sqlmig repair`"
+    ) in result.stderr
     describe(database_url)
     assert rows(database_url) == [(1, "1.1.0", "applied"), (2, "1.2.0", "started")]
     assert table_exists(database_url, "slow_table"), "its first statement ran in autocommit"
@@ -203,8 +223,7 @@ def test_terminating_the_session_mid_no_transaction_migration_leaves_it_started_
     done = run(project, "up", url=database_url)
     assert done.returncode == 0
     assert "applied 002_slow (1.2.0)" in done.stdout and "applied 003_third (1.3.0)" in done.stdout
-    assert rows(database_url) == [(1, "1.1.0", "applied"), (2, "1.2.0", "applied"),
-                                  (3, "1.3.0", "applied")]
+    assert rows(database_url) == [(1, "1.1.0", "applied"), (2, "1.2.0", "applied"), (3, "1.3.0", "applied")]
     applied_once(database_url, "1.1.0", "1.2.0", "1.3.0")
 
 
@@ -224,17 +243,24 @@ def own_server() -> Iterator[EmbeddedServer]:
 
 def stop_immediately(server: EmbeddedServer) -> None:
     """pg_ctl stop -m immediate: every backend dies at once, as in a crash; recovery on start."""
-    subprocess.run([str(bin_dir() / "pg_ctl"), "-D", str(server.data_dir), "stop", "-m",
-                    "immediate", "-w", "-t", "30"], check=True, capture_output=True, cwd="/",
-                   user=SYSTEM_USER if os.geteuid() == 0 else None, timeout=60)
+    subprocess.run(
+        [str(bin_dir() / "pg_ctl"), "-D", str(server.data_dir), "stop", "-m", "immediate", "-w", "-t", "30"],
+        check=True,
+        capture_output=True,
+        cwd="/",
+        user=SYSTEM_USER if os.geteuid() == 0 else None,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize(("transactional", "group_commit"),
-                         [(True, "off"), (True, "on"), (False, "on")],
-                         ids=["transactional", "transactional-group-commit", "no-transaction"])
+@pytest.mark.parametrize(
+    ("transactional", "group_commit"),
+    [(True, "off"), (True, "on"), (False, "on")],
+    ids=["transactional", "transactional-group-commit", "no-transaction"],
+)
 def test_the_server_stopped_mid_run_exits_5_and_after_a_restart_the_next_run_completes(
-        project: Project, own_server: EmbeddedServer, transactional: bool,
-        group_commit: str) -> None:
+    project: Project, own_server: EmbeddedServer, transactional: bool, group_commit: str
+) -> None:
     three_with_a_slow_second(project, transactional=transactional)
     (project.root / "sqlmig.toml").write_text(f'group_commit = "{group_commit}"\n')
     # With group commit, 001 goes in one group with 002 and its COMMIT does not wait for the
@@ -251,8 +277,10 @@ def test_the_server_stopped_mid_run_exits_5_and_after_a_restart_the_next_run_com
             assert_no_traceback(result)
             assert "connection lost while running 002_slow" in result.stderr
             assert ("applied 001_first" in result.stdout) is not unconfirmed
-            assert ("001_first, sent before it in the same group, had committed but was not "
-                    "yet confirmed on disk" in result.stderr) is unconfirmed
+            assert (
+                "001_first, sent before it in the same group, had committed but was not "
+                "yet confirmed on disk" in result.stderr
+            ) is unconfirmed
 
             down = run(project, "status", url=url, label="status (server down)")
             assert down.returncode == 5
@@ -294,13 +322,15 @@ def test_the_server_stopped_mid_run_exits_5_and_after_a_restart_the_next_run_com
         assert "applied 002_slow (1.2.0)" in again.stdout
         assert "applied 003_third (1.3.0)" in again.stdout
         applied_once(url, "1.1.0", "1.2.0", "1.3.0")
-        assert query(url, "SELECT applied_at FROM schema_version WHERE version = '1.1.0'") == \
-            first_at, "migration 1 was not run again"
+        assert query(url, "SELECT applied_at FROM schema_version WHERE version = '1.1.0'") == first_at, (
+            "migration 1 was not run again"
+        )
         assert query(url, "SELECT count(*) FROM first_table") == [(1,)]
 
 
 def test_a_server_crash_after_a_group_keeps_every_migration_reported_applied(
-        project: Project, own_server: EmbeddedServer) -> None:
+    project: Project, own_server: EmbeddedServer
+) -> None:
     """Group commit: in a group of migrations sent back to back only the last COMMIT waits for
     the WAL flush. With the WAL writer slowed to 10 s, a commit that did not wait would still be
     in the server's memory when it crashes; the group's last COMMIT must have flushed them all
@@ -316,9 +346,11 @@ def test_a_server_crash_after_a_group_keeps_every_migration_reported_applied(
         try:
             query(url, f"CREATE TABLE {SLOW_FLAG} ()")
             proc = start(project, "up", url=url)
-            wait_for("migration 51 sleeps", lambda: any(
-                "pg_sleep" in (b[4] or "") and b[1] == "active" for b in sqlmig_backends(url)),
-                timeout=60)
+            wait_for(
+                "migration 51 sleeps",
+                lambda: any("pg_sleep" in (b[4] or "") and b[1] == "active" for b in sqlmig_backends(url)),
+                timeout=60,
+            )
             print("pg_ctl stop -m immediate while migration 51 sleeps")
             stop_immediately(own_server)
             try:
@@ -373,7 +405,8 @@ def unprivileged_url(database_url: str) -> Iterator[str]:
 
 
 def test_a_login_without_privileges_gets_one_line_and_exit_2_from_every_command(
-        project: Project, database_url: str, unprivileged_url: str) -> None:
+    project: Project, database_url: str, unprivileged_url: str
+) -> None:
     three_with_a_slow_second(project, transactional=True)
     query(database_url, f"DROP TABLE IF EXISTS {SLOW_FLAG}")
     for args in (("up",), ("baseline", "1.1.0")):
@@ -384,8 +417,15 @@ def test_a_login_without_privileges_gets_one_line_and_exit_2_from_every_command(
         assert "hint: sqlmig keeps its history in public.schema_version" in result.stderr
     # The history exists, made by its owner: the login may not even read it.
     assert run(project, "up", "--to", "1", url=database_url).returncode == 0
-    for args in (("up",), ("down",), ("status",), ("validate",), ("history",),
-                 ("render", "up", "--from-database"), ("repair", "--remove", "1.1.0")):
+    for args in (
+        ("up",),
+        ("down",),
+        ("status",),
+        ("validate",),
+        ("history",),
+        ("render", "up", "--from-database"),
+        ("repair", "--remove", "1.1.0"),
+    ):
         result = run(project, *args, url=unprivileged_url)
         assert result.returncode == 2
         assert_no_traceback(result)
@@ -397,7 +437,8 @@ def test_a_login_without_privileges_gets_one_line_and_exit_2_from_every_command(
 
 @pytest.mark.parametrize("how", ["read-only", "reserved-schema"])
 def test_a_read_only_database_or_a_reserved_schema_is_refused_with_exit_2(
-        project: Project, database_url: str, how: str) -> None:
+    project: Project, database_url: str, how: str
+) -> None:
     three_with_a_slow_second(project, transactional=True)
     query(database_url, f"DROP TABLE IF EXISTS {SLOW_FLAG}")
     if how == "read-only":
@@ -409,8 +450,7 @@ def test_a_read_only_database_or_a_reserved_schema_is_refused_with_exit_2(
     else:
         result = run(project, "--schema", "pg_catalog", "up", url=database_url)
         # The schema exists, so sqlmig does not try to create it; the table is refused.
-        assert ('ERROR [42501]: permission denied to create "pg_catalog.schema_version"'
-                in result.stderr)
+        assert 'ERROR [42501]: permission denied to create "pg_catalog.schema_version"' in result.stderr
     assert result.returncode == 2
     assert_no_traceback(result)
     assert user_tables(database_url) == set()

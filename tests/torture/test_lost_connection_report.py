@@ -24,24 +24,33 @@ def terminate_sqlmig_mid_run(url: str, done: threading.Event) -> None:
     the run), whatever the speed of the machine."""
     with psycopg.connect(url, autocommit=True) as conn:
         while not done.is_set():
-            if conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0] \
-                    and conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] >= 20:
+            if (
+                conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
+                and conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] >= 20
+            ):
                 break
             time.sleep(0.01)
         while not done.is_set():
-            rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE application_name = 'sqlmig' AND datname = "
-                                "current_database()").fetchall()
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'sqlmig' AND datname = "
+                "current_database()"
+            ).fetchall()
             if rows:
                 return
             time.sleep(0.01)
 
 
 def test_a_session_terminated_mid_batch_reports_what_the_history_shows(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     for n in range(1, 201):
-        project.add(n, f"step_{n}", f"CREATE TABLE step_{n} (id int);\nSELECT pg_sleep(0.01);\n",
-                    f"DROP TABLE step_{n};\n")
+        project.add(
+            n,
+            f"step_{n}",
+            f"CREATE TABLE step_{n} (id int);\nSELECT pg_sleep(0.01);\n",
+            f"DROP TABLE step_{n};\n",
+        )
     done = threading.Event()
     killer = threading.Thread(target=terminate_sqlmig_mid_run, args=(database_url, done))
     killer.start()
@@ -52,13 +61,16 @@ def test_a_session_terminated_mid_batch_reports_what_the_history_shows(
         killer.join()
 
     assert result.returncode == 5, result.stderr
-    applied = [r[0] for r in query(database_url, "SELECT number FROM schema_version "
-                                                 "WHERE status = 'applied' ORDER BY number")]
+    applied = [
+        r[0]
+        for r in query(
+            database_url, "SELECT number FROM schema_version WHERE status = 'applied' ORDER BY number"
+        )
+    ]
     assert applied == list(range(1, len(applied) + 1)) and 0 < len(applied) < 200, applied
     last, first_missing = applied[-1], applied[-1] + 1
     print(f"the database has 001 … {last:03d} applied")
-    said = re.search(r"(\d+) applied by this run, the last (\d+)_\S+; not applied: (\d+)_",
-                     result.stderr)
+    said = re.search(r"(\d+) applied by this run, the last (\d+)_\S+; not applied: (\d+)_", result.stderr)
     assert said, result.stderr
     assert (int(said[1]), int(said[2]), int(said[3])) == (len(applied), last, first_missing)
     assert f"{first_missing:03d}_step_{first_missing}" in result.stderr

@@ -22,8 +22,17 @@ from sqlmig.redaction import dsn_secrets, redact
 from tests.conftest import Project
 
 MARKERS = ("Kx7pz", "Qv4mw", "Jw2hr")
-COMMANDS = [("status",), ("config",), ("validate",), ("up", "--dry-run"), ("history",),
-            ("check", ">=0.0.0"), ("up",), ("render", "up", "--from-database"), ("wait",)]
+COMMANDS = [
+    ("status",),
+    ("config",),
+    ("validate",),
+    ("up", "--dry-run"),
+    ("history",),
+    ("check", ">=0.0.0"),
+    ("up",),
+    ("render", "up", "--from-database"),
+    ("wait",),
+]
 FORMATS = [(), ("--json",), ("--log-format", "json")]
 # Every printable character but the line breaks a shell variable would keep anyway.
 PRINTABLE = st.characters(codec="utf-8", categories=("L", "M", "N", "P", "S", "Zs"))
@@ -32,8 +41,7 @@ FORMS = ["url", "url-raw", "url-no-colon", "url-one-slash", "keywords", "keyword
 
 def password() -> st.SearchStrategy[str]:
     part = st.text(PRINTABLE, max_size=12)
-    return st.tuples(part, part).map(lambda ab: f"{MARKERS[0]}{ab[0]}{MARKERS[1]}{ab[1]}"
-                                                f"{MARKERS[2]}")
+    return st.tuples(part, part).map(lambda ab: f"{MARKERS[0]}{ab[0]}{MARKERS[1]}{ab[1]}{MARKERS[2]}")
 
 
 def dsn(form: str, secret: str, server: dict) -> str:
@@ -65,13 +73,28 @@ def app(project: Project) -> Project:
 
 # Derandomized: the same examples on every CI run (a leak found by chance must not block an
 # unrelated landing); 20,000 random examples of the redact() test below ran clean locally.
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(secret=password(), form=st.sampled_from(FORMS), command=st.sampled_from(COMMANDS),
-       fmt=st.sampled_from(FORMATS), where=st.sampled_from(["DATABASE_URL", "--database-url"]))
-def test_no_password_reaches_any_output(app: Project, database_url: str, secret: str, form: str,
-                                        command: tuple[str, ...], fmt: tuple[str, ...],
-                                        where: str) -> None:
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    secret=password(),
+    form=st.sampled_from(FORMS),
+    command=st.sampled_from(COMMANDS),
+    fmt=st.sampled_from(FORMATS),
+    where=st.sampled_from(["DATABASE_URL", "--database-url"]),
+)
+def test_no_password_reaches_any_output(
+    app: Project,
+    database_url: str,
+    secret: str,
+    form: str,
+    command: tuple[str, ...],
+    fmt: tuple[str, ...],
+    where: str,
+) -> None:
     url = dsn(form, secret, conninfo_to_dict(database_url))
     if where == "DATABASE_URL":
         argv, env = [*fmt, *command], {"DATABASE_URL": url, "SQLMIG_LOCK_TIMEOUT": "2"}
@@ -84,36 +107,39 @@ def test_no_password_reaches_any_output(app: Project, database_url: str, secret:
     except subprocess.TimeoutExpired:
         pytest.fail(f"hung: {argv}")
     shown = result.stdout + result.stderr
-    assert not leaked(shown), f"{form} {where} {' '.join(command)} {fmt}: exit " \
-                              f"{result.returncode}\n{shown}"
+    assert not leaked(shown), f"{form} {where} {' '.join(command)} {fmt}: exit {result.returncode}\n{shown}"
     assert "Traceback" not in shown, shown
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)
 @given(secret=password(), form=st.sampled_from(FORMS))
-def test_redact_hides_every_piece_of_the_password_of_any_connection_string(
-        secret: str, form: str) -> None:
+def test_redact_hides_every_piece_of_the_password_of_any_connection_string(secret: str, form: str) -> None:
     server = {"host": "db.internal", "port": 5432, "dbname": "app", "user": "app"}
     url = dsn(form, secret, server)
     secrets = dsn_secrets(url)
-    shown = redact(f"cannot connect to {url}: server said \"{url}\"", *secrets)
+    shown = redact(f'cannot connect to {url}: server said "{url}"', *secrets)
     assert not leaked(shown), shown
     assert "db.internal" in shown or form.startswith("url-"), "the host stays readable"
 
 
-@pytest.mark.parametrize("url", [
-    "postgres//app:Hunter2Secret@localhost/app",
-    "postgresql:/app:Hunter2Secret@localhost/app",
-    "postgresql://app:Hunter 2Secret@localhost/app",
-    "postgresql://app:p@ss#Hunter2Secret@localhost/app",
-    "host=localhost password=Hunter2Secret dbname=app",
-    "host=localhost password='Hunter 2Secret' dbname=app",
-    "host=localhost password='Hunter 2Secret dbname=app",
-])
-@pytest.mark.parametrize("command", [("status",), ("config",), ("--log-format", "json", "status"),
-                                     ("status", "--json")])
-def test_the_reported_malformed_urls_print_no_password(project: Project, url: str,
-                                                      command: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres//app:Hunter2Secret@localhost/app",
+        "postgresql:/app:Hunter2Secret@localhost/app",
+        "postgresql://app:Hunter 2Secret@localhost/app",
+        "postgresql://app:p@ss#Hunter2Secret@localhost/app",
+        "host=localhost password=Hunter2Secret dbname=app",
+        "host=localhost password='Hunter 2Secret' dbname=app",
+        "host=localhost password='Hunter 2Secret dbname=app",
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [("status",), ("config",), ("--log-format", "json", "status"), ("status", "--json")]
+)
+def test_the_reported_malformed_urls_print_no_password(
+    project: Project, url: str, command: tuple[str, ...]
+) -> None:
     result = project.run(*command, env={"DATABASE_URL": url, "PGCONNECT_TIMEOUT": "2"})
 
     shown = result.stdout + result.stderr
@@ -123,13 +149,15 @@ def test_the_reported_malformed_urls_print_no_password(project: Project, url: st
         assert "password=***" in shown, "key=value keeps its separator"
 
 
-
-@pytest.mark.parametrize("dsn_text", [
-    "postgresql://postgres@/app?host=/run/postgresql&port=5432",
-    "postgres://app@db.internal:5432/app",
-    "host=db.internal port=5432 dbname=app user=postgres",
-    "postgresql:///app",
-])
+@pytest.mark.parametrize(
+    "dsn_text",
+    [
+        "postgresql://postgres@/app?host=/run/postgresql&port=5432",
+        "postgres://app@db.internal:5432/app",
+        "host=db.internal port=5432 dbname=app user=postgres",
+        "postgresql:///app",
+    ],
+)
 def test_a_connection_string_without_a_password_is_shown_as_it_is(dsn_text: str) -> None:
     assert dsn_secrets(dsn_text) == []
     assert redact(f"database: {dsn_text}", *dsn_secrets(dsn_text)) == f"database: {dsn_text}"

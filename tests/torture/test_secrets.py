@@ -38,8 +38,10 @@ def with_password(url: str, secret: str, *, form: str, **changes: str) -> str:
     port = str(params.pop("port", "5432"))
     user, dbname = params.pop("user", "postgres"), params.pop("dbname", "postgres")
     rest = "".join(f"&{k}={quote(str(v), safe='')}" for k, v in params.items())
-    return (f"postgresql://{quote(str(user), safe='')}:{quote(secret, safe='')}@/{dbname}"
-            f"?host={quote(host, safe='/')}&port={port}{rest}")
+    return (
+        f"postgresql://{quote(str(user), safe='')}:{quote(secret, safe='')}@/{dbname}"
+        f"?host={quote(host, safe='/')}&port={port}{rest}"
+    )
 
 
 def leaks(text: str, secret: str) -> list[str]:
@@ -49,7 +51,8 @@ def leaks(text: str, secret: str) -> list[str]:
 
 @pytest.mark.parametrize("form", ["url", "keywords"])
 def test_a_password_never_appears_in_any_output_or_row(
-        project: Project, database_url: str, server_dsn: str, tmp_path: Path, form: str) -> None:
+    project: Project, database_url: str, server_dsn: str, tmp_path: Path, form: str
+) -> None:
     secret = str(conninfo_to_dict(database_url).get("password") or MADE_UP)
     url = with_password(database_url, secret, form=form)
     print(f"URL form {form!r}; the password is {'the server’s' if secret != MADE_UP else MADE_UP!r}")
@@ -58,17 +61,23 @@ def test_a_password_never_appears_in_any_output_or_row(
     failing = project.migrations / "004_fails.sql"
     available = commands_available()
     print(f"commands of this build: {sorted(available)}")
-    unreachable = with_password("postgresql://u@127.0.0.1:1/db", secret, form=form,
-                                host="127.0.0.1", port="1")
+    unreachable = with_password(
+        "postgresql://u@127.0.0.1:1/db", secret, form=form, host="127.0.0.1", port="1"
+    )
     wrong_db = with_password(database_url, secret, form=form, dbname="no_such_database_here")
     scratch = with_password(server_dsn, secret, form=form)
 
     plan: list[tuple[tuple[str, ...], dict[str, str], set[int]]] = []
 
-    def step(*args: str, env_url: str | None = url, codes: set[int] | frozenset[int] = frozenset({0}),
-             env: dict[str, str] | None = None) -> None:
-        plan.append((args, {**({"SQLMIG_DATABASE_URL": env_url} if env_url else {}),
-                            **(env or {})}, set(codes)))
+    def step(
+        *args: str,
+        env_url: str | None = url,
+        codes: set[int] | frozenset[int] = frozenset({0}),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        plan.append(
+            (args, {**({"SQLMIG_DATABASE_URL": env_url} if env_url else {}), **(env or {})}, set(codes))
+        )
 
     # Every command once with the URL form; the keyword form (password=…) goes through the
     # same redaction, so it runs the paths that print a database: status, connect errors, config.
@@ -117,16 +126,18 @@ def test_a_password_never_appears_in_any_output_or_row(
     seen.append(("up (fails)", run(project, "up", url=url)))
     assert seen[-1][1].returncode == 3
     if full:
-        seen.append(("up --log-format json (fails)",
-                     run(project, "--log-format", "json", "up", url=url)))
+        seen.append(("up --log-format json (fails)", run(project, "--log-format", "json", "up", url=url)))
     with psycopg.connect(database_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_key("public.schema_version"),))
         seen.append(("up (lock held)", run(project, "--lock-timeout", "0", "up", url=url)))
         assert seen[-1][1].returncode == 4
 
-    found = [(label, where) for label, result in seen
-             for where in (("stdout", result.stdout), ("stderr", result.stderr))
-             if leaks(where[1], secret)]
+    found = [
+        (label, where)
+        for label, result in seen
+        for where in (("stdout", result.stdout), ("stderr", result.stderr))
+        if leaks(where[1], secret)
+    ]
     print(f"{len(seen)} runs; outputs holding the password: {found}")
     assert found == [], "the password was printed"
 

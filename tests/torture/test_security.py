@@ -21,7 +21,7 @@ from tests.torture.helpers import assert_no_traceback, describe, events, rows, r
 
 # Each is a Description: header (one line, no leading/trailing blanks, which a header drops).
 NASTY = [
-    "it's \"quoted\"; DROP TABLE victims; --",
+    'it\'s "quoted"; DROP TABLE victims; --',
     "'); DELETE FROM schema_version; --",
     "$$; SELECT pg_sleep(30); $$ $body$ $sqlmig$ $x$",
     "back\\slash \\' \\\\ E'\\x41' and a trailing backslash\\",
@@ -35,9 +35,13 @@ NASTY = [
 def nasty_project(project: Project) -> list[str]:
     """One migration per NASTY description; each rollback's comment holds the same text."""
     for n, text in enumerate(NASTY, start=1):
-        project.add(n, f"nasty_{n}", f"CREATE TABLE nasty_{n} (id int);\n",
-                    f"-- undo: {text}\nDROP TABLE nasty_{n};\n",
-                    header=f"-- Description: {text}\n")
+        project.add(
+            n,
+            f"nasty_{n}",
+            f"CREATE TABLE nasty_{n} (id int);\n",
+            f"-- undo: {text}\nDROP TABLE nasty_{n};\n",
+            header=f"-- Description: {text}\n",
+        )
     return NASTY
 
 
@@ -50,7 +54,8 @@ def expected(texts: list[str]) -> list[tuple[str, str]]:
 
 
 def test_hostile_descriptions_are_stored_verbatim_by_the_engine_and_by_the_psql_script(
-        project: Project, database_url: str, second_database_url: str) -> None:
+    project: Project, database_url: str, second_database_url: str
+) -> None:
     texts = nasty_project(project)
     # standard_conforming_strings = off makes '\' an escape in plain '…' literals: a rendered
     # script must still store the text verbatim (psycopg writes E'…' when there is a backslash).
@@ -72,8 +77,9 @@ def test_hostile_descriptions_are_stored_verbatim_by_the_engine_and_by_the_psql_
         print(f"{label}: descriptions stored: {[d for d, _ in got]}")
         assert got == expected(texts), f"{label}: history text differs from the files"
         assert user_tables(url) == {f"nasty_{n}" for n in range(1, len(texts) + 1)}
-        assert query(url, "SELECT count(*) FROM schema_version_events "
-                          "WHERE action = 'up' AND outcome = 'applied'") == [(len(texts),)]
+        assert query(
+            url, "SELECT count(*) FROM schema_version_events WHERE action = 'up' AND outcome = 'applied'"
+        ) == [(len(texts),)]
     assert not Path("/tmp/sqlmig-pwned").exists()
 
     # And back: the engine and the script each remove every row and table, nothing else.
@@ -87,13 +93,23 @@ def test_hostile_descriptions_are_stored_verbatim_by_the_engine_and_by_the_psql_
 
 
 def test_a_hostile_server_error_message_is_stored_verbatim_in_the_event_log(
-        project: Project, database_url: str) -> None:
+    project: Project, database_url: str
+) -> None:
     message = "it's; DROP TABLE schema_version; -- $$ \\' %s {0} \u2028 😀"
-    project.add(1, "ok", "CREATE TABLE kept (id int);\n", "DROP TABLE kept;\n",
-                header="-- Description: O'Brien; -- \\\n")
-    project.add(2, "raises", "CREATE TABLE gone (id int);\n"
-                "DO $body$ BEGIN RAISE EXCEPTION '%', $msg$" + message + "$msg$; END $body$;\n",
-                "DROP TABLE gone;\n")
+    project.add(
+        1,
+        "ok",
+        "CREATE TABLE kept (id int);\n",
+        "DROP TABLE kept;\n",
+        header="-- Description: O'Brien; -- \\\n",
+    )
+    project.add(
+        2,
+        "raises",
+        "CREATE TABLE gone (id int);\n"
+        "DO $body$ BEGIN RAISE EXCEPTION '%', $msg$" + message + "$msg$; END $body$;\n",
+        "DROP TABLE gone;\n",
+    )
 
     result = run(project, "up", url=database_url)
 
@@ -104,8 +120,11 @@ def test_a_hostile_server_error_message_is_stored_verbatim_in_the_event_log(
     assert rows(database_url) == [(1, "1.1.0", "applied")]
     assert table_exists(database_url, "schema_version") and table_exists(database_url, "kept")
     assert not table_exists(database_url, "gone")
-    detail = query(database_url, """SELECT detail FROM schema_version_events
-                                     WHERE outcome = 'failed'""")
+    detail = query(
+        database_url,
+        """SELECT detail FROM schema_version_events
+                                     WHERE outcome = 'failed'""",
+    )
     print(f"the failure's event detail: {detail}")
     assert len(detail) == 1 and message in detail[0][0]
     assert query(database_url, "SELECT description FROM schema_version") == [("O'Brien; -- \\",)]
@@ -134,10 +153,12 @@ def inner(tmp_path: Path) -> Project:
 
 @pytest.mark.parametrize("where", ["migrations", "rollbacks"])
 def test_a_symlink_out_of_the_migrations_directory_is_a_file_problem(
-        inner: Project, tmp_path: Path, database_url: str, where: str) -> None:
+    inner: Project, tmp_path: Path, database_url: str, where: str
+) -> None:
     inner.add(1, "first", "CREATE TABLE first_table (id int);\n", "DROP TABLE first_table;\n")
-    secret = outside_file(tmp_path, "secret.sql",
-                          "-- Version: 1.2.0\nCREATE TABLE leaked (line text);\n-- " + PASSWD_LIKE)
+    secret = outside_file(
+        tmp_path, "secret.sql", "-- Version: 1.2.0\nCREATE TABLE leaked (line text);\n-- " + PASSWD_LIKE
+    )
     if where == "migrations":
         (inner.rollbacks / "002_linked_rollback.sql").write_text("DROP TABLE leaked;\n")
         link = inner.migrations / "002_linked.sql"
@@ -151,16 +172,17 @@ def test_a_symlink_out_of_the_migrations_directory_is_a_file_problem(
     hop.symlink_to(os.path.relpath(other, inner.root))
     (inner.migrations / "003_hop.sql").symlink_to("../hop.sql")
     (inner.rollbacks / "003_hop_rollback.sql").write_text("SELECT 1;\n")
-    print(f"{link.relative_to(inner.root)} -> {secret}; migrations/003_hop.sql -> ../hop.sql -> "
-          f"{os.readlink(hop)}")
+    print(
+        f"{link.relative_to(inner.root)} -> {secret}; migrations/003_hop.sql -> ../hop.sql -> "
+        f"{os.readlink(hop)}"
+    )
 
     for command in (("up",), ("status",), ("validate",), ("render", "up"), ("lint",)):
         result = run(inner, *command, url=database_url)
         assert result.returncode == 2, f"{command}: a link out of the directory is a file problem"
         assert_no_traceback(result)
         # lint reports file problems as findings on stdout (path:line:col: error [code] …)
-        said, prefix = ((result.stdout, "") if command == ("lint",)
-                        else (result.stderr, "sqlmig: "))
+        said, prefix = (result.stdout, "") if command == ("lint",) else (result.stderr, "sqlmig: ")
         assert f"{prefix}{where}/002_linked" in said
         assert f"{prefix}migrations/003_hop.sql" in said
         assert "outside" in said
@@ -170,8 +192,7 @@ def test_a_symlink_out_of_the_migrations_directory_is_a_file_problem(
     assert user_tables(database_url) == set()
 
 
-def test_symlinks_that_stay_inside_the_directory_are_followed(inner: Project,
-                                                              database_url: str) -> None:
+def test_symlinks_that_stay_inside_the_directory_are_followed(inner: Project, database_url: str) -> None:
     shared = inner.migrations / "shared"
     shared.mkdir()
     (shared / "first.sql.txt").write_text("-- Version: 1.0.0\nCREATE TABLE via_link (id int);\n")
@@ -186,8 +207,7 @@ def test_symlinks_that_stay_inside_the_directory_are_followed(inner: Project,
     assert rows(database_url) == [(1, "1.0.0", "applied")]
 
 
-def test_a_dangling_or_looping_symlink_is_a_file_problem_not_a_crash(inner: Project,
-                                                                     tmp_path: Path) -> None:
+def test_a_dangling_or_looping_symlink_is_a_file_problem_not_a_crash(inner: Project, tmp_path: Path) -> None:
     (inner.migrations / "001_loop.sql").symlink_to("001_loop.sql")
     (inner.rollbacks / "001_loop_rollback.sql").write_text("SELECT 1;\n")
     (inner.migrations / "002_gone.sql").symlink_to("no_such_file.sql")
@@ -203,8 +223,7 @@ def test_a_dangling_or_looping_symlink_is_a_file_problem_not_a_crash(inner: Proj
         assert f"sqlmig: migrations/{name}.sql" in result.stderr
 
 
-def test_a_fifo_or_a_directory_named_like_a_migration_is_a_file_problem_not_a_hang(
-        inner: Project) -> None:
+def test_a_fifo_or_a_directory_named_like_a_migration_is_a_file_problem_not_a_hang(inner: Project) -> None:
     inner.add(1, "first", "CREATE TABLE first_table (id int);\n", "DROP TABLE first_table;\n")
     os.mkfifo(inner.migrations / "002_pipe.sql")  # reading it would wait for a writer forever
     (inner.rollbacks / "002_pipe_rollback.sql").write_text("SELECT 1;\n")
@@ -220,11 +239,15 @@ def test_a_fifo_or_a_directory_named_like_a_migration_is_a_file_problem_not_a_ha
         assert_no_traceback(result)
         for name in ("002_pipe", "003_dir", "004_link"):
             if command == "lint":  # findings, on stdout
-                assert (f"migrations/{name}.sql:1:1: error [not-a-file] not a regular file "
-                        "(a directory, FIFO, socket, device or broken symlink)") in result.stdout
+                assert (
+                    f"migrations/{name}.sql:1:1: error [not-a-file] not a regular file "
+                    "(a directory, FIFO, socket, device or broken symlink)"
+                ) in result.stdout
             else:
-                assert (f"sqlmig: migrations/{name}.sql: error: not a regular file (a directory, "
-                        "FIFO, socket, device or broken symlink)") in result.stderr
+                assert (
+                    f"sqlmig: migrations/{name}.sql: error: not a regular file (a directory, "
+                    "FIFO, socket, device or broken symlink)"
+                ) in result.stderr
         # Each is reported once: its rollback is no orphan.
         if command == "lint":
             assert result.stdout.count("not a regular file") == 3
@@ -253,7 +276,8 @@ META_VARIANTS = [
 
 
 def test_psql_meta_commands_that_read_or_run_are_refused_at_their_line_wherever_they_sit(
-        project: Project, database_url: str, tmp_path: Path) -> None:
+    project: Project, database_url: str, tmp_path: Path
+) -> None:
     marker = tmp_path / MARKER
     for n, (variant, text, _) in enumerate(META_VARIANTS, start=1):
         body = f"CREATE TABLE t_{n} (id int);\n" + text.format(marker=marker)
@@ -266,8 +290,9 @@ def test_psql_meta_commands_that_read_or_run_are_refused_at_their_line_wherever_
         assert result.returncode == 2, f"{command}: a psql meta-command is refused before running"
         assert_no_traceback(result)
         for n, (variant, _, line) in enumerate(META_VARIANTS, start=1):
-            assert (f"sqlmig: migrations/{n:03d}_{variant}.sql:{line}: error: psql meta-command"
-                    in result.stderr), f"{variant} not refused at line {line}"
+            assert (
+                f"sqlmig: migrations/{n:03d}_{variant}.sql:{line}: error: psql meta-command" in result.stderr
+            ), f"{variant} not refused at line {line}"
         assert "root:x:0:0" not in result.stdout + result.stderr
     describe(database_url)
     assert rows(database_url) == [] and user_tables(database_url) == set()
@@ -276,7 +301,8 @@ def test_psql_meta_commands_that_read_or_run_are_refused_at_their_line_wherever_
 
 
 def test_a_meta_command_in_a_rollback_is_refused_by_up_down_and_render_down(
-        project: Project, database_url: str, tmp_path: Path) -> None:
+    project: Project, database_url: str, tmp_path: Path
+) -> None:
     marker = tmp_path / MARKER
     project.add(1, "first", "CREATE TABLE t (id int);\n", "DROP TABLE t;\n")
     assert run(project, "up", url=database_url).returncode == 0
@@ -287,8 +313,7 @@ def test_a_meta_command_in_a_rollback_is_refused_by_up_down_and_render_down(
         result = run(project, *command, url=database_url)
         assert result.returncode == 2
         assert_no_traceback(result)
-        assert "sqlmig: rollbacks/001_first_rollback.sql:1: error: psql meta-command" \
-            in result.stderr
+        assert "sqlmig: rollbacks/001_first_rollback.sql:1: error: psql meta-command" in result.stderr
     assert rows(database_url) == [(1, "1.1.0", "applied")]
     assert table_exists(database_url, "t")
     assert not marker.exists()

@@ -25,8 +25,7 @@ def write(root: Path, tree: Mapping[str, str | bytes]) -> Path:
     return root
 
 
-def pair(name: str, version: str, body: str = "SELECT 1;\n",
-         rollback: str = OK_ROLLBACK) -> dict[str, str]:
+def pair(name: str, version: str, body: str = "SELECT 1;\n", rollback: str = OK_ROLLBACK) -> dict[str, str]:
     """A migration `name` (e.g. "001_users") with a Version header, and its rollback."""
     return {
         f"migrations/{name}.sql": f"-- Version: {version}\n{body}",
@@ -48,8 +47,11 @@ def problems(root: Path) -> list[tuple[str | None, int | None, str, str]]:
 def applied(mig: Migration, **changes: object) -> AppliedRecord:
     """The history row sqlmig writes when it applies `mig`."""
     fields: dict[str, object] = {
-        "version": str(mig.version), "number": mig.number, "name": mig.name,
-        "description": mig.description, "checksum": mig.checksum,
+        "version": str(mig.version),
+        "number": mig.number,
+        "name": mig.name,
+        "description": mig.description,
+        "checksum": mig.checksum,
         "rollback_checksum": mig.rollback.checksum,
     }
     fields.update(changes)

@@ -23,42 +23,56 @@ CREATE FUNCTION orders_total() RETURNS bigint LANGUAGE sql AS $$ SELECT sum(qty)
 """
 
 
-@pytest.mark.parametrize("edited", [
-    pytest.param(BASE.replace("\n", "\r\n"), id="crlf"),
-    pytest.param("\ufeff" + BASE, id="bom"),
-    pytest.param(BASE.replace("    ", "\t").replace(" (", "("), id="whitespace"),
-    pytest.param(BASE.replace("(\n    id", "(id").replace(",\n    ", ", "), id="reflowed"),
-    pytest.param("-- a new note on top\n\n" + BASE + "\n/* trailing\n /* nested */ comment */\n",
-                 id="comments"),
-    pytest.param(BASE.replace("-- Description: orders", "-- Description: the orders table"),
-                 id="description-header"),
-    pytest.param(BASE.replace("CREATE TABLE orders", "create table ORDERS")
-                     .replace("NOT NULL", "not null").replace("bigint PRIMARY", "BIGINT primary"),
-                 id="keyword-and-identifier-case"),
-    pytest.param(BASE.replace("orders (status)", '"orders" ("status")'), id="needless-quotes"),
-    pytest.param(BASE.replace("qty integer", "qty int"), id="type-alias"),
-    pytest.param(BASE.replace("fillfactor = 90", "fillfactor=90"), id="option-spacing"),
-    # DefElem.arg_location moves too: dropping only `location` keys would call this a SQL change.
-    pytest.param(BASE.replace("RETURNS bigint LANGUAGE sql AS", "RETURNS bigint\n    LANGUAGE sql\nAS"),
-                 id="function-header-reflowed"),
-])
+@pytest.mark.parametrize(
+    "edited",
+    [
+        pytest.param(BASE.replace("\n", "\r\n"), id="crlf"),
+        pytest.param("\ufeff" + BASE, id="bom"),
+        pytest.param(BASE.replace("    ", "\t").replace(" (", "("), id="whitespace"),
+        pytest.param(BASE.replace("(\n    id", "(id").replace(",\n    ", ", "), id="reflowed"),
+        pytest.param(
+            "-- a new note on top\n\n" + BASE + "\n/* trailing\n /* nested */ comment */\n", id="comments"
+        ),
+        pytest.param(
+            BASE.replace("-- Description: orders", "-- Description: the orders table"),
+            id="description-header",
+        ),
+        pytest.param(
+            BASE.replace("CREATE TABLE orders", "create table ORDERS")
+            .replace("NOT NULL", "not null")
+            .replace("bigint PRIMARY", "BIGINT primary"),
+            id="keyword-and-identifier-case",
+        ),
+        pytest.param(BASE.replace("orders (status)", '"orders" ("status")'), id="needless-quotes"),
+        pytest.param(BASE.replace("qty integer", "qty int"), id="type-alias"),
+        pytest.param(BASE.replace("fillfactor = 90", "fillfactor=90"), id="option-spacing"),
+        # DefElem.arg_location moves too: dropping only `location` keys would call this a SQL change.
+        pytest.param(
+            BASE.replace("RETURNS bigint LANGUAGE sql AS", "RETURNS bigint\n    LANGUAGE sql\nAS"),
+            id="function-header-reflowed",
+        ),
+    ],
+)
 def test_formatting_only_edits_keep_the_canonical_checksum(edited: str) -> None:
     assert canonical_checksum(edited) == canonical_checksum(BASE) is not None
 
 
-@pytest.mark.parametrize("edited", [
-    pytest.param(BASE.replace("DEFAULT 5", "DEFAULT 6"), id="number-constant"),
-    pytest.param(BASE.replace("DEFAULT 'new'", "DEFAULT 'New'"), id="string-constant"),
-    pytest.param(BASE.replace("qty > 0", "qty > 0.0"), id="constant-type"),
-    pytest.param(BASE.replace("fillfactor = 90", "fillfactor = 80"), id="option-value"),
-    pytest.param(BASE.replace("qty integer", "qty bigint"), id="column-type"),
-    pytest.param(BASE.replace("status text", "state text"), id="column-name"),
-    pytest.param(BASE.replace("orders (status)", '"Orders" (status)'), id="quoted-identifier"),
-    pytest.param(BASE.replace("WHERE qty > 1", ""), id="dropped-clause"),
-    pytest.param(BASE.replace("sum(qty) FROM", "sum(qty)  FROM"), id="inside-a-dollar-body"),
-    pytest.param(BASE + "ANALYZE orders;\n", id="added-statement"),
-    pytest.param(BASE.replace("CREATE INDEX", "CREATE UNIQUE INDEX"), id="unique"),
-])
+@pytest.mark.parametrize(
+    "edited",
+    [
+        pytest.param(BASE.replace("DEFAULT 5", "DEFAULT 6"), id="number-constant"),
+        pytest.param(BASE.replace("DEFAULT 'new'", "DEFAULT 'New'"), id="string-constant"),
+        pytest.param(BASE.replace("qty > 0", "qty > 0.0"), id="constant-type"),
+        pytest.param(BASE.replace("fillfactor = 90", "fillfactor = 80"), id="option-value"),
+        pytest.param(BASE.replace("qty integer", "qty bigint"), id="column-type"),
+        pytest.param(BASE.replace("status text", "state text"), id="column-name"),
+        pytest.param(BASE.replace("orders (status)", '"Orders" (status)'), id="quoted-identifier"),
+        pytest.param(BASE.replace("WHERE qty > 1", ""), id="dropped-clause"),
+        pytest.param(BASE.replace("sum(qty) FROM", "sum(qty)  FROM"), id="inside-a-dollar-body"),
+        pytest.param(BASE + "ANALYZE orders;\n", id="added-statement"),
+        pytest.param(BASE.replace("CREATE INDEX", "CREATE UNIQUE INDEX"), id="unique"),
+    ],
+)
 def test_sql_changes_change_the_canonical_checksum(edited: str) -> None:
     assert canonical_checksum(edited) != canonical_checksum(BASE)
 
@@ -66,7 +80,8 @@ def test_sql_changes_change_the_canonical_checksum(edited: str) -> None:
 def test_a_statement_at_the_very_start_equals_one_after_a_comment() -> None:
     # libpg_query omits a location of 0, so the first statement's position must not count.
     assert canonical_checksum("CREATE TABLE t (a int);") == canonical_checksum(
-        "-- note\nCREATE TABLE t (a int);")
+        "-- note\nCREATE TABLE t (a int);"
+    )
 
 
 def test_an_unparseable_file_has_no_canonical_checksum() -> None:
@@ -113,18 +128,25 @@ def test_validate_reports_formatting_only_as_a_warning_not_an_error(tmp_path) ->
     errors, warnings = plan.validate(edited, [record])
     assert errors == []
     assert [(w.path, w.code, w.severity) for w in warnings] == [
-        ("migrations/001_orders.sql", "formatting-only", "warning")]
-    assert warnings[0].render().startswith(
-        "migrations/001_orders.sql: warning: formatting-only change since it was applied")
+        ("migrations/001_orders.sql", "formatting-only", "warning")
+    ]
+    assert (
+        warnings[0]
+        .render()
+        .startswith("migrations/001_orders.sql: warning: formatting-only change since it was applied")
+    )
     assert "sqlmig repair --accept-formatting 1.1.0" in warnings[0].message
 
 
-@pytest.mark.parametrize("text", [
-    "CREATE TABLE a (id int);\n",
-    "-- Version: 1.0.0\n\\set ON_ERROR_STOP on\nCREATE TABLE a (id int DEFAULT 5);\n\\echo done\n",
-    "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\nSELECT f();\n",
-    "".join(f"INSERT INTO t VALUES ({i}, 'row {i}');\n" for i in range(40_000)),  # in pieces
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE TABLE a (id int);\n",
+        "-- Version: 1.0.0\n\\set ON_ERROR_STOP on\nCREATE TABLE a (id int DEFAULT 5);\n\\echo done\n",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\nSELECT f();\n",
+        "".join(f"INSERT INTO t VALUES ({i}, 'row {i}');\n" for i in range(40_000)),  # in pieces
+    ],
+)
 def test_split_takes_the_canonical_checksum_from_its_own_parse(text: str) -> None:
     # up parses each pending file once: the checksum it stores comes from split's parse.
     assert sqltext.split(text, canonical=True).canonical == sqltext.canonical_checksum(text) is not None

@@ -28,18 +28,33 @@ FILE = 'lock_timeout = 30\ntable = "file_table"\nschema = "file_schema"\nconnect
 ENV = {"SQLMIG_LOCK_TIMEOUT": "20", "SQLMIG_TABLE": "env_table", "SQLMIG_SCHEMA": "env_schema"}
 
 
-@pytest.mark.parametrize(("flags", "env", "expected"), [
-    ({}, {}, {"lock_timeout": (300.0, "default", None), "table": ("schema_version", "default", None)}),
-    ({}, "file", {"lock_timeout": (30.0, "file", "sqlmig.toml"),
-                  "table": ("file_table", "file", "sqlmig.toml")}),
-    ({}, "file+env", {"lock_timeout": (20.0, "env", "SQLMIG_LOCK_TIMEOUT"),
-                      "table": ("env_table", "env", "SQLMIG_TABLE")}),
-    ({"lock_timeout": 10, "table": "flag_table"}, "file+env",
-     {"lock_timeout": (10.0, "flag", "--lock-timeout"), "table": ("flag_table", "flag", "--table")}),
-])
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        ({}, {}, {"lock_timeout": (300.0, "default", None), "table": ("schema_version", "default", None)}),
+        (
+            {},
+            "file",
+            {"lock_timeout": (30.0, "file", "sqlmig.toml"), "table": ("file_table", "file", "sqlmig.toml")},
+        ),
+        (
+            {},
+            "file+env",
+            {
+                "lock_timeout": (20.0, "env", "SQLMIG_LOCK_TIMEOUT"),
+                "table": ("env_table", "env", "SQLMIG_TABLE"),
+            },
+        ),
+        (
+            {"lock_timeout": 10, "table": "flag_table"},
+            "file+env",
+            {"lock_timeout": (10.0, "flag", "--lock-timeout"), "table": ("flag_table", "flag", "--table")},
+        ),
+    ],
+)
 def test_each_setting_comes_from_flag_then_env_then_file_then_default(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: dict, env: object,
-        expected: dict) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: dict, env: object, expected: dict
+) -> None:
     monkeypatch.chdir(tmp_path)
     if env in ("file", "file+env"):
         write(tmp_path / "sqlmig.toml", FILE)
@@ -68,17 +83,21 @@ def test_sqlmig_database_url_wins_over_database_url_and_over_the_file(tmp_path: 
     write(tmp_path / "sqlmig.toml", 'database_url = "postgresql://file@h/db"\n')
     url = lambda env: sqlmig.resolve(root=tmp_path, environ=env).database_url  # noqa: E731
     assert url({}).get_secret_value() == "postgresql://file@h/db"
-    assert url({"DATABASE_URL": "postgresql://plain@h/db"}).get_secret_value() == \
-        "postgresql://plain@h/db"
-    assert url({"DATABASE_URL": "postgresql://plain@h/db",
-                "SQLMIG_DATABASE_URL": "postgresql://ours@h/db"}).get_secret_value() == \
-        "postgresql://ours@h/db"
+    assert url({"DATABASE_URL": "postgresql://plain@h/db"}).get_secret_value() == "postgresql://plain@h/db"
+    assert (
+        url(
+            {"DATABASE_URL": "postgresql://plain@h/db", "SQLMIG_DATABASE_URL": "postgresql://ours@h/db"}
+        ).get_secret_value()
+        == "postgresql://ours@h/db"
+    )
     assert url({"SQLMIG_DATABASE_URL": ""}).get_secret_value() == "postgresql://file@h/db"
 
 
 def test_paths_in_the_file_are_relative_to_the_file_and_the_password_is_read(tmp_path: Path) -> None:
-    write(tmp_path / "sqlmig.toml", 'migrations_dir = "db/up"\nrollbacks-dir = "db/down"\n'
-                                    'password_file = "secrets/pw"\n')
+    write(
+        tmp_path / "sqlmig.toml",
+        'migrations_dir = "db/up"\nrollbacks-dir = "db/down"\npassword_file = "secrets/pw"\n',
+    )
     write(tmp_path / "secrets" / "pw", "hunter22\n")
     config = sqlmig.resolve(root=tmp_path, environ={})
     assert config.migrations_path == tmp_path / "db" / "up"
@@ -98,20 +117,37 @@ def test_a_copy_keeps_where_each_setting_came_from(tmp_path: Path) -> None:
     assert Config(database_url="postgresql://h/db").database_url == copy.database_url
 
 
-@pytest.mark.parametrize(("values", "errors"), [
-    ({"connect_timeout": "10", "retries": 2.0, "lock_timeout": " 1.5 "}, []),
-    ({"connect_timeout": 1.5}, [("connect_timeout", "Input should be a valid integer, got a "
-                                                    "number with a fractional part")]),
-    ({"retries": True, "lock_timeout": False}, [("lock_timeout", "False is not a duration (e.g. "
-                                                                 "5s, 500ms, 10min, 0 or off)"),
-                                                ("retries", "Input should be a valid integer")]),
-    ({"lock_timeout": "nan", "table": 5}, [
-        ("table", "Input should be a valid string"),
-        ("lock_timeout", "'nan' is not a duration (e.g. 5s, 500ms, 10min, 0 or off)")]),
-    ({"lock_mode": "both", "root": 1}, [
-        ("root", "Input is not a valid path for <class 'pathlib.Path'>"),
-        ("lock_mode", "Input should be 'session' or 'transaction'")]),
-])
+@pytest.mark.parametrize(
+    ("values", "errors"),
+    [
+        ({"connect_timeout": "10", "retries": 2.0, "lock_timeout": " 1.5 "}, []),
+        (
+            {"connect_timeout": 1.5},
+            [("connect_timeout", "Input should be a valid integer, got a number with a fractional part")],
+        ),
+        (
+            {"retries": True, "lock_timeout": False},
+            [
+                ("lock_timeout", "False is not a duration (e.g. 5s, 500ms, 10min, 0 or off)"),
+                ("retries", "Input should be a valid integer"),
+            ],
+        ),
+        (
+            {"lock_timeout": "nan", "table": 5},
+            [
+                ("table", "Input should be a valid string"),
+                ("lock_timeout", "'nan' is not a duration (e.g. 5s, 500ms, 10min, 0 or off)"),
+            ],
+        ),
+        (
+            {"lock_mode": "both", "root": 1},
+            [
+                ("root", "Input is not a valid path for <class 'pathlib.Path'>"),
+                ("lock_mode", "Input should be 'session' or 'transaction'"),
+            ],
+        ),
+    ],
+)
 def test_config_checks_each_value_and_reports_every_bad_one(values: dict, errors: list) -> None:
     if not errors:
         Config(**values)
@@ -122,8 +158,10 @@ def test_config_checks_each_value_and_reports_every_bad_one(values: dict, errors
 
 
 def test_pyproject_tool_sqlmig_is_read_and_sqlmig_toml_wins(tmp_path: Path) -> None:
-    write(tmp_path / "pyproject.toml", '[project]\nname = "app"\n\n[tool.sqlmig]\ntable = "py"\n'
-                                       'lock-timeout = 12\n')
+    write(
+        tmp_path / "pyproject.toml",
+        '[project]\nname = "app"\n\n[tool.sqlmig]\ntable = "py"\nlock-timeout = 12\n',
+    )
     config = sqlmig.resolve(root=tmp_path, environ={})
     assert (config.table, config.lock_timeout) == ("py", 12.0)
     assert explain_config(config).file.endswith("pyproject.toml")
@@ -138,29 +176,57 @@ def test_a_pyproject_without_tool_sqlmig_is_not_a_config_file(tmp_path: Path) ->
     assert explain_config(sqlmig.resolve(root=tmp_path, environ={})).file is None
 
 
-@pytest.mark.parametrize(("text", "env", "problems"), [
-    ("lock_timeout = -1\n", {}, ["sqlmig.toml: lock_timeout: -1: a duration cannot be "
-                                 "negative"]),
-    ('lock_timout = 5\ncolour = true\n', {}, [
-        "sqlmig.toml: lock_timout: unknown key (did you mean lock_timeout?)",
-        "sqlmig.toml: colour: unknown key"]),
-    ('log_format = "json"\n', {}, ["sqlmig.toml: log_format: unknown key: output options are "
-                                   "--log-format or SQLMIG_LOG_FORMAT, not the project's"]),
-    ('table = "a"\ntable-name = 1\nschema = "no spaces"\n', {}, [
-        "sqlmig.toml: table-name: unknown key (did you mean table?)",
-        "sqlmig.toml: schema: 'no spaces' is not a plain SQL identifier"]),
-    ("lock_timeout = 1\nlock-timeout = 2\n", {}, [
-        "sqlmig.toml: lock-timeout: given twice (also as lock_timeout)"]),
-    ("", {"SQLMIG_CONNECT_TIMEOUT": "soon"}, [
-        "SQLMIG_CONNECT_TIMEOUT: Input should be a valid integer, unable to parse string as an "
-        "integer"]),
-    ('schema = "x"\nlock_timeout = 5 5\n', {}, [
-        "sqlmig.toml: invalid TOML: Expected newline or end of document after a statement (at line "
-        "2, column 18)"]),
-])
+@pytest.mark.parametrize(
+    ("text", "env", "problems"),
+    [
+        ("lock_timeout = -1\n", {}, ["sqlmig.toml: lock_timeout: -1: a duration cannot be negative"]),
+        (
+            "lock_timout = 5\ncolour = true\n",
+            {},
+            [
+                "sqlmig.toml: lock_timout: unknown key (did you mean lock_timeout?)",
+                "sqlmig.toml: colour: unknown key",
+            ],
+        ),
+        (
+            'log_format = "json"\n',
+            {},
+            [
+                "sqlmig.toml: log_format: unknown key: output options are "
+                "--log-format or SQLMIG_LOG_FORMAT, not the project's"
+            ],
+        ),
+        (
+            'table = "a"\ntable-name = 1\nschema = "no spaces"\n',
+            {},
+            [
+                "sqlmig.toml: table-name: unknown key (did you mean table?)",
+                "sqlmig.toml: schema: 'no spaces' is not a plain SQL identifier",
+            ],
+        ),
+        (
+            "lock_timeout = 1\nlock-timeout = 2\n",
+            {},
+            ["sqlmig.toml: lock-timeout: given twice (also as lock_timeout)"],
+        ),
+        (
+            "",
+            {"SQLMIG_CONNECT_TIMEOUT": "soon"},
+            ["SQLMIG_CONNECT_TIMEOUT: Input should be a valid integer, unable to parse string as an integer"],
+        ),
+        (
+            'schema = "x"\nlock_timeout = 5 5\n',
+            {},
+            [
+                "sqlmig.toml: invalid TOML: Expected newline or end of document after a statement (at line "
+                "2, column 18)"
+            ],
+        ),
+    ],
+)
 def test_every_bad_setting_is_reported_with_where_it_was_set(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, env: dict,
-        problems: list[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, env: dict, problems: list[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "sqlmig.toml", text)
     with pytest.raises(sqlmig.ConfigInvalid) as caught:
@@ -180,7 +246,7 @@ def test_find_root_stops_at_a_config_file_as_well_as_at_migrations(tmp_path: Pat
 
 
 def test_unknown_sqlmig_variables_are_pointed_out_by_explain(tmp_path: Path) -> None:
-    config = sqlmig.resolve(root=tmp_path, environ={"SQLMIG_LOCK_TIMOUT": "3",
-                                                    "SQLMIG_TEST_DSN": "x"})
+    config = sqlmig.resolve(root=tmp_path, environ={"SQLMIG_LOCK_TIMOUT": "3", "SQLMIG_TEST_DSN": "x"})
     assert explain_config(config).notes == (
-        "SQLMIG_LOCK_TIMOUT is not a setting; ignored (did you mean SQLMIG_LOCK_TIMEOUT?)",)
+        "SQLMIG_LOCK_TIMOUT is not a setting; ignored (did you mean SQLMIG_LOCK_TIMEOUT?)",
+    )

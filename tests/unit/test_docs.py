@@ -50,5 +50,4 @@ def test_every_command_and_exit_code_is_documented() -> None:
         assert f"`sqlmig {command}" in readme, command
         assert f"`{command}" in reference or f"sqlmig {command}" in reference, command
     codes = re.findall(r"^\| (\d) \|", readme, re.M)
-    assert codes == [str(v) for v in sorted({v for k, v in vars(ExitCode).items()
-                                             if k.isupper()})]
+    assert codes == [str(v) for v in sorted({v for k, v in vars(ExitCode).items() if k.isupper()})]

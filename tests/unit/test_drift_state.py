@@ -12,8 +12,13 @@ def rec(version: str, status: str = "applied") -> AppliedRecord:
 
 
 def step(direction: str, version: str) -> StepResult:
-    return StepResult(direction=direction, number=1, version=version, name="x",  # type: ignore[arg-type]
-                      duration_ms=0)
+    return StepResult(
+        direction=direction,
+        number=1,
+        version=version,
+        name="x",  # type: ignore[arg-type]
+        duration_ms=0,
+    )
 
 
 def test_state_is_the_current_version_and_a_key_of_every_applied_version() -> None:
@@ -33,15 +38,16 @@ def test_nothing_applied_has_its_own_key() -> None:
 
 def test_applied_after_adds_up_steps_and_removes_down_steps() -> None:
     records = [rec("1.0.0"), rec("1.1.0"), rec("1.2.0")]
-    assert drift.applied_after(records, [step("up", "1.3.0")]) == {
-        "1.0.0", "1.1.0", "1.2.0", "1.3.0"}
-    assert drift.applied_after(records, [step("down", "1.2.0"), step("down", "1.1.0")]) == {
-        "1.0.0"}
+    assert drift.applied_after(records, [step("up", "1.3.0")]) == {"1.0.0", "1.1.0", "1.2.0", "1.3.0"}
+    assert drift.applied_after(records, [step("down", "1.2.0"), step("down", "1.1.0")]) == {"1.0.0"}
 
 
 def test_own_tables_are_cut_to_postgresql_identifier_length() -> None:
     assert drift.own_tables(History("public", "schema_version")) == [
-        "schema_version", "schema_version_events", "schema_version_snapshots",
-        "schema_version_lease"]  # the lease of --lock-mode transaction (sqlmig.lease)
+        "schema_version",
+        "schema_version_events",
+        "schema_version_snapshots",
+        "schema_version_lease",
+    ]  # the lease of --lock-mode transaction (sqlmig.lease)
     long = "h" * 60
     assert [len(n) for n in drift.own_tables(History("public", long))] == [60, 63, 63, 63]

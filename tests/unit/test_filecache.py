@@ -27,10 +27,11 @@ PROJECT = {
     "migrations/002_users_idx.sql": (
         "-- Version: 1.1.0\n-- Description: an index, built without blocking\n"
         "-- sqlmig: no-transaction\n-- sqlmig: lock-timeout 3s\n"
-        "CREATE INDEX CONCURRENTLY users_id ON users (id);\n"),
+        "CREATE INDEX CONCURRENTLY users_id ON users (id);\n"
+    ),
     "rollbacks/002_users_idx_rollback.sql": (
-        "-- sqlmig: no-transaction\n-- sqlmig: statement-timeout 1min\n"
-        "DROP INDEX CONCURRENTLY users_id;\n"),
+        "-- sqlmig: no-transaction\n-- sqlmig: statement-timeout 1min\nDROP INDEX CONCURRENTLY users_id;\n"
+    ),
     "migrations/003_later.sql": "-- Version: 1.2.0\n-- nothing yet\n",
     "rollbacks/003_later_rollback.sql": "-- sqlmig: irreversible the data is gone\n",
 }
@@ -38,8 +39,7 @@ PROJECT = {
 
 def cached_load(root: Path) -> MigrationSet:
     migrations, rollbacks = root / "migrations", root / "rollbacks"
-    return files.load(root, migrations, rollbacks,
-                      cache=filecache.location(root, migrations, rollbacks))
+    return files.load(root, migrations, rollbacks, cache=filecache.location(root, migrations, rollbacks))
 
 
 def cache_file(root: Path) -> Path:
@@ -48,8 +48,7 @@ def cache_file(root: Path) -> Path:
 
 def unread(loaded: MigrationSet) -> list[bool]:
     """Per migration: whether neither it nor its rollback was read."""
-    return [isinstance(m.source, Unread) and isinstance(m.rollback.source, Unread)
-            for m in loaded.migrations]
+    return [isinstance(m.source, Unread) and isinstance(m.rollback.source, Unread) for m in loaded.migrations]
 
 
 @pytest.fixture
@@ -59,7 +58,8 @@ def settled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_second_load_takes_every_unchanged_file_from_the_cache_without_reading_it(
-        tmp_path: Path, settled: None) -> None:
+    tmp_path: Path, settled: None
+) -> None:
     write(tmp_path, PROJECT)
 
     first = cached_load(tmp_path)
@@ -71,22 +71,31 @@ def test_a_second_load_takes_every_unchanged_file_from_the_cache_without_reading
     # Every field compared, the header's facts (version, description, no-transaction,
     # timeouts, irreversible) and the warnings (003 is empty) included.
     assert second == plain
-    assert [(m.transactional, m.lock_timeout, m.rollback.statement_timeout,
-             m.rollback.irreversible, m.description) for m in second.migrations] == [
+    assert [
+        (
+            m.transactional,
+            m.lock_timeout,
+            m.rollback.statement_timeout,
+            m.rollback.irreversible,
+            m.description,
+        )
+        for m in second.migrations
+    ] == [
         (True, None, None, None, "users"),
         (False, 3.0, 60.0, None, "an index, built without blocking"),
         (True, None, None, "the data is gone", "later"),
     ]
     assert [w.render() for w in second.warnings] == [
-        "migrations/003_later.sql: warning: has no SQL statements; it will be recorded as a no-op"]
+        "migrations/003_later.sql: warning: has no SQL statements; it will be recorded as a no-op"
+    ]
     # Read when used, and the same text.
-    assert [(m.text, m.rollback.text) for m in second.migrations] == \
-        [(m.text, m.rollback.text) for m in plain.migrations]
+    assert [(m.text, m.rollback.text) for m in second.migrations] == [
+        (m.text, m.rollback.text) for m in plain.migrations
+    ]
     assert unread(second) == [False, False, False]
 
 
-def test_an_edit_that_keeps_the_size_and_the_mtime_is_still_seen(tmp_path: Path,
-                                                                 settled: None) -> None:
+def test_an_edit_that_keeps_the_size_and_the_mtime_is_still_seen(tmp_path: Path, settled: None) -> None:
     write(tmp_path, PROJECT)
     cached_load(tmp_path)
     path = tmp_path / "migrations/001_users.sql"
@@ -121,11 +130,11 @@ def test_a_text_used_after_its_file_changed_is_refused(tmp_path: Path, settled: 
     assert info.value.exit_code == ExitCode.INVALID_INPUT
     assert [p.render() for p in info.value.problems] == [
         "rollbacks/001_users_rollback.sql: error: changed while sqlmig was running (its "
-        "checksum is no longer the one checked at the start); run the command again"]
+        "checksum is no longer the one checked at the start); run the command again"
+    ]
 
 
-def test_a_damaged_cache_is_not_believed_and_is_written_again(tmp_path: Path,
-                                                              settled: None) -> None:
+def test_a_damaged_cache_is_not_believed_and_is_written_again(tmp_path: Path, settled: None) -> None:
     write(tmp_path, PROJECT)
     cached_load(tmp_path)
     raw = cache_file(tmp_path).read_bytes()
@@ -142,8 +151,7 @@ def test_a_damaged_cache_is_not_believed_and_is_written_again(tmp_path: Path,
 
 
 @pytest.mark.parametrize("damage", [b"", b"not json", b"sqlmig file cache 1 x\n{}"])
-def test_a_missing_or_foreign_cache_is_ignored(tmp_path: Path, settled: None,
-                                               damage: bytes) -> None:
+def test_a_missing_or_foreign_cache_is_ignored(tmp_path: Path, settled: None, damage: bytes) -> None:
     write(tmp_path, PROJECT)
     cache_file(tmp_path).parent.mkdir(parents=True)
     cache_file(tmp_path).write_bytes(damage)
@@ -152,20 +160,18 @@ def test_a_missing_or_foreign_cache_is_ignored(tmp_path: Path, settled: None,
     assert unread(cached_load(tmp_path)) == [True, True, True]
 
 
-def test_a_file_with_problems_is_not_kept_and_reported_every_time(tmp_path: Path,
-                                                                 settled: None) -> None:
+def test_a_file_with_problems_is_not_kept_and_reported_every_time(tmp_path: Path, settled: None) -> None:
     write(tmp_path, {**PROJECT, **pair("004_bad", "1.3")})
 
     for _ in range(2):
         with pytest.raises(FileProblems) as info:
             cached_load(tmp_path)
         assert [p.render() for p in info.value.problems] == [
-            "migrations/004_bad.sql:1: error: '1.3' is not a semantic version "
-            "MAJOR.MINOR.PATCH (e.g. 1.4.0)"]
+            "migrations/004_bad.sql:1: error: '1.3' is not a semantic version MAJOR.MINOR.PATCH (e.g. 1.4.0)"
+        ]
 
 
-def test_without_a_place_to_write_the_cache_the_files_are_read(tmp_path: Path,
-                                                              settled: None) -> None:
+def test_without_a_place_to_write_the_cache_the_files_are_read(tmp_path: Path, settled: None) -> None:
     write(tmp_path, PROJECT)
     (tmp_path / ".sqlmig").write_text("a file where the directory would be")
 
@@ -178,17 +184,21 @@ def test_no_temporary_file_is_left_behind(tmp_path: Path, settled: None) -> None
     for _ in range(3):
         cached_load(tmp_path)
 
-    assert sorted(p.name for p in cache_file(tmp_path).parent.iterdir()) == \
-        [cache_file(tmp_path).name]
+    assert sorted(p.name for p in cache_file(tmp_path).parent.iterdir()) == [cache_file(tmp_path).name]
 
 
 def test_writing_the_cache_removes_what_killed_runs_and_old_releases_left(
-        tmp_path: Path, settled: None) -> None:
+    tmp_path: Path, settled: None
+) -> None:
     write(tmp_path, PROJECT)
     directory = cache_file(tmp_path).parent
     directory.mkdir(parents=True)
-    left = {"files-aaaa.json": 31, "files-bbbb.json": 29, ".files-x-1-2.tmp": 1 / 12,
-            ".files-x-3-4.tmp": 1 / 48}  # name: days since written
+    left = {
+        "files-aaaa.json": 31,
+        "files-bbbb.json": 29,
+        ".files-x-1-2.tmp": 1 / 12,
+        ".files-x-3-4.tmp": 1 / 48,
+    }  # name: days since written
     for name, days in left.items():
         (directory / name).write_text("{}")
         old = time.time() - days * 86400
@@ -197,31 +207,48 @@ def test_writing_the_cache_removes_what_killed_runs_and_old_releases_left(
     cached_load(tmp_path)
 
     assert sorted(p.name for p in directory.iterdir()) == sorted(
-        [cache_file(tmp_path).name, "files-bbbb.json", ".files-x-3-4.tmp"])
+        [cache_file(tmp_path).name, "files-bbbb.json", ".files-x-3-4.tmp"]
+    )
 
 
-_LINE = st.sampled_from([
-    "-- Version: 1.2.3", "-- Version: 2.0.0", "-- Version: 1.2", "-- version:  0.1.0  ",
-    "-- Description: adds ; a 'table'", "-- description:", "-- Author: ana",
-    "-- sqlmig: no-transaction", "-- sqlmig: lock-timeout 250ms", "-- sqlmig: lock-timeout 5",
-    "-- sqlmig: statement-timeout off", "-- sqlmig: irreversible", "-- sqlmig: irreversible why",
-    "-- sqlmig: allow drop-table because", "-- sqlmig: bogus", "--", "", "   ",
-])
+_LINE = st.sampled_from(
+    [
+        "-- Version: 1.2.3",
+        "-- Version: 2.0.0",
+        "-- Version: 1.2",
+        "-- version:  0.1.0  ",
+        "-- Description: adds ; a 'table'",
+        "-- description:",
+        "-- Author: ana",
+        "-- sqlmig: no-transaction",
+        "-- sqlmig: lock-timeout 250ms",
+        "-- sqlmig: lock-timeout 5",
+        "-- sqlmig: statement-timeout off",
+        "-- sqlmig: irreversible",
+        "-- sqlmig: irreversible why",
+        "-- sqlmig: allow drop-table because",
+        "-- sqlmig: bogus",
+        "--",
+        "",
+        "   ",
+    ]
+)
 _BODY = st.sampled_from(["", "SELECT 1;\n", "-- just a comment\n", "CREATE TABLE t (a int);"])
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(header=st.lists(_LINE, max_size=6), body=_BODY,
-       rb_header=st.lists(_LINE, max_size=4), rb_body=_BODY)
-def test_the_cache_loads_any_header_as_reading_it_does(settled: None, header: list[str],
-                                                       body: str, rb_header: list[str],
-                                                       rb_body: str) -> None:
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.lists(_LINE, max_size=6), body=_BODY, rb_header=st.lists(_LINE, max_size=4), rb_body=_BODY)
+def test_the_cache_loads_any_header_as_reading_it_does(
+    settled: None, header: list[str], body: str, rb_header: list[str], rb_body: str
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        root = write(Path(tmp), {
-            "migrations/001_a.sql": "".join(f"{line}\n" for line in header) + body,
-            "rollbacks/001_a_rollback.sql": "".join(f"{line}\n" for line in rb_header) + rb_body,
-        })
+        root = write(
+            Path(tmp),
+            {
+                "migrations/001_a.sql": "".join(f"{line}\n" for line in header) + body,
+                "rollbacks/001_a_rollback.sql": "".join(f"{line}\n" for line in rb_header) + rb_body,
+            },
+        )
         try:
             expected: MigrationSet | list[str] = load(root)
         except FileProblems as exc:

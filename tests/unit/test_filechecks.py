@@ -40,22 +40,22 @@ CRAFTED = [
 
 
 def _files() -> list[tuple[str, str]]:
-    paths = sorted([*REPO.glob("migrations/*.sql"), *REPO.glob("rollbacks/*.sql"),
-                    *REPO.glob("tests/corpus/**/*.sql")])
-    return [(p.name, p.read_text()) for p in paths] + [(f"crafted{i}", t)
-                                                       for i, t in enumerate(CRAFTED)]
+    paths = sorted(
+        [*REPO.glob("migrations/*.sql"), *REPO.glob("rollbacks/*.sql"), *REPO.glob("tests/corpus/**/*.sql")]
+    )
+    return [(p.name, p.read_text()) for p in paths] + [(f"crafted{i}", t) for i, t in enumerate(CRAFTED)]
 
 
 @pytest.mark.parametrize(("name", "text"), _files())
 @pytest.mark.parametrize("transactional", [True, False])
-def test_the_shortcut_finds_what_the_full_check_finds(name: str, text: str,
-                                                      transactional: bool) -> None:
+def test_the_shortcut_finds_what_the_full_check_finds(name: str, text: str, transactional: bool) -> None:
     full = filechecks.check(name, text, transactional=transactional).problems
     assert filechecks.problems(name, text, transactional=transactional) == full
 
 
 def test_a_rollback_is_named_a_rollback() -> None:
-    [problem] = filechecks.check("rollbacks/1_a_rollback.sql", "SELECT 1;\nCOMMIT;\n",
-                                 transactional=True, rollback=True).problems
+    [problem] = filechecks.check(
+        "rollbacks/1_a_rollback.sql", "SELECT 1;\nCOMMIT;\n", transactional=True, rollback=True
+    ).problems
     assert (problem.code, problem.line) == ("transaction-control", 2)
     assert problem.message.startswith("COMMIT inside a rollback:")

@@ -15,27 +15,51 @@ from sqlmig import files, headers, sqltext
 # Fragments that put `;` and line ends where a naive cut would go wrong: in `--` comments, block
 # comments, literals, dollar-quoted and BEGIN ATOMIC bodies, parentheses (CREATE RULE).
 FRAGMENTS = [
-    "SELECT 1;\n", "SELECT 1", "CREATE TABLE t (a int);\n", "-- note;\n", "-- note;", "/* x;\n */",
-    "'a;\nb'", "E'it\\';\n'", "$$x;\ny$$", "$t$ $$;\n $t$", '"semi;\ncolon"', " ", "\n", "\r\n",
-    ";", "é", "😀", "CREATE INDEX CONCURRENTLY i ON t (a);\n", "BEGIN;\n", "COMMIT;\n",
-    "VACUUM;\n", "ANALYZE t;\n", "x IN (1, 2)", "ARRAY[1,\n2]",
+    "SELECT 1;\n",
+    "SELECT 1",
+    "CREATE TABLE t (a int);\n",
+    "-- note;\n",
+    "-- note;",
+    "/* x;\n */",
+    "'a;\nb'",
+    "E'it\\';\n'",
+    "$$x;\ny$$",
+    "$t$ $$;\n $t$",
+    '"semi;\ncolon"',
+    " ",
+    "\n",
+    "\r\n",
+    ";",
+    "é",
+    "😀",
+    "CREATE INDEX CONCURRENTLY i ON t (a);\n",
+    "BEGIN;\n",
+    "COMMIT;\n",
+    "VACUUM;\n",
+    "ANALYZE t;\n",
+    "x IN (1, 2)",
+    "ARRAY[1,\n2]",
     "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1;\n SELECT 2;\n END;\n",
-    "CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1;\n SELECT 2);\n", "SELEC oops;\n",
+    "CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1;\n SELECT 2);\n",
+    "SELEC oops;\n",
 ]
 
 
 def key(result: sqltext.SplitResult) -> tuple:
     # Not the parse error's text: pglast's character index in it is one off after non-ASCII
     # text, which a piece without any gets right.
-    return (result.parsed, result.parse_error is None,
-            [(s.start, s.text, s.kind, s.transaction_control, s.needs_autocommit)
-             for s in result.statements])
+    return (
+        result.parsed,
+        result.parse_error is None,
+        [(s.start, s.text, s.kind, s.transaction_control, s.needs_autocommit) for s in result.statements],
+    )
 
 
 @settings(max_examples=400, deadline=None)
 @given(hs.lists(hs.sampled_from(FRAGMENTS), max_size=14), hs.sampled_from([8, 20, 60]))
 def test_a_file_parsed_in_pieces_splits_and_hashes_as_when_parsed_whole(
-        fragments: list[str], piece: int) -> None:
+    fragments: list[str], piece: int
+) -> None:
     text = "".join(fragments)
     whole = key(sqltext.split(text)), sqltext.canonical_checksum(text)
     saved = sqltext._PIECE
@@ -65,32 +89,39 @@ def test_statement_text_is_sliced_from_the_body_or_given() -> None:
     given_ = sqltext.Statement(text="SET LOCAL lock_timeout = '5s'", start=0, kind="VariableSetStmt")
     assert (sliced.text, sliced.start) == ("SELECT 2", 10)
     assert (given_.text, given_.start, given_.transaction_control) == (
-        "SET LOCAL lock_timeout = '5s'", 0, None)
+        "SET LOCAL lock_timeout = '5s'",
+        0,
+        None,
+    )
 
 
-@pytest.mark.parametrize("edited", [
-    "-- a new comment\nSELECT 1 WHERE a IN (1, 2) AND b = ARRAY[1, 2];",
-    "SELECT 1 WHERE a IN (1,2) AND b = ARRAY[1,2];",
-    "select 1\nwhere a in (\n  1,\n  2\n) and b = array[1, 2];",
-])
+@pytest.mark.parametrize(
+    "edited",
+    [
+        "-- a new comment\nSELECT 1 WHERE a IN (1, 2) AND b = ARRAY[1, 2];",
+        "SELECT 1 WHERE a IN (1,2) AND b = ARRAY[1,2];",
+        "select 1\nwhere a in (\n  1,\n  2\n) and b = array[1, 2];",
+    ],
+)
 def test_in_lists_and_arrays_do_not_tie_the_canonical_checksum_to_positions(edited: str) -> None:
     # libpg_query records where an IN list or ARRAY[…] starts and ends (list_start, …).
     base = "SELECT 1 WHERE a IN (1, 2) AND b = ARRAY[1, 2];"
     assert sqltext.canonical_checksum(edited) == sqltext.canonical_checksum(base) is not None
-    assert sqltext.canonical_checksum(base.replace("(1, 2)", "(1, 3)")) != \
-        sqltext.canonical_checksum(base)
+    assert sqltext.canonical_checksum(base.replace("(1, 2)", "(1, 3)")) != sqltext.canonical_checksum(base)
 
 
-@pytest.mark.parametrize("raw", [
-    b"-- Version: 1.0.0\nSELECT 1;\n",
-    b"\xef\xbb\xbf-- Version: 1.0.0\r\nSELECT 1;\r\n",
-    b"-- Version: 1.0.0\rSELECT 1;\r",
-    b"\xef\xbb\xbf\xef\xbb\xbfSELECT 1;\n",
-    "-- Beschreibung: Grüße\nSELECT '😀';\n".encode(),
-    b"",
-])
-def test_the_checksum_read_from_the_bytes_is_the_checksum_of_the_text(
-        tmp_path: Path, raw: bytes) -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"-- Version: 1.0.0\nSELECT 1;\n",
+        b"\xef\xbb\xbf-- Version: 1.0.0\r\nSELECT 1;\r\n",
+        b"-- Version: 1.0.0\rSELECT 1;\r",
+        b"\xef\xbb\xbf\xef\xbb\xbfSELECT 1;\n",
+        "-- Beschreibung: Grüße\nSELECT '😀';\n".encode(),
+        b"",
+    ],
+)
+def test_the_checksum_read_from_the_bytes_is_the_checksum_of_the_text(tmp_path: Path, raw: bytes) -> None:
     path = tmp_path / "001_a.sql"
     path.write_bytes(raw)
 
@@ -125,10 +156,33 @@ def _split_header(text: str) -> headers.Header:
 
 
 @settings(max_examples=500, deadline=None)
-@given(hs.lists(hs.sampled_from([
-    "-- Version: 1.0.0", "--Version:2.0.0", "-- sqlmig: no-transaction", "-- Description: x",
-    "--", "- -", "x", "SELECT 1;", "/* c */", " ", "\t", "\u00a0", "\x0c", "\u2028", "\x85",
-    "\r\n", "\n", "\r"]), max_size=12))
+@given(
+    hs.lists(
+        hs.sampled_from(
+            [
+                "-- Version: 1.0.0",
+                "--Version:2.0.0",
+                "-- sqlmig: no-transaction",
+                "-- Description: x",
+                "--",
+                "- -",
+                "x",
+                "SELECT 1;",
+                "/* c */",
+                " ",
+                "\t",
+                "\u00a0",
+                "\x0c",
+                "\u2028",
+                "\x85",
+                "\r\n",
+                "\n",
+                "\r",
+            ]
+        ),
+        max_size=12,
+    )
+)
 def test_the_header_is_read_as_when_every_line_was_split(parts: list[str]) -> None:
     text = "".join(parts)
     assert headers.parse_header(text) == _split_header(text)

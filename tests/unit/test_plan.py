@@ -20,13 +20,19 @@ INDEX_RB = "-- sqlmig: no-transaction\nDROP INDEX CONCURRENTLY orders_created_id
 
 def make_set(root: Path, *, orders_rollback: str = ORDERS_RB) -> MigrationSet:
     """001_users 1.0.0, 002_orders 1.1.0, 003_orders_idx 1.2.0 (no-transaction)."""
-    write(root, {
-        **pair("001_users", "1.0.0", "CREATE TABLE users (id int);\n", USERS_RB),
-        **pair("002_orders", "1.1.0", "CREATE TABLE orders (id int);\n", orders_rollback),
-        **pair("003_orders_idx", "1.2.0",
-               "-- sqlmig: no-transaction\n"
-               "CREATE INDEX CONCURRENTLY orders_created_idx ON orders (id);\n", INDEX_RB),
-    })
+    write(
+        root,
+        {
+            **pair("001_users", "1.0.0", "CREATE TABLE users (id int);\n", USERS_RB),
+            **pair("002_orders", "1.1.0", "CREATE TABLE orders (id int);\n", orders_rollback),
+            **pair(
+                "003_orders_idx",
+                "1.2.0",
+                "-- sqlmig: no-transaction\nCREATE INDEX CONCURRENTLY orders_created_idx ON orders (id);\n",
+                INDEX_RB,
+            ),
+        },
+    )
     return load(root)
 
 
@@ -51,6 +57,7 @@ def codes(problems: list[Problem]) -> list[tuple[str | None, str]]:
 
 # -- validate ----------------------------------------------------------------------------------
 
+
 def test_history_in_step_with_files_has_no_problems(mset: MigrationSet) -> None:
     assert plan.validate(mset, rows(mset, 1, 2, 3)) == ([], [])
     assert plan.validate(mset, rows(mset, 1)) == ([], [])
@@ -61,12 +68,15 @@ def test_changed_checksum_is_reported_with_both_checksums(mset: MigrationSet) ->
     orders = mset.by_number()[2]
     records = [*rows(mset, 1), applied(orders, checksum="ab" * 32)]
     errors, warnings = plan.validate(mset, records)
-    assert errors == [Problem(
-        path="migrations/002_orders.sql", code="changed",
-        message=f"was edited after it was applied (checksum abababababab in the history, "
-                f"{orders.checksum[:12]} on disk); put a new migration instead, or allow with "
-                "--allow changed",
-    )]
+    assert errors == [
+        Problem(
+            path="migrations/002_orders.sql",
+            code="changed",
+            message=f"was edited after it was applied (checksum abababababab in the history, "
+            f"{orders.checksum[:12]} on disk); put a new migration instead, or allow with "
+            "--allow changed",
+        )
+    ]
     assert warnings == []
 
 
@@ -77,33 +87,44 @@ def test_adopted_row_without_checksum_is_not_reported_as_changed(mset: Migration
 def test_applied_migration_missing_on_disk_is_reported(mset: MigrationSet) -> None:
     gone = AppliedRecord(version="1.3.0", number=4, name="004_gone", checksum="0" * 64)
     errors, _ = plan.validate(mset, [*rows(mset, 1, 2, 3), gone])
-    assert errors == [Problem(
-        code="missing-file",
-        message="applied migration 004_gone (1.3.0) has no file in migrations/ "
-                "(allow with --allow missing)",
-    )]
+    assert errors == [
+        Problem(
+            code="missing-file",
+            message="applied migration 004_gone (1.3.0) has no file in migrations/ "
+            "(allow with --allow missing)",
+        )
+    ]
 
 
 def test_adopted_row_with_unknown_version_is_missing(mset: MigrationSet) -> None:
     errors, _ = plan.validate(mset, adopted("1.0.0", "0.9.0"))
     assert [(p.code, p.message) for p in errors] == [
-        ("missing-file", "applied migration 0.9.0 (0.9.0) has no file in migrations/ "
-                         "(allow with --allow missing)"),
+        (
+            "missing-file",
+            "applied migration 0.9.0 (0.9.0) has no file in migrations/ (allow with --allow missing)",
+        ),
     ]
 
 
-@pytest.mark.parametrize("history", [
-    pytest.param(lambda m: rows(m, 1, 3), id="numbered rows"),
-    pytest.param(lambda m: adopted("1.0.0", "1.2.0"), id="adopted rows matched by version"),
-])
+@pytest.mark.parametrize(
+    "history",
+    [
+        pytest.param(lambda m: rows(m, 1, 3), id="numbered rows"),
+        pytest.param(lambda m: adopted("1.0.0", "1.2.0"), id="adopted rows matched by version"),
+    ],
+)
 def test_pending_migration_below_the_newest_applied_is_out_of_order(
-        mset: MigrationSet, history: Callable[[MigrationSet], list[AppliedRecord]]) -> None:
+    mset: MigrationSet, history: Callable[[MigrationSet], list[AppliedRecord]]
+) -> None:
     errors, _ = plan.validate(mset, history(mset))
-    assert errors == [Problem(
-        path="migrations/002_orders.sql", code="out-of-order",
-        message="pending, but numbered below the newest applied migration (3); renumber it, or "
-                "apply it anyway with --allow out-of-order",
-    )]
+    assert errors == [
+        Problem(
+            path="migrations/002_orders.sql",
+            code="out-of-order",
+            message="pending, but numbered below the newest applied migration (3); renumber it, or "
+            "apply it anyway with --allow out-of-order",
+        )
+    ]
 
 
 def test_pending_migrations_above_the_newest_are_in_order(mset: MigrationSet) -> None:
@@ -111,46 +132,52 @@ def test_pending_migrations_above_the_newest_are_in_order(mset: MigrationSet) ->
 
 
 @pytest.mark.parametrize("status", ["started", "failed", "rolling_back"])
-def test_unsettled_row_is_a_failed_state_naming_the_repair(
-        mset: MigrationSet, status: str) -> None:
+def test_unsettled_row_is_a_failed_state_naming_the_repair(mset: MigrationSet, status: str) -> None:
     idx = mset.by_number()[3]
     records = [*rows(mset, 1, 2), applied(idx, status=status)]
     errors, warnings = plan.validate(mset, records)
-    assert errors == [Problem(
-        path="migrations/003_orders_idx.sql", code="failed-state",
-        message=f"003_orders_idx (1.2.0) is in state `{status}`: " + (
-            "its no-transaction rollback stopped part-way; check the database, then `sqlmig "
-            "repair --remove 1.2.0` if you finished the rollback by hand (the migration is "
-            "gone), or `sqlmig repair --mark-applied 1.2.0` if you restored what it undid"
-            if status == "rolling_back" else
-            "a no-transaction step was interrupted or failed; check the database (`sqlmig "
-            "repair` lists invalid indexes left behind), then `sqlmig repair --mark-applied "
-            "1.2.0` if you finished it by hand, or `sqlmig repair --remove 1.2.0` if you undid "
-            "what it did (`up` then runs it again)"),
-    )]
+    assert errors == [
+        Problem(
+            path="migrations/003_orders_idx.sql",
+            code="failed-state",
+            message=f"003_orders_idx (1.2.0) is in state `{status}`: "
+            + (
+                "its no-transaction rollback stopped part-way; check the database, then `sqlmig "
+                "repair --remove 1.2.0` if you finished the rollback by hand (the migration is "
+                "gone), or `sqlmig repair --mark-applied 1.2.0` if you restored what it undid"
+                if status == "rolling_back"
+                else "a no-transaction step was interrupted or failed; check the database (`sqlmig "
+                "repair` lists invalid indexes left behind), then `sqlmig repair --mark-applied "
+                "1.2.0` if you finished it by hand, or `sqlmig repair --remove 1.2.0` if you undid "
+                "what it did (`up` then runs it again)"
+            ),
+        )
+    ]
     assert warnings == []
 
 
 def test_failed_state_says_since_when_and_why(mset: MigrationSet) -> None:
     idx = mset.by_number()[3]
     when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-    records = [*rows(mset, 1, 2),
-               applied(idx, status="failed", applied_at=when, error="deadlock detected")]
+    records = [*rows(mset, 1, 2), applied(idx, status="failed", applied_at=when, error="deadlock detected")]
     [error], _ = plan.validate(mset, records)
     assert error.message.startswith(
         "003_orders_idx (1.2.0) is in state `failed` since 2026-03-04 05:06:07+0000 "
-        "(error: deadlock detected): ")
+        "(error: deadlock detected): "
+    )
 
 
-def test_version_changed_under_an_applied_number_is_an_error_never_allowed(
-        mset: MigrationSet) -> None:
+def test_version_changed_under_an_applied_number_is_an_error_never_allowed(mset: MigrationSet) -> None:
     orders = mset.by_number()[2]
     records = [*rows(mset, 1), applied(orders, version="1.0.5")]
     errors, _ = plan.validate(mset, records, allow=plan.ALLOWABLE)
-    assert errors == [Problem(
-        path="migrations/002_orders.sql", code="version-changed",
-        message="was applied as version 1.0.5 but the file now says 1.1.0",
-    )]
+    assert errors == [
+        Problem(
+            path="migrations/002_orders.sql",
+            code="version-changed",
+            message="was applied as version 1.0.5 but the file now says 1.1.0",
+        )
+    ]
 
 
 def _changed(m: MigrationSet) -> list[AppliedRecord]:
@@ -171,29 +198,40 @@ def _failed(m: MigrationSet) -> list[AppliedRecord]:
 
 def _everything(m: MigrationSet) -> list[AppliedRecord]:
     # 2 edited, 3 started, 5 gone; nothing pending.
-    return [applied(m.by_number()[1]), applied(m.by_number()[2], checksum="0" * 64),
-            applied(m.by_number()[3], status="started"),
-            AppliedRecord(version="1.3.0", number=5, name="005_gone")]
+    return [
+        applied(m.by_number()[1]),
+        applied(m.by_number()[2], checksum="0" * 64),
+        applied(m.by_number()[3], status="started"),
+        AppliedRecord(version="1.3.0", number=5, name="005_gone"),
+    ]
 
 
-@pytest.mark.parametrize(("history", "allow", "errors", "warnings"), [
-    (_changed, (), ["changed"], []),
-    (_changed, ("changed",), [], ["changed"]),
-    (_changed, ("missing", "out-of-order"), ["changed"], []),
-    (_missing, (), ["missing-file"], []),
-    (_missing, ("missing",), [], ["missing-file"]),
-    (_missing, ("changed",), ["missing-file"], []),
-    (_out_of_order, (), ["out-of-order"], []),
-    (_out_of_order, ("out-of-order",), [], ["out-of-order"]),
-    (_failed, (), ["failed-state"], []),
-    (_failed, plan.ALLOWABLE, ["failed-state"], []),
-    (_failed, ("failed-state", "failed", "started"), ["failed-state"], []),
-    (_everything, (), ["changed", "failed-state", "missing-file"], []),
-    (_everything, plan.ALLOWABLE, ["failed-state"], ["changed", "missing-file"]),
-], ids=lambda v: getattr(v, "__name__", None))
+@pytest.mark.parametrize(
+    ("history", "allow", "errors", "warnings"),
+    [
+        (_changed, (), ["changed"], []),
+        (_changed, ("changed",), [], ["changed"]),
+        (_changed, ("missing", "out-of-order"), ["changed"], []),
+        (_missing, (), ["missing-file"], []),
+        (_missing, ("missing",), [], ["missing-file"]),
+        (_missing, ("changed",), ["missing-file"], []),
+        (_out_of_order, (), ["out-of-order"], []),
+        (_out_of_order, ("out-of-order",), [], ["out-of-order"]),
+        (_failed, (), ["failed-state"], []),
+        (_failed, plan.ALLOWABLE, ["failed-state"], []),
+        (_failed, ("failed-state", "failed", "started"), ["failed-state"], []),
+        (_everything, (), ["changed", "failed-state", "missing-file"], []),
+        (_everything, plan.ALLOWABLE, ["failed-state"], ["changed", "missing-file"]),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
 def test_allow_turns_drift_into_warnings_but_never_a_failed_state(
-        mset: MigrationSet, history: Callable[[MigrationSet], list[AppliedRecord]],
-        allow: tuple[str, ...], errors: list[str], warnings: list[str]) -> None:
+    mset: MigrationSet,
+    history: Callable[[MigrationSet], list[AppliedRecord]],
+    allow: tuple[str, ...],
+    errors: list[str],
+    warnings: list[str],
+) -> None:
     got_errors, got_warnings = plan.validate(mset, history(mset), allow=allow)
     assert sorted(p.code for p in got_errors) == errors
     assert sorted(p.code for p in got_warnings) == warnings
@@ -203,35 +241,45 @@ def test_allow_turns_drift_into_warnings_but_never_a_failed_state(
 
 # -- current version and pending ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("records", "current"), [
-    ([], None),
-    (adopted("1.0.0", "1.10.0", "1.9.0"), "1.10.0"),  # numeric, not text, order
-    ([AppliedRecord(version="1.0.0"), AppliedRecord(version="1.1.0", status="started")],
-     "1.0.0"),
-    ([AppliedRecord(version="1.0.0", status="failed")], None),
-    (adopted("20240101", "20231231"), "20240101"),  # pre-sqlmig versions that are not semver
-])
+
+@pytest.mark.parametrize(
+    ("records", "current"),
+    [
+        ([], None),
+        (adopted("1.0.0", "1.10.0", "1.9.0"), "1.10.0"),  # numeric, not text, order
+        ([AppliedRecord(version="1.0.0"), AppliedRecord(version="1.1.0", status="started")], "1.0.0"),
+        ([AppliedRecord(version="1.0.0", status="failed")], None),
+        (adopted("20240101", "20231231"), "20240101"),  # pre-sqlmig versions that are not semver
+    ],
+)
 def test_current_version_is_the_highest_settled_one(
-        records: list[AppliedRecord], current: str | None) -> None:
+    records: list[AppliedRecord], current: str | None
+) -> None:
     assert plan.current_version(records) == current
 
 
 def test_pending_lists_unapplied_migrations_in_order(mset: MigrationSet) -> None:
     assert plan.pending(mset, rows(mset, 2)) == [
-        PendingMigration(number=1, version="1.0.0", name="001_users",
-                         path="migrations/001_users.sql", transactional=True),
-        PendingMigration(number=3, version="1.2.0", name="003_orders_idx",
-                         path="migrations/003_orders_idx.sql", transactional=False),
+        PendingMigration(
+            number=1, version="1.0.0", name="001_users", path="migrations/001_users.sql", transactional=True
+        ),
+        PendingMigration(
+            number=3,
+            version="1.2.0",
+            name="003_orders_idx",
+            path="migrations/003_orders_idx.sql",
+            transactional=False,
+        ),
     ]
 
 
 # -- plan_up -----------------------------------------------------------------------------------
 
+
 def test_plan_up_applies_every_pending_migration_in_order(mset: MigrationSet) -> None:
     result = plan.plan_up(mset, [])
     assert (result.direction, result.current, result.target) == ("up", None, "1.2.0")
-    assert [(s.direction, s.number, s.version, s.name, s.path, s.transactional)
-            for s in result.steps] == [
+    assert [(s.direction, s.number, s.version, s.name, s.path, s.transactional) for s in result.steps] == [
         ("up", 1, "1.0.0", "001_users", "migrations/001_users.sql", True),
         ("up", 2, "1.1.0", "002_orders", "migrations/002_orders.sql", True),
         ("up", 3, "1.2.0", "003_orders_idx", "migrations/003_orders_idx.sql", False),
@@ -239,20 +287,23 @@ def test_plan_up_applies_every_pending_migration_in_order(mset: MigrationSet) ->
     assert [s.sql for s in result.steps] == [m.text for m in mset.migrations]
 
 
-@pytest.mark.parametrize(("applied_numbers", "to", "expected"), [
-    ((), "1.1.0", [1, 2]),
-    ((), "2", [1, 2]),
-    ((), "002", [1, 2]),
-    ((), " 1.0.0 ", [1]),
-    ((), "3", [1, 2, 3]),
-    ((1,), "1.1.0", [2]),
-    ((1, 2), "1.1.0", []),
-    ((1, 2), "1", []),      # a target below the current version plans nothing (use down)
-    ((1, 2, 3), None, []),
-])
+@pytest.mark.parametrize(
+    ("applied_numbers", "to", "expected"),
+    [
+        ((), "1.1.0", [1, 2]),
+        ((), "2", [1, 2]),
+        ((), "002", [1, 2]),
+        ((), " 1.0.0 ", [1]),
+        ((), "3", [1, 2, 3]),
+        ((1,), "1.1.0", [2]),
+        ((1, 2), "1.1.0", []),
+        ((1, 2), "1", []),  # a target below the current version plans nothing (use down)
+        ((1, 2, 3), None, []),
+    ],
+)
 def test_plan_up_stops_at_the_target_version_or_number(
-        mset: MigrationSet, applied_numbers: tuple[int, ...], to: str | None,
-        expected: list[int]) -> None:
+    mset: MigrationSet, applied_numbers: tuple[int, ...], to: str | None, expected: list[int]
+) -> None:
     result = plan.plan_up(mset, rows(mset, *applied_numbers), to=to)
     assert [s.number for s in result.steps] == expected
 
@@ -268,16 +319,18 @@ def test_plan_up_skips_adopted_rows_matched_by_version(mset: MigrationSet) -> No
     assert result.current == "1.1.0"
 
 
-@pytest.mark.parametrize(("to", "message"), [
-    ("9", "--to 9: no migration numbered 9"),
-    ("0", "--to 0: no migration numbered 0"),
-    ("1.9.0", "--to 1.9.0: no migration has version 1.9.0"),
-    ("latest", "--to 'latest': expected a version like 1.2.0 or a number like 3"),
-    ("1.2", "--to '1.2': expected a version like 1.2.0 or a number like 3"),
-    ("-1", "--to '-1': expected a version like 1.2.0 or a number like 3"),
-])
-def test_plan_up_unknown_target_is_invalid_input(
-        mset: MigrationSet, to: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("to", "message"),
+    [
+        ("9", "--to 9: no migration numbered 9"),
+        ("0", "--to 0: no migration numbered 0"),
+        ("1.9.0", "--to 1.9.0: no migration has version 1.9.0"),
+        ("latest", "--to 'latest': expected a version like 1.2.0 or a number like 3"),
+        ("1.2", "--to '1.2': expected a version like 1.2.0 or a number like 3"),
+        ("-1", "--to '-1': expected a version like 1.2.0 or a number like 3"),
+    ],
+)
+def test_plan_up_unknown_target_is_invalid_input(mset: MigrationSet, to: str, message: str) -> None:
     with pytest.raises(InvalidInput) as info:
         plan.plan_up(mset, [], to=to)
     assert info.value.message == message
@@ -286,46 +339,61 @@ def test_plan_up_unknown_target_is_invalid_input(
 
 # -- plan_down ---------------------------------------------------------------------------------
 
+
 def test_plan_down_defaults_to_one_step_newest_first(mset: MigrationSet) -> None:
     result = plan.plan_down(mset, rows(mset, 1, 2, 3), stored={})
     assert (result.direction, result.current, result.target) == ("down", "1.2.0", "1.1.0")
     [step] = result.steps
-    assert (step.direction, step.number, step.version, step.name, step.path,
-            step.transactional, step.sql, step.warnings) == (
-        "down", 3, "1.2.0", "003_orders_idx", "rollbacks/003_orders_idx_rollback.sql",
-        False, INDEX_RB, ())
+    assert (
+        step.direction,
+        step.number,
+        step.version,
+        step.name,
+        step.path,
+        step.transactional,
+        step.sql,
+        step.warnings,
+    ) == ("down", 3, "1.2.0", "003_orders_idx", "rollbacks/003_orders_idx_rollback.sql", False, INDEX_RB, ())
 
 
-@pytest.mark.parametrize(("kwargs", "versions", "target"), [
-    ({"steps": 0}, [], "1.2.0"),
-    ({"steps": 1}, ["1.2.0"], "1.1.0"),
-    ({"steps": 2}, ["1.2.0", "1.1.0"], "1.0.0"),
-    ({"steps": 3}, ["1.2.0", "1.1.0", "1.0.0"], "0.0.0"),
-    ({"steps": 10}, ["1.2.0", "1.1.0", "1.0.0"], "0.0.0"),
-    ({"to": "1.1.0"}, ["1.2.0"], "1.1.0"),
-    ({"to": "1.0.0"}, ["1.2.0", "1.1.0"], "1.0.0"),
-    ({"to": "1.0.5"}, ["1.2.0", "1.1.0"], "1.0.0"),  # between versions: keep what is <= it
-    ({"to": "2"}, ["1.2.0"], "1.1.0"),
-    ({"to": "1"}, ["1.2.0", "1.1.0"], "1.0.0"),
-    ({"to": "0.0.0"}, ["1.2.0", "1.1.0", "1.0.0"], "0.0.0"),
-    ({"to": "0"}, ["1.2.0", "1.1.0", "1.0.0"], "0.0.0"),
-    ({"to": "1.2.0"}, [], "1.2.0"),
-    ({"to": "5.0.0"}, [], "1.2.0"),
-])
-def test_plan_down_steps_and_to(mset: MigrationSet, kwargs: dict[str, object],
-                                versions: list[str], target: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "versions", "target"),
+    [
+        ({"steps": 0}, [], "1.2.0"),
+        ({"steps": 1}, ["1.2.0"], "1.1.0"),
+        ({"steps": 2}, ["1.2.0", "1.1.0"], "1.0.0"),
+        ({"steps": 3}, ["1.2.0", "1.1.0", "1.0.0"], "0.0.0"),
+        ({"steps": 10}, ["1.2.0", "1.1.0", "1.0.0"], "0.0.0"),
+        ({"to": "1.1.0"}, ["1.2.0"], "1.1.0"),
+        ({"to": "1.0.0"}, ["1.2.0", "1.1.0"], "1.0.0"),
+        ({"to": "1.0.5"}, ["1.2.0", "1.1.0"], "1.0.0"),  # between versions: keep what is <= it
+        ({"to": "2"}, ["1.2.0"], "1.1.0"),
+        ({"to": "1"}, ["1.2.0", "1.1.0"], "1.0.0"),
+        ({"to": "0.0.0"}, ["1.2.0", "1.1.0", "1.0.0"], "0.0.0"),
+        ({"to": "0"}, ["1.2.0", "1.1.0", "1.0.0"], "0.0.0"),
+        ({"to": "1.2.0"}, [], "1.2.0"),
+        ({"to": "5.0.0"}, [], "1.2.0"),
+    ],
+)
+def test_plan_down_steps_and_to(
+    mset: MigrationSet, kwargs: dict[str, object], versions: list[str], target: str
+) -> None:
     result = plan.plan_down(mset, rows(mset, 1, 2, 3), stored={}, **kwargs)  # type: ignore[arg-type]
     assert [s.version for s in result.steps] == versions
     assert result.target == target
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"steps": 1, "to": "1.0.0"}, "give either --steps or --to, not both"),
-    ({"steps": -1}, "--steps must be 0 or more"),
-    ({"to": "one"}, "--to 'one': expected a version like 1.2.0 or a number like 3"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": 1, "to": "1.0.0"}, "give either --steps or --to, not both"),
+        ({"steps": -1}, "--steps must be 0 or more"),
+        ({"to": "one"}, "--to 'one': expected a version like 1.2.0 or a number like 3"),
+    ],
+)
 def test_plan_down_bad_arguments_are_invalid_input(
-        mset: MigrationSet, kwargs: dict[str, object], message: str) -> None:
+    mset: MigrationSet, kwargs: dict[str, object], message: str
+) -> None:
     with pytest.raises(InvalidInput) as info:
         plan.plan_down(mset, rows(mset, 1, 2, 3), stored={}, **kwargs)  # type: ignore[arg-type]
     assert info.value.message == message
@@ -337,8 +405,7 @@ def test_plan_down_skips_rows_in_a_failed_state(mset: MigrationSet) -> None:
     assert [s.version for s in result.steps] == ["1.1.0"]
 
 
-def test_irreversible_rollback_refuses_with_path_and_reason_and_plans_nothing(
-        tmp_path: Path) -> None:
+def test_irreversible_rollback_refuses_with_path_and_reason_and_plans_nothing(tmp_path: Path) -> None:
     mset = make_set(tmp_path, orders_rollback="-- sqlmig: irreversible orders are kept for audit\n")
     records = rows(mset, 1, 2, 3)
     # One step back does not reach it.
@@ -347,10 +414,11 @@ def test_irreversible_rollback_refuses_with_path_and_reason_and_plans_nothing(
         with pytest.raises(Irreversible) as info:
             plan.plan_down(mset, records, stored={}, **kwargs)  # type: ignore[arg-type]
         assert info.value.message == (
-            "rollbacks/002_orders_rollback.sql: 002_orders (1.1.0) is irreversible: "
-            "orders are kept for audit")
-        assert info.value.hint == ("nothing was rolled back; restore from a backup or write a "
-                                   "new forward migration")
+            "rollbacks/002_orders_rollback.sql: 002_orders (1.1.0) is irreversible: orders are kept for audit"
+        )
+        assert info.value.hint == (
+            "nothing was rolled back; restore from a backup or write a new forward migration"
+        )
         assert info.value.exit_code == ExitCode.INVALID_INPUT
 
 
@@ -370,14 +438,23 @@ def test_stored_rollback_text_is_preferred_over_disk_with_a_warning(mset: Migrat
     assert step.warnings == (
         "rollbacks/003_orders_idx_rollback.sql: warning: differs from the rollback stored when "
         "003_orders_idx was applied; running the stored one (`sqlmig repair --refresh-rollback "
-        "1.2.0` stores the file's)",)
+        "1.2.0` stores the file's)",
+    )
 
 
-@pytest.mark.parametrize("stored_sql", [
-    INDEX_RB, INDEX_RB.replace("\n", "\r\n"), INDEX_RB.replace("\n", "\r"), None,
-], ids=["same", "CRLF", "CR", "none-stored"])
+@pytest.mark.parametrize(
+    "stored_sql",
+    [
+        INDEX_RB,
+        INDEX_RB.replace("\n", "\r\n"),
+        INDEX_RB.replace("\n", "\r"),
+        None,
+    ],
+    ids=["same", "CRLF", "CR", "none-stored"],
+)
 def test_stored_rollback_equal_to_disk_or_absent_gives_no_warning(
-        mset: MigrationSet, stored_sql: str | None) -> None:
+    mset: MigrationSet, stored_sql: str | None
+) -> None:
     result = plan.plan_down(mset, rows(mset, 1, 2, 3), stored={"1.2.0": stored_sql})
     [step] = result.steps
     assert step.warnings == ()
@@ -387,11 +464,16 @@ def test_stored_rollback_equal_to_disk_or_absent_gives_no_warning(
 
 def test_stored_rollback_runs_when_the_file_is_gone(mset: MigrationSet) -> None:
     gone = AppliedRecord(version="1.3.0", number=4, name="004_gone")
-    result = plan.plan_down(mset, [*rows(mset, 1, 2, 3), gone],
-                            stored={"1.3.0": "DROP TABLE gone;\n"})
+    result = plan.plan_down(mset, [*rows(mset, 1, 2, 3), gone], stored={"1.3.0": "DROP TABLE gone;\n"})
     [step] = result.steps
     assert (step.number, step.version, step.name, step.path, step.sql, step.transactional) == (
-        4, "1.3.0", "004_gone", "stored rollback of 004_gone", "DROP TABLE gone;\n", True)
+        4,
+        "1.3.0",
+        "004_gone",
+        "stored rollback of 004_gone",
+        "DROP TABLE gone;\n",
+        True,
+    )
 
 
 def test_no_rollback_on_disk_nor_stored_is_invalid_input(mset: MigrationSet) -> None:
@@ -399,23 +481,29 @@ def test_no_rollback_on_disk_nor_stored_is_invalid_input(mset: MigrationSet) -> 
     with pytest.raises(InvalidInput) as info:
         plan.plan_down(mset, [*rows(mset, 1, 2, 3), gone], stored={"1.3.0": None})
     assert info.value.message == (
-        "cannot roll back 004_gone (1.3.0): no rollback file on disk and none stored in the "
-        "history")
+        "cannot roll back 004_gone (1.3.0): no rollback file on disk and none stored in the history"
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "versions"), [
-    ({}, ["1.1.0"]),
-    ({"steps": 2}, ["1.1.0", "1.0.0"]),
-    ({"to": "1.0.0"}, ["1.1.0"]),
-    ({"to": "0.0.0"}, ["1.1.0", "1.0.0"]),
-    ({"to": "1"}, ["1.1.0"]),
-    ({"to": "0"}, ["1.1.0", "1.0.0"]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "versions"),
+    [
+        ({}, ["1.1.0"]),
+        ({"steps": 2}, ["1.1.0", "1.0.0"]),
+        ({"to": "1.0.0"}, ["1.1.0"]),
+        ({"to": "0.0.0"}, ["1.1.0", "1.0.0"]),
+        ({"to": "1"}, ["1.1.0"]),
+        ({"to": "0"}, ["1.1.0", "1.0.0"]),
+    ],
+)
 def test_adopted_rows_are_rolled_back_with_the_file_matched_by_version(
-        mset: MigrationSet, kwargs: dict[str, object], versions: list[str]) -> None:
+    mset: MigrationSet, kwargs: dict[str, object], versions: list[str]
+) -> None:
     result = plan.plan_down(mset, adopted("1.0.0", "1.1.0"), stored={}, **kwargs)  # type: ignore[arg-type]
     assert [(s.version, s.path, s.sql) for s in result.steps] == [
-        {"1.1.0": ("1.1.0", "rollbacks/002_orders_rollback.sql", ORDERS_RB),
-         "1.0.0": ("1.0.0", "rollbacks/001_users_rollback.sql", USERS_RB)}[v]
+        {
+            "1.1.0": ("1.1.0", "rollbacks/002_orders_rollback.sql", ORDERS_RB),
+            "1.0.0": ("1.0.0", "rollbacks/001_users_rollback.sql", USERS_RB),
+        }[v]
         for v in versions
     ]

@@ -11,8 +11,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
 
 
 def test_ruff_finds_nothing(tmp_path: Path) -> None:
@@ -22,4 +28,9 @@ def test_ruff_finds_nothing(tmp_path: Path) -> None:
 
 def test_mypy_finds_nothing_in_the_library(tmp_path: Path) -> None:
     result = run("mypy", "sqlmig", "--cache-dir", str(tmp_path / "mypy"), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_code_is_formatted(tmp_path: Path) -> None:
+    result = run("ruff", "format", "--check", "--no-cache", "sqlmig", "tests", "bench", tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
