@@ -102,6 +102,8 @@ def _units(config: Config, paths: list[Path]) -> tuple[list[_Unit], list[LintFin
         if path.resolve() not in wanted:
             wanted.append(path.resolve())
     set_dirs = {config.migrations_path.resolve(), config.rollbacks_path.resolve()}
+    wanted_set = set(wanted)
+    alone: list[Path] = []  # refused files of the set, linted on their own
     units: list[_Unit] = []
     refused: list[LintFinding] = []
     setting = config.migration_lock_timeout
@@ -143,7 +145,15 @@ def _units(config: Config, paths: list[Path]) -> tuple[list[_Unit], list[LintFin
             in_set |= {full, rb_full}
         units += rollbacks
         wanted = [p for p in wanted if p not in in_set]
-    for path in wanted:  # files outside the set: linted alone, no version check
+        # A file refused for a statement (filechecks) is not in the set, but its text is sound:
+        # the rules still look at it, alone, so that one lint run shows everything.
+        loaded = {m.path for m in migration_set.migrations}
+        loaded |= {m.rollback.path for m in migration_set.migrations}
+        for rel in sorted({p.path for p in problems if p.path and p.code in filechecks.CODES}):
+            full = (root / rel).resolve()
+            if rel not in loaded and (not paths or full in wanted_set):
+                alone.append(full)
+    for path in wanted + alone:  # files outside the set: linted alone, no version check
         rel = files_mod.relative(path, root)
         try:
             raw = path.read_bytes()
@@ -154,7 +164,10 @@ def _units(config: Config, paths: list[Path]) -> tuple[list[_Unit], list[LintFin
             raise InvalidInput(f"{rel}:{line}: {error}")
         directives = headers.parse_header(text).directives
         transactional = not any(v.split()[:1] == ["no-transaction"] for v, _ in directives)
-        refused += [_refusal(p) for p in filechecks.check(rel, text, transactional=transactional).problems]
+        if path not in alone:  # the set's own refusals are reported above already
+            refused += [
+                _refusal(p) for p in filechecks.check(rel, text, transactional=transactional).problems
+            ]
         units.append(
             _Unit(
                 path=rel,
@@ -162,6 +175,7 @@ def _units(config: Config, paths: list[Path]) -> tuple[list[_Unit], list[LintFin
                 transactional=transactional,
                 report=True,
                 lock_timeout=_effective(_header_lock_timeout(directives), transactional, setting),
+                rollback=path.parent == config.rollbacks_path.resolve(),
             )
         )
     return units, refused

@@ -759,3 +759,16 @@ def test_rollbacks_are_linted_for_locks_but_not_for_breaking_what_they_undo(tmp_
         ("missing-lock-timeout", "rollbacks/002_change_rollback.sql:2:1"),
         ("drop-index-not-concurrent", "rollbacks/002_change_rollback.sql:2:1"),
     ]
+
+
+def test_a_refused_file_is_still_linted_so_one_run_shows_everything(tmp_path: Path) -> None:
+    project(tmp_path, "SELECT 1;\n")
+    (tmp_path / "migrations/002_change.sql").write_text(
+        "-- Version: 2.0.0\nCREATE INDEX users_age_idx ON users (age);\nCOMMIT;\n"
+    )
+    report = run_lint(tmp_path)
+    assert [(f.rule, f.where) for f in report.findings] == [
+        ("index-not-concurrent", "migrations/002_change.sql:2:1"),
+        ("transaction-control", "migrations/002_change.sql:3:1"),
+    ]
+    assert report.refused_count == 1
