@@ -40,22 +40,26 @@ _BATCH_CHARS = 1 << 20
 _NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
 
 
-def prepare(step: PlanStep) -> tuple[list[sqltext.Statement], list[Problem], list[str], str | None]:
+def prepare(
+    step: PlanStep, parsed: Mapping[str, Any] | None = None
+) -> tuple[list[sqltext.Statement], list[Problem], list[str], str | None]:
     """Split a step's SQL and check it can run as the file asks (filechecks: the same checks
     files.load made). Returns statements, problems, notes, and the canonical checksum if the
-    same parse gave it (see sqltext.split)."""
-    checked = filechecks.check(
-        step.path,
-        step.sql,
-        transactional=step.transactional,
-        rollback=step.direction == "down",
-        canonical=step.direction == "up",
+    same parse gave it (see sqltext.split). `parsed`: MigrationSet.parsed, whose check of the
+    very same text is taken instead of parsing it again (a 50 MB file: ~1.2 s)."""
+    up = step.direction == "up"
+    checked = (
+        filechecks.reuse(parsed, step.path, step.sql, transactional=step.transactional, canonical=up)
+        if parsed
+        else None
+    ) or filechecks.check(
+        step.path, step.sql, transactional=step.transactional, rollback=not up, canonical=up
     )
     return (list(checked.statements), list(checked.problems), list(checked.notes), checked.canonical)
 
 
 def check_all(
-    steps: list[PlanStep],
+    steps: list[PlanStep], parsed: Mapping[str, Any] | None = None
 ) -> tuple[dict[int, list[sqltext.Statement]], list[str], dict[str, str | None]]:
     """Prepare every step before running any, so a bad file stops the run before it starts.
     Returns the statements by step index, notes, and canonical checksums by version (for
@@ -65,7 +69,7 @@ def check_all(
     problems: list[Problem] = []
     notes: list[str] = []
     for i, step in enumerate(steps):
-        stmts, step_problems, step_notes, step_canonical = prepare(step)
+        stmts, step_problems, step_notes, step_canonical = prepare(step, parsed)
         prepared[i] = stmts
         if step_canonical is not None:
             canonical[step.version] = step_canonical

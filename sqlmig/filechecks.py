@@ -11,6 +11,7 @@ The codes: `psql-meta-command`, `transaction-control`, `copy-from-stdin`, `needs
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlmig import sqltext
@@ -50,13 +51,25 @@ class Checked:
     problems: tuple[Problem, ...]
     notes: tuple[str, ...]
     canonical: str | None
+    transactional: bool = True  # as it was checked
 
 
-def problems(path: str, text: str, *, transactional: bool, rollback: bool = False) -> tuple[Problem, ...]:
-    """check(…).problems, without parsing a file that cannot have any (see _SUSPECT)."""
-    if _SUSPECT.search(text) is None:
-        return ()
+def problems(
+    path: str,
+    text: str,
+    *,
+    transactional: bool,
+    rollback: bool = False,
+    keep: dict[str, tuple[str, Checked]] | None = None,
+) -> tuple[Problem, ...]:
+    """check(…).problems, without parsing a file that cannot have any (see _SUSPECT). `keep`:
+    where a file that was parsed leaves its Checked (with the canonical checksum of a
+    migration), by path, so that running it does not parse it again (see reuse)."""
+    # Beyond _LEX_MAX the scans cost more than they save (the regex alone takes 1.5 s over a
+    # 50 MB data file): such a file is parsed here, and the run reuses the parse (see reuse).
     if len(text) <= _LEX_MAX:
+        if _SUSPECT.search(text) is None:
+            return ()
         # Statement by statement, outside comments, quotes and dollar-quoted bodies (the words
         # of a PL/pgSQL BEGIN … END block do not count): pglast only if one may break a rule.
         metas: list[sqltext.MetaCommand] = []
@@ -65,7 +78,23 @@ def problems(path: str, text: str, *, transactional: bool, rollback: bool = Fals
             _OPENING.match(piece) or (transactional and _AUTOCOMMIT.search(piece)) for piece in pieces
         ):
             return ()
-    return check(path, text, transactional=transactional, rollback=rollback).problems
+    checked = check(path, text, transactional=transactional, rollback=rollback, canonical=not rollback)
+    if keep is not None and not checked.problems:
+        keep[path] = (text, checked)
+    return checked.problems
+
+
+def reuse(
+    kept: Mapping[str, tuple[str, Checked]], path: str, text: str, *, transactional: bool, canonical: bool
+) -> Checked | None:
+    """What files.load's check of this very text found, if it checked it as the step runs it."""
+    found = kept.get(path)
+    if found is None or not (found[0] is text or found[0] == text):
+        return None
+    checked = found[1]
+    if canonical and checked.canonical is None and "\r" not in text:
+        return None  # taken without its canonical checksum
+    return checked if checked.transactional == transactional else None
 
 
 def check(
@@ -134,7 +163,7 @@ def check(
                 )
             )
     problems.sort(key=lambda p: p.line or 0)
-    return Checked(tuple(stmts), tuple(problems), tuple(notes), result.canonical)
+    return Checked(tuple(stmts), tuple(problems), tuple(notes), result.canonical, transactional)
 
 
 def _meta_verdict(meta: sqltext.MetaCommand) -> str | None:

@@ -6,6 +6,7 @@ Every problem is collected, so a developer fixes them in one pass instead of one
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import os
@@ -275,6 +276,8 @@ def _load(
     root: Path, migrations_dir: Path, rollbacks_dir: Path, cache: FileCache | None
 ) -> tuple[MigrationSet, list[Problem]]:
     problems: list[Problem] = []
+    # The files parsed on the way (filechecks), by path: a run of them does not parse them again.
+    parsed: dict[str, Any] = {}
     warnings: list[Problem] = []
     refused: set[tuple[int, str]] = set()
     forwards = _scan(migrations_dir, MIGRATION_NAME, "migrations", root, problems, refused, warnings)
@@ -336,7 +339,7 @@ def _load(
                     "(or mark it `-- sqlmig: irreversible <reason>`)",
                 )
             )
-        migration = _load_one(cand, rb_cand, problems, warnings, cache)
+        migration = _load_one(cand, rb_cand, problems, warnings, cache, parsed)
         if migration is not None:
             loaded.append(migration)
 
@@ -350,7 +353,7 @@ def _load(
                     f"of {prev.path} (versions strictly increase with the number)",
                 )
             )
-    return MigrationSet(migrations=tuple(loaded), warnings=tuple(warnings)), problems
+    return MigrationSet(migrations=tuple(loaded), warnings=tuple(warnings), parsed=parsed), problems
 
 
 def read_unread(unread: Unread, record: Migration | Rollback) -> str:
@@ -466,9 +469,10 @@ def _load_one(
     problems: list[Problem],
     warnings: list[Problem],
     cache: FileCache | None,
+    parsed: dict[str, Any],
 ) -> Migration | None:
-    fields = _migration_fields(cand, problems, warnings, cache)
-    rollback = _rollback_file(rb_cand, problems, warnings, cache) if rb_cand else None
+    fields = _migration_fields(cand, problems, warnings, cache, parsed)
+    rollback = _rollback_file(rb_cand, problems, warnings, cache, parsed) if rb_cand else None
     if fields is None or rollback is None:
         return None
     return Migration(number=cand.number, slug=cand.slug, path=cand.rel, rollback=rollback, **fields)
@@ -506,11 +510,15 @@ def _facts(
 
 
 def _migration_fields(
-    cand: _Candidate, problems: list[Problem], warnings: list[Problem], cache: FileCache | None
+    cand: _Candidate,
+    problems: list[Problem],
+    warnings: list[Problem],
+    cache: FileCache | None,
+    parsed: dict[str, Any],
 ) -> dict[str, Any] | None:
     """The Migration fields its file gives (all but number, slug, path and rollback); None
     after adding its problems to `problems`."""
-    found = _facts(cand, problems, cache, _migration_facts)
+    found = _facts(cand, problems, cache, functools.partial(_migration_facts, parsed=parsed))
     if found is None:
         return None
     (digest, empty, major, minor, patch, description, transactional, lock, statement), source = found
@@ -535,7 +543,7 @@ def _migration_fields(
 
 
 def _migration_facts(
-    rel: str, text: str, digest: str, *, statements: bool = True
+    rel: str, text: str, digest: str, *, statements: bool = True, parsed: dict[str, Any] | None = None
 ) -> tuple[list[Any], list[Problem]]:
     """`statements`: also check the statements (filechecks), not only the header."""
     header = parse_header(text)
@@ -564,7 +572,7 @@ def _migration_facts(
     description = header.values["description"][0] if "description" in header.values else None
     transactional = "no-transaction" not in found
     if statements:
-        problems += filechecks.problems(rel, text, transactional=transactional)
+        problems += filechecks.problems(rel, text, transactional=transactional, keep=parsed)
     return [
         digest,
         sqltext.is_empty(text),
@@ -576,9 +584,13 @@ def _migration_facts(
     ], problems
 
 
-def _rollback_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[Problem]]:
+def _rollback_facts(
+    rel: str, text: str, digest: str, *, parsed: dict[str, Any] | None = None
+) -> tuple[list[Any], list[Problem]]:
     rollback, problems = _rollback(rel, parse_header(text), digest, text)
-    problems += filechecks.problems(rel, text, transactional=rollback.transactional, rollback=True)
+    problems += filechecks.problems(
+        rel, text, transactional=rollback.transactional, rollback=True, keep=parsed
+    )
     return [
         digest,
         sqltext.is_empty(text),
@@ -590,9 +602,13 @@ def _rollback_facts(rel: str, text: str, digest: str) -> tuple[list[Any], list[P
 
 
 def _rollback_file(
-    cand: _Candidate, problems: list[Problem], warnings: list[Problem], cache: FileCache | None
+    cand: _Candidate,
+    problems: list[Problem],
+    warnings: list[Problem],
+    cache: FileCache | None,
+    parsed: dict[str, Any],
 ) -> Rollback | None:
-    found = _facts(cand, problems, cache, _rollback_facts)
+    found = _facts(cand, problems, cache, functools.partial(_rollback_facts, parsed=parsed))
     if found is None:
         return None
     (digest, empty, irreversible, transactional, lock, statement), source = found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from functools import cache, total_ordering
@@ -169,6 +170,10 @@ class Migration:
 class MigrationSet:
     migrations: tuple[Migration, ...]
     warnings: tuple[Problem, ...] = ()
+    # path -> (text, filechecks.Checked) of the files files.load parsed: execute reuses them.
+    parsed: Mapping[str, Any] = field(
+        default_factory=dict, repr=False, compare=False, metadata={"exclude": True}
+    )
 
     def by_number(self) -> dict[int, Migration]:
         return {m.number: m for m in self.migrations}

@@ -190,10 +190,13 @@ def _run_warnings(files: MigrationSet) -> tuple[Problem, ...]:
     return tuple(w for w in files.warnings if w.code != "empty")
 
 
-def _prepare(the_plan: Plan, on_note: OnNote | None) -> tuple[dict[int, list], dict[str, str | None]]:
-    """Split and check every step before any runs; pass the verbose notes on. Returns the
-    statements by step index and the canonical checksums taken on the way (see check_all)."""
-    prepared, notes, canonical = check_all(list(the_plan.steps))
+def _prepare(
+    the_plan: Plan, on_note: OnNote | None, files: MigrationSet
+) -> tuple[dict[int, list], dict[str, str | None]]:
+    """Split and check every step before any runs (files.load's parse of a file reused); pass
+    the verbose notes on. Returns the statements by step index and the canonical checksums
+    taken on the way (see check_all)."""
+    prepared, notes, canonical = check_all(list(the_plan.steps), files.parsed)
     if on_note:
         for note in notes:
             on_note(note)
@@ -254,7 +257,7 @@ def up(
         # Every text this run applies or stores, read now (files the file cache vouched for were
         # not): one edited since the start stops the run before anything has changed.
         files_mod.read_texts(by_number[step.number] for step in the_plan.steps)  # type: ignore[index]
-        prepared, canonical = _prepare(the_plan, on_note)
+        prepared, canonical = _prepare(the_plan, on_note, files)
         if dry_run:
             return RunReport(
                 direction="up",
@@ -367,7 +370,7 @@ def down(
         if errors:
             raise HistoryInconsistent(errors, hint=_repair_hint(errors))
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
-        prepared, _ = _prepare(the_plan, on_note)
+        prepared, _ = _prepare(the_plan, on_note, files)
         if dry_run:
             return RunReport(
                 direction="down",

@@ -82,7 +82,7 @@ def render(
         the_plan = plan.plan_up(files, records, to)
     else:
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
-    prepared, notes, canonical = check_all(list(the_plan.steps))
+    prepared, notes, canonical = check_all(list(the_plan.steps), files.parsed)
 
     if review:
         return _review(config, the_plan.steps, prepared, notes)
