@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from sqlmig.errors import InvalidInput, Irreversible
 from sqlmig.files import checksum, parse_rollback
@@ -225,6 +226,22 @@ def parse_target(text: str) -> tuple[str, int | Version]:
         raise InvalidInput(f"--to {text!r}: expected a version like 1.2.0 or a number like 3") from exc
 
 
+def step_of(mig: Migration, direction: Literal["up", "down"] = "up") -> PlanStep:
+    """The step that applies `mig` (up), or runs its rollback file (down)."""
+    source = mig if direction == "up" else mig.rollback
+    return PlanStep(
+        direction=direction,
+        number=mig.number,
+        version=str(mig.version),
+        name=mig.name,
+        path=source.path,
+        transactional=source.transactional,
+        sql=source.text,
+        lock_timeout=source.lock_timeout,
+        statement_timeout=source.statement_timeout,
+    )
+
+
 def plan_up(
     files: MigrationSet,
     records: list[AppliedRecord],
@@ -245,20 +262,7 @@ def plan_up(
                 raise InvalidInput(f"--to {to}: no migration has version {value}")
             todo = [m for m in todo if m.version <= value]  # type: ignore[operator]
         target = to
-    steps = tuple(
-        PlanStep(
-            direction="up",
-            number=m.number,
-            version=str(m.version),
-            name=m.name,
-            path=m.path,
-            transactional=m.transactional,
-            sql=m.text,
-            lock_timeout=m.lock_timeout,
-            statement_timeout=m.statement_timeout,
-        )
-        for m in todo
-    )
+    steps = tuple(step_of(m) for m in todo)
     current = current_version(records)
     final = steps[-1].version if steps else current
     return Plan(direction="up", current=current, target=target or final, steps=steps)

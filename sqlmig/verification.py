@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlmig import drift, filechecks, lock, ops, schemadiff, snapshot, timeouts, verify_cache
+from sqlmig import drift, filechecks, lock, ops, plan, schemadiff, snapshot, timeouts, verify_cache
 from sqlmig.config import Config, Secret, redact
 from sqlmig.connect import connect, reset_session
 from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed, SqlmigError
@@ -307,30 +307,7 @@ class _Run:
 
 def _steps(mig: Migration) -> tuple[PlanStep, PlanStep]:
     """The up and down steps of a migration, as plan_up and plan_down make them."""
-    rb = mig.rollback
-    up = PlanStep(
-        direction="up",
-        number=mig.number,
-        version=str(mig.version),
-        name=mig.name,
-        path=mig.path,
-        transactional=mig.transactional,
-        sql=mig.text,
-        lock_timeout=mig.lock_timeout,
-        statement_timeout=mig.statement_timeout,
-    )
-    down = PlanStep(
-        direction="down",
-        number=mig.number,
-        version=str(mig.version),
-        name=mig.name,
-        path=rb.path,
-        transactional=rb.transactional,
-        sql=rb.text,
-        lock_timeout=rb.lock_timeout,
-        statement_timeout=rb.statement_timeout,
-    )
-    return up, down
+    return plan.step_of(mig, "up"), plan.step_of(mig, "down")
 
 
 def _run(conn: psycopg.Connection, step: PlanStep, cfg: Config) -> None:
