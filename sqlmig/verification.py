@@ -27,14 +27,14 @@ import dataclasses
 import difflib
 import time
 import uuid
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, NamedTuple
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlmig import drift, filechecks, lock, ops, plan, schemadiff, snapshot, timeouts, verify_cache
+from sqlmig import drift, lock, ops, plan, schemadiff, snapshot, sqltext, timeouts, verify_cache
 from sqlmig.config import Config, Secret, redact
 from sqlmig.connect import connect, reset_session
 from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed, SqlmigError
@@ -120,7 +120,7 @@ def verify(
     cached, prefix_keys = scratch.cached(files.migrations) if incremental else (0, [])
     steps: list[VerifyStep] = []
     with scratch as cfg:
-        run = _Run(cfg, scratch, in_place)
+        run = _Run(cfg, scratch, in_place, files.parsed)
         try:
             before = run.start()
             stop: str | None = None
@@ -173,8 +173,9 @@ _APPLIED = "the migration is applied again: the next ones are checked from its a
 class _Run:
     """One verify run's connection and state on the scratch database."""
 
-    def __init__(self, cfg: Config, scratch: _Scratch, in_place: bool) -> None:
+    def __init__(self, cfg: Config, scratch: _Scratch, in_place: bool, parsed: Mapping[str, Any]) -> None:
         self.cfg = cfg
+        self.parsed = parsed  # files.load's parses (MigrationSet.parsed)
         self.scratch = scratch
         self.in_place = in_place
         self.history = History(cfg.schema_name, cfg.table)
@@ -193,34 +194,37 @@ class _Run:
     ) -> tuple[VerifyStep, schemadiff.Snapshot]:
         start = time.perf_counter()
         fast = mig.transactional and mig.rollback.transactional and not mig.rollback.irreversible
-        found = self._fast(mig, before) if fast else None
+        # Each file split once (files.load's parse reused), for every run of it below.
+        up, down = _steps(mig)
+        steps = _Steps(up, down, prepare(up, self.parsed)[0], prepare(down, self.parsed)[0])
+        found = self._fast(mig, before, steps) if fast else None
         if found is None:
-            found = self._slow(mig, before, upto)
+            found = self._slow(mig, before, upto, steps)
         outcome, fields, after = found
         return _step(mig, outcome, duration_ms=round((time.perf_counter() - start) * 1000), **fields), after
 
     # -- one transaction, a savepoint --------------------------------------------------------
 
     def _fast(
-        self, mig: Migration, before: schemadiff.Snapshot
+        self, mig: Migration, before: schemadiff.Snapshot, steps: _Steps
     ) -> tuple[Outcome, dict[str, object], schemadiff.Snapshot] | None:
         """The check in one transaction (see the module's doc); None: run it the slow way."""
-        up, down = _steps(mig)
+        up = steps.up
         conn, history = self.conn, self.history
         try:
             with conn.transaction():
-                _run(conn, up, self.cfg)
+                _run(conn, up, steps.up_sql, self.cfg)
                 conn.execute(*history.insert(record_fields(mig, status="applied"), mig.rollback.text))
                 conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # what COMMIT would check
                 applied = self.timer.take()
                 with conn.transaction(force_rollback=True):  # SAVEPOINT … ROLLBACK TO it
-                    _run(conn, down, self.cfg)
+                    _run(conn, steps.down, steps.down_sql, self.cfg)
                     conn.execute(*history.delete(up.version))
                     conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     rolled_back = self.timer.take()
                     verdict = _compare(mig, before, rolled_back, applied)
                     if verdict is None:
-                        _run(conn, up, self.cfg)
+                        _run(conn, up, steps.up_sql, self.cfg)
                         conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
                         verdict = _compare_again(mig, applied, self.timer.take())
         except psycopg.OperationalError:
@@ -241,14 +245,14 @@ class _Run:
     # -- the engine's own path ---------------------------------------------------------------
 
     def _slow(
-        self, mig: Migration, before: schemadiff.Snapshot, upto: tuple[Migration, ...]
+        self, mig: Migration, before: schemadiff.Snapshot, upto: tuple[Migration, ...], steps: _Steps
     ) -> tuple[Outcome, dict[str, object], schemadiff.Snapshot]:
-        up, down = _steps(mig)
+        up, down = steps.up, steps.down
         # The engine's executor, on this connection: what `up` and `down` run, without a new
         # connection, lock, history read and recorded snapshot for each of the three runs.
         executor = Executor(self.conn, self.history, self.cfg)
         try:
-            executor.apply(up, mig, prepare(up)[0])
+            executor.apply(up, mig, steps.up_sql)
         except MigrationFailed as exc:
             return "failed", {"problems": (f"{mig.path} fails on the scratch database", *exc.lines())}, before
         applied = self.timer.take()
@@ -259,7 +263,7 @@ class _Run:
                 applied,
             )
         try:
-            executor.revert(down, prepare(down)[0])
+            executor.revert(down, steps.down_sql)
         except MigrationFailed as exc:
             failed: dict[str, object] = {
                 "problems": (f"{mig.rollback.path} fails on the scratch database", *exc.lines())
@@ -270,7 +274,7 @@ class _Run:
         if verdict is not None:
             return "leaky", {**verdict, "note": self._rebuild(upto)}, self.timer.take()
         try:
-            executor.apply(up, mig, prepare(up)[0])
+            executor.apply(up, mig, steps.up_sql)
         except MigrationFailed as exc:
             return (
                 "leaky",
@@ -310,10 +314,18 @@ def _steps(mig: Migration) -> tuple[PlanStep, PlanStep]:
     return plan.step_of(mig, "up"), plan.step_of(mig, "down")
 
 
-def _run(conn: psycopg.Connection, step: PlanStep, cfg: Config) -> None:
+class _Steps(NamedTuple):
+    """A migration's up and down steps and their statements (execute.prepare)."""
+
+    up: PlanStep
+    down: PlanStep
+    up_sql: list[sqltext.Statement]
+    down_sql: list[sqltext.Statement]
+
+
+def _run(conn: psycopg.Connection, step: PlanStep, stmts: list[sqltext.Statement], cfg: Config) -> None:
     """A step's statements as the engine sends them in a transaction (timeouts first)."""
-    checked = filechecks.check(step.path, step.sql, transactional=True, rollback=step.direction == "down")
-    for st in [*timeouts.set_statements(step, cfg), *checked.statements]:
+    for st in [*timeouts.set_statements(step, cfg), *stmts]:
         conn.execute(st.text, prepare=False)  # type: ignore[arg-type]
 
 
