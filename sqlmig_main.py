@@ -15,7 +15,7 @@ import gc
 
 def main() -> None:
     gc.disable()
-    from sqlmig.cli import main as cli_main
+    from sqlmig.cli.main import main as cli_main
 
     gc.freeze()
     gc.enable()

@@ -34,7 +34,7 @@ from psycopg.conninfo import conninfo_to_dict
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sqlmig.embedded import EmbeddedServer, bin_dir  # noqa: E402
+from sqlmig.db.embedded import EmbeddedServer, bin_dir  # noqa: E402
 from tests.histories import write_history  # noqa: E402
 
 # The command migrate.sh runs: the console script of the editable install (see sqlmig_main).

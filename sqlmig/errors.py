@@ -159,7 +159,7 @@ class MigrationFailed(SqlmigError):
         self.version = version
         # A no-transaction file: the lines of its statements that committed before the failure.
         self.committed = list(committed)
-        self.attempts = 1  # tries made, with the retries after lock timeouts (sqlmig.timeouts)
+        self.attempts = 1  # tries made, with the retries after lock timeouts (sqlmig.engine.timeouts)
         where = path
         if line is not None:
             where += f":{line}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from functools import cache, total_ordering
@@ -84,6 +84,16 @@ def version_key(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)) or (0,)
 
 
+# The status of a history row whose migration is in (the others: started, failed, rolling_back).
+SETTLED = "applied"
+
+
+def current_version(records: Iterable[AppliedRecord]) -> str | None:
+    """The newest settled version of the history, None when nothing is applied."""
+    settled = [r.version for r in records if r.status == SETTLED]
+    return max(settled, key=version_key) if settled else None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
     """One thing wrong with the files or the history, located as precisely as we know."""
@@ -113,7 +123,7 @@ class Rollback:
     lock_timeout: float | None = None
     statement_timeout: float | None = None
     # The text, or where to read it when first used: a file the file cache vouched for
-    # (sqlmig.filecache) is not read by a run that never needs its text.
+    # (sqlmig.files.cache) is not read by a run that never needs its text.
     source: str | Unread = field(repr=False, compare=False, metadata={"exclude": True})
 
     @property
@@ -134,7 +144,7 @@ def _text(record: Migration | Rollback) -> str:
     source = record.source
     if isinstance(source, str):
         return source
-    from sqlmig.files import read_unread
+    from sqlmig.files.load import read_unread
 
     text = read_unread(source, record)
     # Memoized in the frozen record: every later use must see the text this one checked.
@@ -227,7 +237,7 @@ class PlanStep:
     transactional: bool
     sql: str = field(repr=False)
     warnings: tuple[str, ...] = ()
-    lock_timeout: float | None = None  # the file's header values (see sqlmig.timeouts)
+    lock_timeout: float | None = None  # the file's header values (see sqlmig.engine.timeouts)
     statement_timeout: float | None = None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from sqlmig.config import Source
+from sqlmig.config.settings import Source
 from sqlmig.models import AppliedRecord
 
 

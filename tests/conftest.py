@@ -34,7 +34,7 @@ def server_dsn() -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    from sqlmig.embedded import EmbeddedServer
+    from sqlmig.db.embedded import EmbeddedServer
 
     home = Path(tempfile.mkdtemp(prefix="sqlmig-test-"))
     server = EmbeddedServer(home)

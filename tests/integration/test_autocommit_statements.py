@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from sqlmig.sqltext import split
+from sqlmig.files.sqltext import split
 from tests.conftest import Project, query, table_exists
 
 SETUP = """

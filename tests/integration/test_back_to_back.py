@@ -138,7 +138,7 @@ def test_each_step_reports_its_own_result_in_order(project: Project, database_ur
 def test_a_large_file_among_small_ones_runs_on_its_own_sent_in_parts(
     project: Project, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sqlmig import execute
+    from sqlmig.engine import execute
 
     monkeypatch.setattr(execute, "_BATCH_CHARS", 300)  # 003 is "large": it runs alone
     monkeypatch.setattr(execute, "_SYNC_EVERY", 200)  # and its results are taken in parts

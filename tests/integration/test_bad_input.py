@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlmig.lock import lock_key
+from sqlmig.locking.session import lock_key
 from tests.conftest import Project, query, table_exists
 
 UNREACHABLE = "postgresql://u:s3cret@127.0.0.1:1/db"

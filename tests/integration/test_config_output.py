@@ -505,7 +505,7 @@ def test_dumb_terminals_and_json_get_no_progress_line(project: Project, database
 
 
 def test_the_cli_module_is_still_importable_as_a_script() -> None:
-    """`python -m sqlmig.cli --version` (what the tests run) answers without a database."""
+    """`python -m sqlmig.cli.main --version` (what the tests run) answers without a database."""
     result = subprocess.run(
         [sys.executable, "-m", "sqlmig.cli", "--version"], text=True, capture_output=True, timeout=60
     )

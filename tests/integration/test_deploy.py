@@ -19,8 +19,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import sqlmig
-from sqlmig import embedded
-from sqlmig.dump import candidates, choose
+from sqlmig.db import embedded
+from sqlmig.deploy.backup import candidates, choose
 from tests.conftest import SQLMIG, Project, query, table_exists
 
 
@@ -353,7 +353,7 @@ def test_up_with_backup_writes_a_dump_pg_restore_can_read_before_migrating(
     assert re.fullmatch(rf"{dbname}-\d{{8}}T\d{{6}}Z-v1\.1\.0\.dump", dumps[0].name)
     pg_dump, pg_restore = dump_tools(database_url)
     assert f"sqlmig: backup: {dumps[0]} (" in result.stderr
-    assert f"pg_dump {sqlmig.dump.tool_version(pg_dump)[0]} from {pg_dump})" in result.stderr
+    assert f"pg_dump {sqlmig.deploy.backup.tool_version(pg_dump)[0]} from {pg_dump})" in result.stderr
     listing = subprocess.run(
         [pg_restore, "--list", str(dumps[0])], capture_output=True, text=True, check=True
     ).stdout
@@ -560,7 +560,7 @@ def test_wait_succeeds_once_a_server_comes_up_during_the_wait(project: Project) 
     import shutil
     import tempfile
 
-    from sqlmig.embedded import EmbeddedServer
+    from sqlmig.db.embedded import EmbeddedServer
 
     home = Path(tempfile.mkdtemp(prefix="sqlmig-wait-"))
     server = EmbeddedServer(home)

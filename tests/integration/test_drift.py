@@ -220,8 +220,8 @@ def test_no_false_drift_for_a_session_with_another_search_path(project: Project,
 def _stamp_unchanged(url: str) -> bool:
     import psycopg
 
-    from sqlmig.drift import SnapshotStore
-    from sqlmig.history import History
+    from sqlmig.db.drift import SnapshotStore
+    from sqlmig.db.history import History
 
     with psycopg.connect(url, autocommit=True) as conn:
         rec = SnapshotStore(History("public", "schema_version")).meta(conn, "2.0.0", stamp=True)

@@ -103,7 +103,7 @@ def bare_project() -> Iterator[Project]:
     0700, which, when we run as root, locks the server's system user out of a data directory
     below it while another test session starts on the same machine.
     """
-    from sqlmig.embedded import EmbeddedServer
+    from sqlmig.db.embedded import EmbeddedServer
 
     root = Path(tempfile.mkdtemp(prefix="sqlmig-embedded-test-"))
     shutil.copytree(REPO / "migrations", root / "migrations")

@@ -1,4 +1,4 @@
-"""The file cache seen from the CLI, with its real 2-second rule (sqlmig.filecache): runs that
+"""The file cache seen from the CLI, with its real 2-second rule (sqlmig.files.cache): runs that
 take files from it still catch edits, and apply pending files from their checked text."""
 
 from __future__ import annotations

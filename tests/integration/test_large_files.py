@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import sqlmig
-from sqlmig import execute
+from sqlmig.engine import execute
 from tests.conftest import Project, query, table_exists
 
 

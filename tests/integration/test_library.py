@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 import sqlmig
-from sqlmig.config import Secret
-from sqlmig.lock import lock_key
+from sqlmig.config.settings import Secret
+from sqlmig.locking.session import lock_key
 from sqlmig.models import (
     AppliedRecord,
     EventRecord,

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from sqlmig.connect import connect
-from sqlmig.history import History
-from sqlmig.lock import lock_key, release
-from sqlmig.txlock import TransactionLock
+from sqlmig.db.connect import connect
+from sqlmig.db.history import History
+from sqlmig.locking.session import lock_key, release
+from sqlmig.locking.transaction import TransactionLock
 from tests import pgbouncer
 from tests.conftest import Project, query, table_exists
 from tests.integration.test_concurrency import (
@@ -430,7 +430,7 @@ def test_the_history_fingerprint_is_the_same_in_sql_and_in_python(
 ) -> None:
     """Transaction mode skips the full re-read only when they agree: they must, or every
     migration would pay for reading the whole history."""
-    from sqlmig.history import fingerprint
+    from sqlmig.db.history import fingerprint
 
     six_migrations(project)
     assert project.run(*TX, "up", "--to", "4", url=database_url).returncode == 0

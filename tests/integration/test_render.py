@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sqlmig.lock import lock_key
+from sqlmig.locking.session import lock_key
 from tests.conftest import SQLMIG, Project, query, table_exists
 from tests.integration.test_concurrency import start
 from tests.integration.test_psql_parity import CORPUS
@@ -612,7 +612,7 @@ def test_a_rendered_script_waiting_for_the_lock_does_not_deadlock_a_concurrent_i
 def test_the_script_leaves_the_same_schema_as_the_engine_its_own_tables_included(
     example_project: Project, database_url: str, second_database_url: str
 ) -> None:
-    from sqlmig import snapshot as catalog
+    from sqlmig.db import snapshot as catalog
 
     ok(psql(database_url, render(example_project, "up")))
     ok(example_project.run("up", url=second_database_url))

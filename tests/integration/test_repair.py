@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 import sqlmig
-from sqlmig.sqltext import canonical_checksum
+from sqlmig.files.sqltext import canonical_checksum
 from tests.conftest import SQLMIG, Project, query
 
 

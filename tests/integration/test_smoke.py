@@ -35,7 +35,7 @@ def test_no_op_up_and_status_import_only_what_they_need(example_project: Project
     code = (
         "import atexit, sys\n"
         "atexit.register(lambda: open('modules.txt', 'w').write(' '.join(sys.modules)))\n"
-        "from sqlmig.cli import main\n"
+        "from sqlmig.cli.main import main\n"
         "main()\n"
     )
     for command in ("up", "status"):
@@ -50,13 +50,13 @@ def test_no_op_up_and_status_import_only_what_they_need(example_project: Project
         )
         assert result.returncode == 0, result.stderr
         loaded = set((example_project.root / "modules.txt").read_text().split())
-        assert "sqlmig.ops" in loaded
+        assert "sqlmig.engine.ops" in loaded
         assert not loaded & {
             "pglast",
             "pydantic",
             "sqlmig.reports",
-            "sqlmig.linter",
-            "sqlmig.verification",
-            "sqlmig.embedded",
-            "sqlmig.cli_tools",
+            "sqlmig.checks.lint",
+            "sqlmig.checks.verify",
+            "sqlmig.db.embedded",
+            "sqlmig.cli.tools",
         }, command

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 import sqlmig
-from sqlmig import snapshot
+from sqlmig.db import snapshot
 from tests.conftest import REPO, SQLMIG, Project, query, table_exists
 
 
@@ -134,7 +134,7 @@ def test_verify_never_connects_to_the_target(example_project: Project, server_ds
 @pytest.fixture
 def embedded_project() -> Iterator[Project]:
     """The example project outside tmp_path (see test_embedded.py), its server stopped after."""
-    from sqlmig.embedded import EmbeddedServer
+    from sqlmig.db.embedded import EmbeddedServer
 
     root = Path(tempfile.mkdtemp(prefix="sqlmig-verify-test-"))
     shutil.copytree(REPO / "migrations", root / "migrations")
@@ -163,7 +163,7 @@ def test_default_scratch_is_a_throwaway_database_on_the_embedded_server(
         result.stdout,
     )
     assert f"on the embedded PostgreSQL in {embedded_project.root.resolve()}/.sqlmig" in result.stdout
-    from sqlmig.embedded import EmbeddedServer
+    from sqlmig.db.embedded import EmbeddedServer
 
     left = query(
         EmbeddedServer(embedded_project.root).url(),

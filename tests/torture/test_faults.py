@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlmig.embedded import SYSTEM_USER, EmbeddedServer, bin_dir
+from sqlmig.db.embedded import SYSTEM_USER, EmbeddedServer, bin_dir
 from tests.conftest import Project, fresh_database, query, table_exists
 from tests.integration.test_concurrency import (
     LOCK_KEY,

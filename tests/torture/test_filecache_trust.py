@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sqlmig import filecache
-from sqlmig import files as files_mod
+from sqlmig.files import cache as filecache
+from sqlmig.files import load as files_mod
 from tests.conftest import Project, query, table_exists
 from tests.torture.helpers import run
 

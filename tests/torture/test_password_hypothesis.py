@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlmig.redaction import dsn_secrets, redact
+from sqlmig.config.redaction import dsn_secrets, redact
 from tests.conftest import Project
 
 MARKERS = ("Kx7pz", "Qv4mw", "Jw2hr")

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlmig.lock import lock_key
+from sqlmig.locking.session import lock_key
 from tests.conftest import SQLMIG, Project, query
 from tests.torture.helpers import assert_no_traceback, run
 

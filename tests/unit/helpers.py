@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sqlmig import files
 from sqlmig.errors import FileProblems
+from sqlmig.files import load as files
 from sqlmig.models import AppliedRecord, Migration, MigrationSet
 
 OK_ROLLBACK = "SELECT 1;\n"

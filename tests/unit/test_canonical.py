@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from sqlmig import plan, sqltext
-from sqlmig.sqltext import canonical_checksum
+from sqlmig.engine import plan
+from sqlmig.files import sqltext
+from sqlmig.files.sqltext import canonical_checksum
 from tests.unit.helpers import applied, load, pair, write
 
 BASE = """\

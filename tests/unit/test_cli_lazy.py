@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from sqlmig import cli
+from sqlmig.cli import main as cli
 
 
 def test_every_listed_command_loads_under_its_own_name() -> None:
@@ -20,18 +20,21 @@ def test_every_listed_command_loads_under_its_own_name() -> None:
 
 
 def test_up_imports_neither_the_other_commands_nor_the_parser() -> None:
-    code = "import sys, sqlmig.cli as c; c.cli.get_command(None, 'up'); print(' '.join(sorted(sys.modules)))"
+    code = (
+        "import sys, sqlmig.cli.main as c; c.cli.get_command(None, 'up'); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
     loaded = set(
         subprocess.run(
             [sys.executable, "-c", code], text=True, capture_output=True, check=True, timeout=60
         ).stdout.split()
     )
-    assert "sqlmig.cli_run" in loaded
+    assert "sqlmig.cli.run" in loaded
     assert not loaded & {
-        "sqlmig.cli_inspect",
-        "sqlmig.cli_tools",
-        "sqlmig.linter",
-        "sqlmig.verification",
-        "sqlmig.embedded",
+        "sqlmig.cli.inspect",
+        "sqlmig.cli.tools",
+        "sqlmig.checks.lint",
+        "sqlmig.checks.verify",
+        "sqlmig.db.embedded",
         "pglast",
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sqlmig.cli import _globals_first
+from sqlmig.cli.main import _globals_first
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_group_options_after_the_command_go_before_it(given: list[str], parsed: 
 
 
 def test_new_takes_major_minor_patch_as_flags(tmp_path, monkeypatch, capsys) -> None:
-    from sqlmig import cli
+    from sqlmig.cli import main as cli
 
     (tmp_path / "migrations").mkdir()  # no rollbacks/ yet: `new` makes it
     monkeypatch.chdir(tmp_path)
@@ -76,6 +76,6 @@ def test_new_takes_major_minor_patch_as_flags(tmp_path, monkeypatch, capsys) -> 
 def test_a_connection_failure_hint_follows_what_libpq_said(libpq: str, hint: str) -> None:
     # The embedded server trusts its socket, so a refused password is seen only on a server
     # with password authentication (SQLMIG_TEST_DSN): the mapping is checked here.
-    from sqlmig.connect import _connect_hint
+    from sqlmig.db.connect import _connect_hint
 
     assert _connect_hint(libpq).startswith(hint)

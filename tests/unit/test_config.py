@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import sqlmig
-from sqlmig.config import Config, Secret, explain_config
-from sqlmig.configfile import find_root
+from sqlmig.config.file import find_root
+from sqlmig.config.settings import Config, Secret
+from sqlmig.engine.inspect import explain_config
 from sqlmig.models import to_json
 
 

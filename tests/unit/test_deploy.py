@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from sqlmig import linter, plan, requirement, timeouts
-from sqlmig.config import Config
-from sqlmig.dump import Tool, choose, file_name
+from sqlmig.checks import lint as linter
+from sqlmig.config.settings import Config
+from sqlmig.deploy import require as requirement
+from sqlmig.deploy.backup import Tool, choose, file_name
+from sqlmig.engine import plan, timeouts
 from sqlmig.errors import BackupFailed, InvalidInput
 from sqlmig.models import PlanStep
 from tests.unit.helpers import load, pair, problems, write

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlmig.cli import _COMMANDS
+from sqlmig.cli.main import _COMMANDS
 from sqlmig.errors import ExitCode
 
 REPO = Path(__file__).resolve().parents[2]

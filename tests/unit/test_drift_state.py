@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlmig import drift
-from sqlmig.history import History
+from sqlmig.db import drift
+from sqlmig.db.history import History
 from sqlmig.models import AppliedRecord, StepResult
 
 
@@ -48,6 +48,6 @@ def test_own_tables_are_cut_to_postgresql_identifier_length() -> None:
         "schema_version_events",
         "schema_version_snapshots",
         "schema_version_lease",
-    ]  # the lease of --lock-mode transaction (sqlmig.lease)
+    ]  # the lease of --lock-mode transaction (sqlmig.locking.lease)
     long = "h" * 60
     assert [len(n) for n in drift.own_tables(History("public", long))] == [60, 63, 63, 63]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sqlmig import execute, plan
+from sqlmig.engine import execute, plan
 from sqlmig.errors import FileProblems
-from sqlmig.files import load_all
+from sqlmig.files.load import load_all
 from sqlmig.models import PlanStep, Problem
 from tests.unit.helpers import load, pair, write
 

@@ -1,5 +1,5 @@
 """The file cache: a file whose stat is as when sqlmig last read it is not read again, and loads
-exactly as if it were (sqlmig.filecache). No database.
+exactly as if it were (sqlmig.files.cache). No database.
 
 Most tests let files count as settled the moment they are written (`settled`): the real rule
 stores only files untouched for 2 s before the run, which one test checks as it is.
@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sqlmig import filecache, files
 from sqlmig.errors import ExitCode, FileProblems
+from sqlmig.files import cache as filecache
+from sqlmig.files import load as files
 from sqlmig.models import MigrationSet, Unread
 from tests.unit.helpers import load, pair, write
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlmig import filechecks
+from sqlmig.files import checks as filechecks
 
 REPO = Path(__file__).resolve().parents[2]
 CRAFTED = [

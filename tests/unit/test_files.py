@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sqlmig import files
 from sqlmig.errors import ExitCode, FileProblems
+from sqlmig.files import load as files
 from sqlmig.models import Problem, Version, to_json
 from tests.unit.helpers import load, pair, problems, write
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from sqlmig import files, headers, sqltext
+from sqlmig.files import headers, sqltext
+from sqlmig.files import load as files
 
 # Fragments that put `;` and line ends where a naive cut would go wrong: in `--` comments, block
 # comments, literals, dollar-quoted and BEGIN ATOMIC bodies, parentheses (CREATE RULE).

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 import sqlmig
-from sqlmig import cli, linter
-from sqlmig.config import Config
+from sqlmig.checks import lint as linter
+from sqlmig.checks.lint_rules import RULES
+from sqlmig.cli import main as cli
+from sqlmig.config.settings import Config
 from sqlmig.errors import InvalidInput
-from sqlmig.lint_rules import RULES
 from sqlmig.reports import LintReport
 from tests.unit.helpers import pair, write
 

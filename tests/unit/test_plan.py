@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlmig import plan
+from sqlmig.engine import plan
 from sqlmig.errors import ExitCode, InvalidInput, Irreversible
 from sqlmig.models import AppliedRecord, MigrationSet, PendingMigration, Problem
 from tests.unit.helpers import applied, load, pair, write

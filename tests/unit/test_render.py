@@ -9,7 +9,7 @@ from psycopg import sql
 
 import sqlmig
 from sqlmig.errors import FileProblems, InvalidInput, Irreversible
-from sqlmig.render import _arg, _inline, _terminated
+from sqlmig.psql.render import _arg, _inline, _terminated
 from tests.unit.helpers import pair, write
 
 

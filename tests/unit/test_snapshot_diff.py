@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sqlmig.schemadiff import Snapshot, diff, diff_lines, display_name
+from sqlmig.db.compare import Snapshot, diff, diff_lines, display_name
 
 
 def snap(**groups: dict[str, dict[str, Any]]) -> Snapshot:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from sqlmig import sqltext
-from sqlmig.sqltext import LineIndex, is_empty, split
+from sqlmig.files import sqltext
+from sqlmig.files.sqltext import LineIndex, is_empty, split
 
 FUNCTION_DOLLAR = (
     "CREATE FUNCTION add_one(i int) RETURNS int LANGUAGE plpgsql AS $$\n"
@@ -354,6 +354,6 @@ def test_line_index_counts_characters_not_bytes() -> None:
 
 @given(hs.text(alphabet=hs.sampled_from(list("-/*\\ \t\r\nab;'$\f")), max_size=40))
 def test_is_empty_fast_path_agrees_with_the_lexer(text: str) -> None:
-    from sqlmig.sqltext import _lex_statements
+    from sqlmig.files.sqltext import _lex_statements
 
     assert is_empty(text) == (not any(_lex_statements(text)))
