@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sqlmig.deploy.wait import wait
     from sqlmig.engine.apply import baseline, down, up
     from sqlmig.engine.inspect import current, events, explain_config, history, status, validate
+    from sqlmig.engine.progress import Progress
     from sqlmig.engine.repair import repair
     from sqlmig.engine.session import load_files
     from sqlmig.errors import (
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     )
     from sqlmig.models import (
         AppliedRecord,
+        BackupReport,
         EventRecord,
         Migration,
         MigrationSet,
@@ -60,7 +62,6 @@ if TYPE_CHECKING:
     )
     from sqlmig.psql.render import render
     from sqlmig.reports import (
-        BackupReport,
         CheckResult,
         ConfigReport,
         LintReport,
@@ -79,6 +80,7 @@ _EXPORTS = MappingProxyType(
         ),
         **dict.fromkeys(["baseline", "down", "up"], "sqlmig.engine.apply"),
         **dict.fromkeys(["load_files"], "sqlmig.engine.session"),
+        **dict.fromkeys(["Progress"], "sqlmig.engine.progress"),
         **dict.fromkeys(["repair"], "sqlmig.engine.repair"),
         **dict.fromkeys(["new"], "sqlmig.authoring.new"),
         **dict.fromkeys(["init"], "sqlmig.authoring.scaffold"),
@@ -108,6 +110,7 @@ _EXPORTS = MappingProxyType(
         **dict.fromkeys(
             [
                 "AppliedRecord",
+                "BackupReport",
                 "EventRecord",
                 "Migration",
                 "MigrationSet",
@@ -125,7 +128,6 @@ _EXPORTS = MappingProxyType(
         ),
         **dict.fromkeys(
             [
-                "BackupReport",
                 "CheckResult",
                 "ConfigReport",
                 "LintReport",
@@ -175,6 +177,7 @@ __all__ = [
     "Plan",
     "PlanStep",
     "Problem",
+    "Progress",
     "RepairFailed",
     "RepairReport",
     "RetryNotice",

@@ -6,23 +6,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
-from functools import cache, total_ordering
+from functools import lru_cache, total_ordering
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
-
-if TYPE_CHECKING:
-    from sqlmig.reports import BackupReport
-else:
-    # Loaded on first use (sqlmig.reports); a name here at run time lets pydantic's TypeAdapter
-    # take RunReport as it is (its backup field then validates as any value).
-    BackupReport = Any
+from typing import Any, Literal, NamedTuple
 
 # ASCII digits only (\d also takes '١٢'); \Z, not $, which would accept a trailing newline.
 _SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\Z")
 
 
 # Not pydantic: importing it and building its models took ~60 ms of the 0.20 s that a no-op
-# `sqlmig up` or `sqlmig status` may take (issue 6). Nothing here validates or coerces: callers
+# `sqlmig up` or `sqlmig status` may take. Nothing here validates or coerces: callers
 # pass the declared types (tuples, not lists; floats for float fields). to_json below is
 # model_dump(mode="json"); dataclasses.replace is model_copy(update=…).
 
@@ -67,7 +60,9 @@ class Version:
 ZERO = Version(major=0, minor=0, patch=0)
 
 
-@cache  # a run orders the same history versions more than once (drift key, current version)
+# A run orders the same history versions more than once (drift key, current version); bounded,
+# so a service that embeds sqlmig for years does not keep every version it ever saw.
+@lru_cache(maxsize=1 << 14)
 def version_key(text: str) -> tuple[int, ...]:
     """Order version strings from the history, which may predate sqlmig and not be semver."""
     # Version.parse(text).key without building a Version (10,000 rows are sorted by it); a
@@ -83,6 +78,9 @@ def version_key(text: str) -> tuple[int, ...]:
         return tuple(map(int, match.groups()))
     return tuple(int(p) for p in re.findall(r"\d+", text)) or (0,)
 
+
+# Where a setting came from (Config.origin, `sqlmig config`).
+Source = Literal["flag", "argument", "env", "file", "default"]
 
 # The status of a history row whose migration is in (the others: started, failed, rolling_back).
 SETTLED = "applied"
@@ -132,21 +130,25 @@ class Rollback:
 
 
 class Unread(NamedTuple):
-    """A file not read yet: `checksum` is what its text must still hash to when it is."""
+    """A file not read yet: `checksum` is what its text must still hash to when it is.
+
+    Records do no I/O of their own: the loader (sqlmig.files.load) hands them a subclass whose
+    `read` opens the file and checks it; this base is only its data."""
 
     path: str  # to open
     rel: str  # to name in messages
     checksum: str
     cache: str | None = None  # the file cache that vouched for it (removed if it was wrong)
 
+    def read(self, record: Migration | Rollback) -> str:
+        raise NotImplementedError(f"{self.rel}: no reader was given for this file")
+
 
 def _text(record: Migration | Rollback) -> str:
     source = record.source
     if isinstance(source, str):
         return source
-    from sqlmig.files.load import read_unread
-
-    text = read_unread(source, record)
+    text = source.read(record)
     # Memoized in the frozen record: every later use must see the text this one checked.
     object.__setattr__(record, "source", text)
     return text
@@ -274,6 +276,21 @@ class RetryNotice:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BackupReport:
+    """A pg_dump -Fc of the database (`sqlmig backup`, `up --backup DIR`)."""
+
+    path: str
+    database: str
+    version: str | None  # the database's version when it was dumped
+    size_bytes: int
+    duration_ms: int
+    pg_dump: str  # the program used
+    pg_dump_version: str
+    server_version: str
+    note: str | None = None  # why this pg_dump (e.g. the one on PATH is older than the server)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunReport:
     direction: Literal["up", "down", "baseline"]
     dry_run: bool = False
@@ -320,13 +337,7 @@ def to_json(obj: Any) -> Any:
     `metadata={"exclude": True}`, then the properties named in their `_computed`; tuples become
     lists; datetimes ISO 8601 (`Z` for UTC); paths strings."""
     if is_dataclass(obj) and not isinstance(obj, type):
-        names = _JSON_NAMES.get(type(obj))
-        if names is None:
-            names = _JSON_NAMES[type(obj)] = (
-                *(f.name for f in fields(obj) if not f.metadata.get("exclude")),
-                *getattr(obj, "_computed", ()),
-            )
-        return {name: to_json(getattr(obj, name)) for name in names}
+        return {name: to_json(getattr(obj, name)) for name in _json_names(type(obj))}
     if isinstance(obj, list | tuple | set | frozenset):
         return [to_json(v) for v in obj]
     if isinstance(obj, dict):
@@ -338,7 +349,12 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
-_JSON_NAMES: dict[type, tuple[str, ...]] = {}
+@lru_cache(maxsize=64)  # one entry per record type: `--json` of 10,000 rows asks 10,000 times
+def _json_names(cls: type) -> tuple[str, ...]:
+    return (
+        *(f.name for f in fields(cls) if not f.metadata.get("exclude")),
+        *getattr(cls, "_computed", ()),
+    )
 
 
 def _iso(value: datetime) -> str:

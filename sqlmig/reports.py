@@ -7,23 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from sqlmig.config.settings import Source
-from sqlmig.models import AppliedRecord
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BackupReport:
-    """A pg_dump -Fc of the database (`sqlmig backup`, `up --backup DIR`)."""
-
-    path: str
-    database: str
-    version: str | None  # the database's version when it was dumped
-    size_bytes: int
-    duration_ms: int
-    pg_dump: str  # the program used
-    pg_dump_version: str
-    server_version: str
-    note: str | None = None  # why this pg_dump (e.g. the one on PATH is older than the server)
+from sqlmig.models import AppliedRecord, BackupReport, Source
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,3 +155,20 @@ class ConfigReport:
     database: str  # where sqlmig connects, without a password
     settings: dict[str, Setting]  # by key, in Config's order, `root` first
     notes: tuple[str, ...] = ()
+
+
+__all__ = [
+    "BackupReport",  # defined with RunReport, which holds one (sqlmig.models)
+    "CheckResult",
+    "ConfigReport",
+    "FormattingChange",
+    "InvalidIndex",
+    "LintFinding",
+    "LintReport",
+    "NewFiles",
+    "RepairReport",
+    "RollbackChange",
+    "Setting",
+    "WaitAttempt",
+    "WaitReport",
+]

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from sqlmig.config.durations import format_duration
 from sqlmig.config.settings import Config
 from sqlmig.engine import plan
 from sqlmig.engine.session import load_files
@@ -29,6 +30,7 @@ def new(
     version: str | None = None,
 ) -> NewFiles:
     """Create the next numbered migration and its rollback from a template."""
+    # Loaded here, not at the top: only this command builds these records (see sqlmig.reports).
     from sqlmig.reports import NewFiles
 
     if bump and version:
@@ -96,8 +98,6 @@ def _write_new(
     description: str,
     lock_timeout: float | None,
 ) -> None:
-    from sqlmig.engine.timeouts import format_duration
-
     today = dt.date.today().isoformat()
     # The bound of table-lock waits, stated in the file where the reviewer sees it: the
     # project's setting when it is one (lint's missing-lock-timeout then passes wherever the

@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlmig.about import VERSION as __version__
 from sqlmig.errors import InvalidInput
 
 # The settings of sqlmig.toml, in the order a newcomer reads them: (key, default as TOML, what).
@@ -91,8 +92,6 @@ class InitReport:
 
 def init(directory: Path, *, requirement: str | None = None) -> InitReport:
     """Set up `directory` (created if missing) as a sqlmig project; nothing is overwritten."""
-    from sqlmig.about import VERSION as __version__
-
     root = directory.resolve()
     if root.exists() and not root.is_dir():
         raise InvalidInput(f"{directory}: not a directory")

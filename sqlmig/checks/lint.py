@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlmig.checks.lint_checks import FileState, Hit, SetState, check
 from sqlmig.checks.lint_rules import RULES
+from sqlmig.config.durations import parse_duration
 from sqlmig.config.settings import Config
 from sqlmig.errors import InvalidInput
 from sqlmig.files import checks as filechecks
@@ -202,8 +203,6 @@ def _effective(header: float | None, transactional: bool, setting: float | None)
 
 
 def _header_lock_timeout(directives: list[tuple[str, int]]) -> float | None:
-    from sqlmig.engine.timeouts import parse_duration
-
     for value, _ in directives:
         word, _, rest = value.partition(" ")
         if word.lower() == "lock-timeout":

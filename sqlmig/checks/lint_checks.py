@@ -19,6 +19,8 @@ from typing import Any
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType, VariableSetKind
 
+from sqlmig.config.durations import format_duration, parse_duration
+
 # Built-in functions whose value differs per row. now(), current_timestamp and the like are
 # STABLE: since PostgreSQL 11 ADD COLUMN evaluates such a default once and stores it in the
 # catalog, without touching the rows. Functions of your own are VOLATILE unless declared
@@ -114,8 +116,6 @@ LOCK_TIMEOUT_MAX = 10.0
 
 def _lock_wait_problem(seconds: float | None) -> str | None:
     """Why the lock_timeout in force does not bound an ACCESS EXCLUSIVE wait, or None."""
-    from sqlmig.engine.timeouts import format_duration
-
     if seconds is None:
         return "no lock_timeout set (the session's value applies, which may be none)"
     if seconds == 0:
@@ -424,8 +424,6 @@ def _drop(stmt: ast.DropStmt, fs: FileState) -> list[Hit]:
 
 
 def _set_variable(stmt: ast.VariableSetStmt, fs: FileState) -> None:
-    from sqlmig.engine.timeouts import parse_duration
-
     if stmt.kind == VariableSetKind.VAR_RESET_ALL:
         fs.lock_timeout = None
     if (stmt.name or "").lower() != "lock_timeout":

@@ -464,6 +464,7 @@ class _Scratch(contextlib.AbstractContextManager):
         self.template: str | None = None  # --incremental: the kept database to start from
         self.tag = verify_cache.project_tag(config)
         if url is None:
+            # Loaded here, not at the top: the embedded server matters only when no database is configured.
             from sqlmig.db.embedded import EmbeddedServer
 
             server = EmbeddedServer(config.root)

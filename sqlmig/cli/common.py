@@ -1,14 +1,14 @@
 """What the command modules of the CLI share: the run's state and the ways to print.
 
-cli.py (the root group, main) and every cli_* module of commands import this one, and it imports
-none of them: `python -m sqlmig.cli.main` runs cli.py as `__main__`, so a command module importing
-cli.py would load it a second time, with a second `State` class.
+cli/main.py (the root group, main) and every module of commands (run, inspect, tools) import this
+one, and it imports none of them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,64 +16,98 @@ import click
 
 import sqlmig
 from sqlmig.cli.output import Output
+from sqlmig.config.durations import parse_duration
 from sqlmig.config.settings import Config, secrets_of
 from sqlmig.models import PlanStep, Problem
 
-# Options that are Config settings: the group's --role, and the deploy options of up/down
-# (cli_run._DEPLOY_OPTIONS); absent from other commands, so read with .get().
-_DEPLOY_SETTINGS = (
-    "role",
-    "migration_lock_timeout",
-    "statement_timeout",
-    "retries",
-    "retry_delay",
-    "backup_dir",
-)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GlobalOptions:
+    """The group's options (before or after the command name), as given; None = not given."""
+
+    root: str | None = None
+    database_url: str | None = None
+    password_file: str | None = None
+    schema: str | None = None
+    role: str | None = None
+    table: str | None = None
+    lock_timeout: str | None = None
+    lock_mode: str | None = None
+    verbose: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSettings:
+    """The options of up/down that are settings too (cli.run's deploy options)."""
+
+    migration_lock_timeout: str | None = None
+    statement_timeout: str | None = None
+    retries: int | None = None
+    retry_delay: str | None = None
+    backup_dir: str | None = None
 
 
 class State:
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        self.options: dict[str, Any] = options or {}
+    """One invocation: the group's options, the output, and the configuration once resolved."""
+
+    def __init__(self) -> None:
+        self.options = GlobalOptions()
         self.output: Output | None = None  # set by the group callback from --log-format
         self.step: PlanStep | None = None  # the migration running now, for the error event
         self._config: Config | None = None
 
     @property
     def config(self) -> Config:
-        if self._config is None:
-            o = self.options
-            self._config = sqlmig.resolve(
-                root=Path(o["root"]) if o["root"] else None,
-                find_root_from=Path.cwd(),
-                given_as="flag",
-                flag_names=_flag_names(),
-                database_url=o["database_url"],
-                password_file=o["password_file"],
-                schema_name=o["schema"],
-                table=o["table"],
-                lock_timeout=o["lock_timeout"],
-                lock_mode=o.get("lock_mode"),
-                **{name: o.get(name) for name in _DEPLOY_SETTINGS},
-            )
-            for note in () if o.get("quiet_notes") else self._config.resolve_notes:
-                err(f"sqlmig: {note}", "yellow", level="warning", event="config")
-            if (
-                self._config.uses_embedded
-                and not o.get("quiet_embedded")
-                and self._config.migrations_path.is_dir()  # else it is not started
-                and not _embedded_running(self._config)
-            ):  # said once, when it starts
-                from sqlmig.db.connect import describe
+        """The configuration, resolved on first use with the defaults of `configure`."""
+        return self._config if self._config is not None else self.configure()
 
-                # migrate.sh says how it is called (SQLMIG_COMMAND_NAME), so that the advice
-                # is a command the user can run as it is.
-                command = os.environ.get("SQLMIG_COMMAND_NAME") or "sqlmig"
-                err(
-                    f"sqlmig: no database configured (--database-url, SQLMIG_DATABASE_URL, "
-                    f"DATABASE_URL, PG*): using the {describe(self._config)}; "
-                    f"`{command} db stop` stops it",
-                    event="embedded",
-                )
+    def configure(
+        self, *, run: RunSettings | None = None, embedded_notice: bool = True, notes: bool = True
+    ) -> Config:
+        """Resolve the configuration from the group's options and the command's own settings
+        (`run`); `embedded_notice`/`notes`: say on stderr that the embedded server is used, and
+        what resolving noticed (off where stdout is the answer, or the notes are the report)."""
+        if self._config is not None:
+            return self._config
+        o, r = self.options, run or RunSettings()
+        self._config = sqlmig.resolve(
+            root=Path(o.root) if o.root else None,
+            find_root_from=Path.cwd(),
+            given_as="flag",
+            flag_names=_flag_names(),
+            database_url=o.database_url,
+            password_file=o.password_file,
+            schema_name=o.schema,
+            table=o.table,
+            lock_timeout=o.lock_timeout,
+            lock_mode=o.lock_mode,
+            role=o.role,
+            migration_lock_timeout=r.migration_lock_timeout,
+            statement_timeout=r.statement_timeout,
+            retries=r.retries,
+            retry_delay=r.retry_delay,
+            backup_dir=r.backup_dir,
+        )
+        for note in self._config.resolve_notes if notes else ():
+            err(f"sqlmig: {note}", "yellow", level="warning", event="config")
+        if (
+            self._config.uses_embedded
+            and embedded_notice
+            and self._config.migrations_path.is_dir()  # else it is not started
+            and not _embedded_running(self._config)
+        ):  # said once, when it starts
+            # Loaded here: psycopg (0.14 s) is not imported by commands that never connect.
+            from sqlmig.db.connect import describe
+
+            # migrate.sh says how it is called (SQLMIG_COMMAND_NAME), so that the advice
+            # is a command the user can run as it is.
+            command = os.environ.get("SQLMIG_COMMAND_NAME") or "sqlmig"
+            err(
+                f"sqlmig: no database configured (--database-url, SQLMIG_DATABASE_URL, "
+                f"DATABASE_URL, PG*): using the {describe(self._config)}; "
+                f"`{command} db stop` stops it",
+                event="embedded",
+            )
         return self._config
 
     def secrets(self) -> list[str]:
@@ -108,8 +142,6 @@ class _Duration(click.ParamType):
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        from sqlmig.engine.timeouts import parse_duration
-
         try:
             return parse_duration(value)
         except ValueError as exc:
@@ -120,6 +152,7 @@ DURATION = _Duration()
 
 
 def _embedded_running(config: Config) -> bool:
+    # Loaded here, not at the top: the embedded server matters only when no database is configured.
     from sqlmig.db.embedded import EmbeddedServer
 
     return EmbeddedServer(config.root).running()
@@ -145,7 +178,7 @@ def warn(problems: tuple[Problem, ...] | list[Problem]) -> None:
         err(p.render(), "yellow", level="warning", event="warning", path=p.path, line=p.line, code=p.code)
 
 
-# -- deploy-grade operations (issue 5): lines printed by `up` and by `wait` / `backup` --
+# Lines printed by `up` and by `wait` / `backup`.
 def backup_line(report: Any) -> str:
     size = report.size_bytes
     shown = (
@@ -170,6 +203,3 @@ def on_wait_attempt(attempt: Any) -> None:
         error=attempt.error,
         next_in=attempt.next_in,
     )
-
-
-# -- end of deploy-grade operations (issue 5) --

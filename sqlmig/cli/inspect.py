@@ -9,6 +9,7 @@ import click
 
 import sqlmig
 from sqlmig.cli.common import DURATION, State, current_output, on_wait_attempt, out, print_json, warn
+from sqlmig.db.drift import DRIFT_HINT
 from sqlmig.errors import ExitCode
 from sqlmig.models import Problem, to_json
 
@@ -72,7 +73,7 @@ def current(state: State) -> None:
 
     Example: test "$(./migrate.sh current)" = 2.1.0
     """
-    state.options["quiet_embedded"] = True  # stdout is the answer; the notice goes nowhere
+    state.configure(embedded_notice=False)  # stdout is the answer; the notice goes nowhere
     out(sqlmig.current(state.config) or "none")
 
 
@@ -158,12 +159,10 @@ def validate(state: State, allow: tuple[str, ...], as_json: bool) -> None:
 
 def _drift_hint(problems: tuple[Problem, ...] | list[Problem]) -> None:
     if any(p.code == "drift" for p in problems):
-        from sqlmig.db.drift import DRIFT_HINT
-
         out(f"hint: {DRIFT_HINT}")
 
 
-# -- deploy-grade operations (issue 5): a readiness probe, and waiting for the database --
+# A readiness probe, and waiting for the database.
 @click.command()
 @click.option(
     "--require",
@@ -215,9 +214,6 @@ def wait(state: State, timeout: float) -> None:
     )
 
 
-# -- end of deploy-grade operations (issue 5) --
-
-
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
@@ -227,8 +223,7 @@ def config_command(state: State, as_json: bool) -> None:
 
     Example: SQLMIG_LOCK_TIMEOUT=1min sqlmig config --json
     """
-    state.options["quiet_embedded"] = True
-    state.options["quiet_notes"] = True  # they are part of this report
+    state.configure(embedded_notice=False, notes=False)  # the notes are part of this report
     report = sqlmig.explain_config(state.config)
     if as_json:
         print_json(to_json(report))

@@ -20,11 +20,11 @@ from typing import Any
 import click
 
 import sqlmig
-from sqlmig.cli.common import State
+from sqlmig.cli.common import GlobalOptions, State
 from sqlmig.cli.output import Output
 from sqlmig.config.redaction import redact
 from sqlmig.config.settings import Config, secrets_of
-from sqlmig.errors import ExitCode, SqlmigError
+from sqlmig.errors import ExitCode, MigrationFailed, SqlmigError
 from sqlmig.models import to_json
 
 # Command name -> "module:attribute" of its click command (or group).
@@ -157,8 +157,8 @@ class _LazyGroup(click.Group):
     help="For scripts: no progress, no line per migration, no notices; the result, "
     "the summary line, warnings and errors stay.",
 )
-# -- output options (issue 5): not settings of the config file, they describe where the
-# output goes (a terminal, a CI log, a log collector), not the project --
+# Output options: not settings of the config file, they describe where the output goes (a
+# terminal, a CI log, a log collector), not the project.
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -173,12 +173,11 @@ class _LazyGroup(click.Group):
     is_flag=True,
     help="No colours (also when NO_COLOR is set); there are never any when the output is not a terminal.",
 )
-# -- end of output options (issue 5) --
 @click.pass_context
 def cli(ctx: click.Context, log_format: str, no_color: bool, quiet: bool, **options: Any) -> None:
     """Plain-SQL versioned migrations for PostgreSQL."""
     state = ctx.ensure_object(State)  # main() passes one, so its error handler can read it
-    state.options.update(options)
+    state.options = GlobalOptions(**options)
     state.output = Output(log_format=log_format, no_color=no_color, quiet=quiet)
     state.output.json_logging()
 
@@ -272,8 +271,6 @@ def _globals_first(args: list[str]) -> list[str]:
 
 def _report_error(exc: BaseException, output: Output, state: State, args: list[str]) -> int | None:
     """Print the error that ends the run; its exit code (None: not ours to report)."""
-    from sqlmig.errors import MigrationFailed
-
     if isinstance(exc, click.exceptions.Abort | KeyboardInterrupt):
         what = "aborted" if isinstance(exc, click.exceptions.Abort) else "interrupted"
         output.failure([what], exit_code=130, error=type(exc).__name__)

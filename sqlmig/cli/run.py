@@ -8,41 +8,63 @@ from typing import TYPE_CHECKING, Any
 import click
 
 import sqlmig
-from sqlmig.cli.common import DURATION, State, backup_line, current_output, err, on_wait_attempt, out, warn
+from sqlmig.cli.common import (
+    DURATION,
+    RunSettings,
+    State,
+    backup_line,
+    current_output,
+    err,
+    on_wait_attempt,
+    out,
+    warn,
+)
+from sqlmig.engine.progress import Progress
 from sqlmig.models import Plan, PlanStep, RunReport, StepResult
 
 if TYPE_CHECKING:  # annotations only: building the report classes costs ~5 ms at import
-    from sqlmig.models import RetryNotice
-    from sqlmig.reports import BackupReport
+    from sqlmig.models import BackupReport, RetryNotice
+    from sqlmig.reports import WaitAttempt
 
 
-def _run_callbacks(state: State, direction: str) -> dict[str, Any]:
+class _Printer(Progress):
     """What up/down report while they run: warnings, progress (terminal) or events (json), and
-    exactly one line per migration."""
-    output = current_output()
-    total = 0
-    done = 0
+    exactly one line per migration; retries and the backup on stderr."""
 
-    def on_plan(plan: Plan) -> None:
-        nonlocal total
-        total = len(plan.steps)
-        output.run_started(
-            direction=direction, from_version=plan.current, to_version=plan.target, total=total
+    def __init__(self, state: State, direction: str) -> None:
+        self.state, self.direction = state, direction
+        self.output = current_output()
+        self.total = self.done = 0
+
+    def waiting(self, attempt: WaitAttempt) -> None:
+        on_wait_attempt(attempt)
+
+    def planned(self, plan: Plan) -> None:
+        self.total = len(plan.steps)
+        self.output.run_started(
+            direction=self.direction, from_version=plan.current, to_version=plan.target, total=self.total
         )
 
-    def on_step(step: PlanStep) -> None:
+    def note(self, text: str) -> None:
+        if self.state.options.verbose:
+            err(f"note: {text}", level="info", event="note")
+
+    def started(self, step: PlanStep) -> None:
         for warning in step.warnings:
             err(
                 warning, "yellow", level="warning", event="warning", migration=step.name, version=step.version
             )
-        state.step = step
-        output.step_started(
-            direction=direction, name=step.name, version=step.version, step=done + 1, total=total
+        self.state.step = step
+        self.output.step_started(
+            direction=self.direction,
+            name=step.name,
+            version=step.version,
+            step=self.done + 1,
+            total=self.total,
         )
 
-    def on_done(result: StepResult) -> None:
-        nonlocal done
-        done += 1
+    def finished(self, result: StepResult) -> None:
+        self.done += 1
         for warning in result.warnings:
             err(
                 warning,
@@ -52,33 +74,50 @@ def _run_callbacks(state: State, direction: str) -> dict[str, Any]:
                 migration=result.name,
                 version=result.version,
             )
-        output.step_done(
-            direction=direction,
+        self.output.step_done(
+            direction=self.direction,
             name=result.name,
             version=result.version,
             duration_ms=result.duration_ms,
-            step=done,
-            total=total,
+            step=self.done,
+            total=self.total,
         )
-        state.step = None
+        self.state.step = None
 
-    def on_skip(step: PlanStep) -> None:
-        # --lock-mode transaction: another runner did this step while this one waited.
-        nonlocal done
-        done += 1
-        state.step = None
+    def skipped(self, step: PlanStep) -> None:
+        self.done += 1
+        self.state.step = None
         out(
             f"skipped {step.name} ({step.version}): "
-            f"{'applied' if direction == 'up' else 'rolled back'} meanwhile by another runner"
+            f"{'applied' if self.direction == 'up' else 'rolled back'} meanwhile by another runner"
         )
 
-    return {
-        "on_plan": on_plan,
-        "on_step": on_step,
-        "on_done": on_done,
-        "on_skip": on_skip,
-        "on_note": _note_printer(state),
-    }
+    def retrying(self, notice: RetryNotice) -> None:
+        err(
+            f"sqlmig: retrying {notice.name} ({notice.version}) in {notice.delay:g} s: try "
+            f"{notice.attempt} of {notice.attempts} failed: {notice.error}",
+            "yellow",
+            level="warning",
+            event="migration_retry",
+            migration=notice.name,
+            version=notice.version,
+            attempt=notice.attempt,
+            attempts=notice.attempts,
+            sqlstate=notice.sqlstate,
+            delay=notice.delay,
+        )
+
+    def backed_up(self, report: BackupReport) -> None:
+        err(
+            f"sqlmig: {backup_line(report)}",
+            level="info",
+            event="backup",
+            path=report.path,
+            size_bytes=report.size_bytes,
+            duration_ms=report.duration_ms,
+            pg_dump=report.pg_dump,
+            pg_dump_version=report.pg_dump_version,
+        )
 
 
 def _finished(report: RunReport, line: str) -> None:
@@ -90,12 +129,6 @@ def _finished(report: RunReport, line: str) -> None:
         count=len(report.steps),
         duration_ms=sum(s.duration_ms for s in report.steps),
     )
-
-
-def _note_printer(state: State) -> Callable[[str], None] | None:
-    if not state.options.get("verbose"):
-        return None
-    return lambda note: err(f"note: {note}", level="info", event="note")
 
 
 def _print_plan(report: RunReport, show_sql: bool) -> None:
@@ -123,8 +156,8 @@ def _print_plan(report: RunReport, show_sql: bool) -> None:
     )
 
 
-# -- deploy-grade operations (issue 5): options of up/down that are Config settings (named in
-# cli_common._DEPLOY_SETTINGS) and the callbacks that report retries and the backup --
+# Options of up/down that are Config settings too (RunSettings), and how retries and the backup
+# are reported.
 _DEPLOY_OPTIONS = (
     click.option(
         "--migration-lock-timeout",
@@ -171,44 +204,10 @@ def _deploy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _deploy_callbacks() -> dict[str, Any]:
-    def on_retry(notice: RetryNotice) -> None:
-        err(
-            f"sqlmig: retrying {notice.name} ({notice.version}) in {notice.delay:g} s: try "
-            f"{notice.attempt} of {notice.attempts} failed: {notice.error}",
-            "yellow",
-            level="warning",
-            event="migration_retry",
-            migration=notice.name,
-            version=notice.version,
-            attempt=notice.attempt,
-            attempts=notice.attempts,
-            sqlstate=notice.sqlstate,
-            delay=notice.delay,
-        )
-
-    def on_backup(report: BackupReport) -> None:
-        err(
-            f"sqlmig: {backup_line(report)}",
-            level="info",
-            event="backup",
-            path=report.path,
-            size_bytes=report.size_bytes,
-            duration_ms=report.duration_ms,
-            pg_dump=report.pg_dump,
-            pg_dump_version=report.pg_dump_version,
-        )
-
-    return {"on_retry": on_retry, "on_backup": on_backup}
-
-
 def _no_backup_note(state: State, report: RunReport) -> None:
     if state.config.backup_dir is not None and report.backup is None:
         why = "a dry run" if report.dry_run else "nothing to do"
         err(f"sqlmig: no backup written: {why}", level="info", event="backup_skipped")
-
-
-# -- end of deploy-grade operations (issue 5) --
 
 
 @click.command()
@@ -243,16 +242,14 @@ def up(
 
     Example: DATABASE_URL=postgresql://app@db/app sqlmig up --to 2.1.0 --dry-run
     """
-    state.options.update(settings)
+    config = state.configure(run=RunSettings(**settings))
     report = sqlmig.up(
-        state.config,
+        config,
         to=to,
         dry_run=dry_run,
         allow=allow,
         wait=wait_s,
-        on_wait=on_wait_attempt,
-        **_run_callbacks(state, "up"),
-        **_deploy_callbacks(),
+        progress=_Printer(state, "up"),
         # A live progress line shows the migration running now: one at a time.
         back_to_back=not current_output().live,
     )
@@ -278,14 +275,13 @@ def down(state: State, steps: int | None, to: str | None, dry_run: bool, **setti
 
     Example: sqlmig down --steps 2; sqlmig down --to 1.4.0 --dry-run
     """
-    state.options.update(settings)
+    config = state.configure(run=RunSettings(**settings))
     report = sqlmig.down(
-        state.config,
+        config,
         steps=steps,
         to=to,
         dry_run=dry_run,
-        **_run_callbacks(state, "down"),
-        **_deploy_callbacks(),
+        progress=_Printer(state, "down"),
         back_to_back=not current_output().live,
     )
     warn(report.warnings)

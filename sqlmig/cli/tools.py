@@ -10,7 +10,7 @@ import click
 
 import sqlmig
 from sqlmig.cli.common import State, backup_line, err, out, print_json
-from sqlmig.errors import ExitCode
+from sqlmig.errors import ExitCode, span
 from sqlmig.models import to_json
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ def init(state: State, directory: str, requirement: str | None) -> None:
     """
     from pathlib import Path
 
+    # Loaded here, not at the top: only `init` scaffolds.
     from sqlmig.authoring.scaffold import init as scaffold
 
     report = scaffold(Path(directory), requirement=requirement)
@@ -65,7 +66,7 @@ def new(state: State, description: str, bump: str | None, version: str | None) -
 
     Example: sqlmig new "add user phone" --major
     """
-    state.options["quiet_embedded"] = True
+    state.configure(embedded_notice=False)
     created = sqlmig.new(state.config, description, bump=bump, version=version)  # type: ignore[arg-type]
     out(f"created {created.migration} (version {created.version})")
     out(f"created {created.rollback}")
@@ -89,11 +90,12 @@ def lint(state: State, files: tuple[str, ...], fmt: str | None, as_json: bool) -
 
     Example: sqlmig lint --format github   # annotations in a GitHub Actions job
     """
+    # Loaded here, not at the top: only this command lints (pglast and the rules).
     from sqlmig.checks import lint as linter
 
     if as_json and fmt not in (None, "json"):
         raise click.UsageError(f"--json and --format {fmt} contradict each other")
-    state.options["quiet_embedded"] = True
+    state.configure(embedded_notice=False)
     report = sqlmig.lint(state.config, files)
     if as_json or fmt == "json":
         print_json(to_json(report))
@@ -152,7 +154,7 @@ def render(
     Example: sqlmig render up --from-database | docker exec -i db psql -X -U app app
     """
     if not from_database:
-        state.options["quiet_embedded"] = True  # rendering from the files needs no database
+        state.configure(embedded_notice=False)  # rendering from the files needs no database
     click.echo(
         sqlmig.render(
             state.config,
@@ -207,11 +209,11 @@ def verify(
 
     Example: sqlmig verify --incremental --scratch-url postgresql://ci@localhost/postgres
     """
+    # Loaded here, not at the top: only this command verifies.
     from sqlmig.checks.verify import VerifyStep
     from sqlmig.checks.verify import verify as run_verify
-    from sqlmig.errors import span
 
-    state.options["quiet_embedded"] = True  # the target is not used, embedded or not
+    state.configure(embedded_notice=False)  # the target is not used, embedded or not
 
     cached: list[str] = []
 
@@ -438,9 +440,10 @@ def db() -> None:
 
 
 def _embedded(state: State) -> EmbeddedServer:
+    # Loaded here, not at the top: the embedded server matters only when no database is configured.
     from sqlmig.db.embedded import EmbeddedServer
 
-    state.options["quiet_embedded"] = True
+    state.configure(embedded_notice=False)
     return EmbeddedServer(state.config.root)
 
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sqlmig.config import file as configfile
+from sqlmig.config.durations import parse_duration, setting_value
 from sqlmig.config.file import find_root
 from sqlmig.config.redaction import dsn_secrets
 from sqlmig.errors import ConfigInvalid
+from sqlmig.models import Source
 
 if TYPE_CHECKING:
     pass
@@ -29,7 +31,6 @@ _LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVI
 
 ENV_PREFIX = "SQLMIG_"
 # "flag" = a CLI option; "argument" = a keyword of resolve() called as a library.
-Source = Literal["flag", "argument", "env", "file", "default"]
 _INTERNAL = frozenset({"root", "password"})  # Config fields that are not settings
 # Older names still read, after SQLMIG_<KEY> (Docker and Heroku conventions).
 _ENV_FALLBACKS = {"database_url": ("DATABASE_URL",), "password_file": ("DATABASE_PASSWORD_FILE",)}
@@ -121,7 +122,7 @@ class Config:
     # the config file is relative to the file's directory. New settings: add them in a marked
     # block of their own, like the one below.
     root: Path = field(default_factory=Path.cwd, metadata={"kind": "path"})
-    # -- settings: configuration and output (issue 5) --
+    # Settings: configuration and output.
     migrations_dir: Path | None = field(default=None, metadata={"kind": "path"})
     rollbacks_dir: Path | None = field(default=None, metadata={"kind": "path"})
     database_url: Secret | None = field(default=None, metadata={"kind": "secret"})
@@ -135,8 +136,7 @@ class Config:
     lock_timeout: float = field(default=300.0, metadata={"kind": "duration"})
     connect_timeout: int = field(default=10, metadata={"kind": "int", "ge": 1})
     application_name: str = field(default="sqlmig", metadata={"kind": "str"})
-    # -- end of settings: configuration and output (issue 5) --
-    # -- settings: deploy-grade operations (issue 5) --
+    # Settings: deploy-grade operations.
     # SET ROLE after connecting, so objects belong to this role (the schema owner), not the login.
     role: str | None = field(default=None, metadata={"kind": "role"})
     # Bounds of each transactional migration (SET LOCAL); a file's header overrides them. Seconds
@@ -149,22 +149,19 @@ class Config:
     retry_delay: float = field(default=2.0, metadata={"kind": "duration"})
     # up/down first write a pg_dump -Fc of the database here.
     backup_dir: Path | None = field(default=None, metadata={"kind": "path"})
-    # -- end of settings: deploy-grade operations (issue 5) --
-    # -- settings: pooler-safe locking (issue 5) --
+    # Settings: pooler-safe locking.
     # session: one session advisory lock for the whole run (direct connections, session pooling).
     # transaction: a transaction-level lock per migration, and a lease for no-transaction files:
     # behind PgBouncer pool_mode=transaction (sqlmig.locking.transaction, sqlmig.locking.lease).
     lock_mode: LockMode = field(
         default="session", metadata={"kind": "choice", "choices": typing.get_args(LockMode)}
     )
-    # -- end of settings: pooler-safe locking (issue 5) --
-    # -- settings: speed (issue 6) --
+    # Settings: speed.
     # on: a file whose stat is as when sqlmig last read it is not read again (sqlmig.files.cache).
     file_cache: OnOff = field(default="on", metadata={"kind": "choice", "choices": typing.get_args(OnOff)})
     # on: in a group of migrations sent back to back, only the last commit waits for its WAL
     # flush, which makes the group's earlier commits durable too (sqlmig.engine.execute, _batch).
     group_commit: OnOff = field(default="on", metadata={"kind": "choice", "choices": typing.get_args(OnOff)})
-    # -- end of settings: speed (issue 6) --
 
     # Where each setting came from, for `sqlmig config` and error messages (set by resolve();
     # dataclasses.replace() keeps them).
@@ -241,12 +238,8 @@ def _coerce(spec: _Spec, value: Any) -> Any:
     ValueError saying what is wrong (as pydantic's lax mode took and worded them)."""
     kind = spec.kind
     if kind == "timeout":
-        from sqlmig.engine.timeouts import setting_value
-
         return setting_value(value)
     if kind == "duration":
-        from sqlmig.engine.timeouts import parse_duration
-
         return parse_duration(value)
     if value is None and spec.nullable:
         return None

@@ -8,7 +8,24 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlmig.db.snapshot import FORMAT, GROUPS
+# Bumped whenever what a snapshot holds, or how its fingerprint is taken, changes, so an older
+# recorded one is not compared. 2: the fingerprint is the server's hash of the jsonb document.
+FORMAT = 2
+
+# Order in which differences are listed: containers before what they contain.
+GROUPS = (
+    "schema",
+    "extension",
+    "type",
+    "relation",
+    "column",
+    "constraint",
+    "index",
+    "function",
+    "trigger",
+    "rule",
+    "policy",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,6 +32,7 @@ def target_url(config: Config) -> str:
             hint="run sqlmig in the project (the directory holding migrations/), give --root, "
             "or configure the database (--database-url, DATABASE_URL, PG*)",
         )
+    # Loaded here, not at the top: the embedded server matters only when no database is configured.
     from sqlmig.db.embedded import EmbeddedServer
 
     return EmbeddedServer(config.root).start()
@@ -82,6 +83,7 @@ def describe(config: Config) -> str:
         return redact(config.database_url.get_secret_value(), *secrets_of(config))
     if not config.uses_embedded:
         return "libpq environment (PGHOST/PGDATABASE/PGSERVICE…)"
+    # Loaded here, not at the top: the embedded server matters only when no database is configured.
     from sqlmig.db.embedded import EmbeddedServer
 
     return f"embedded PostgreSQL in {EmbeddedServer(config.root).home}"

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import pq, sql
 
+from sqlmig.about import VERSION as __version__
 from sqlmig.db import snapshot
+from sqlmig.db.compare import Snapshot, diff
 from sqlmig.db.history import History
 from sqlmig.models import SETTLED, AppliedRecord, Problem, StepResult, version_key
-
-if TYPE_CHECKING:
-    from sqlmig.db.compare import Snapshot
 
 SUFFIX = "_snapshots"
 # The key of the row for "nothing applied"; never a semantic version.
@@ -131,8 +130,6 @@ class SnapshotStore:
         return Recorded(*row) if row else None
 
     def load(self, conn: psycopg.Connection, version: str) -> Snapshot:
-        from sqlmig.db.compare import Snapshot
-
         row = conn.execute(
             sql.SQL("SELECT format, server_version, snapshot FROM {} WHERE version = %s").format(self.table),
             (version,),
@@ -145,8 +142,6 @@ class SnapshotStore:
     ) -> None:
         """Take the snapshot and record it, with its fingerprint, in one statement: the server
         builds the document and hashes it, and nothing of it travels to sqlmig and back."""
-        from sqlmig.about import VERSION as __version__
-
         table = self.table.as_string(conn)
         query = f"""INSERT INTO {table} AS s (version, applied_key, fingerprint, format, server_version,
                    snapshot, action, sqlmig_version, catalog_stamp)
@@ -261,8 +256,6 @@ def check(
             or snapshot.fingerprint(conn, history.schema, own_tables(history)) == rec.fingerprint
         ):
             return [], []
-        from sqlmig.db.compare import diff
-
         differences = diff(store.load(conn, version), take(conn, history))
     except psycopg.OperationalError:
         raise

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import pq, sql
 
+from sqlmig.about import VERSION as __version__
 from sqlmig.errors import HistoryInconsistent
 from sqlmig.models import AppliedRecord, EventRecord, Problem, version_key
 
@@ -417,8 +418,6 @@ class History:
         duration_ms: int | None = None,
         detail: str | None = None,
     ) -> tuple[sql.Composed, dict]:
-        from sqlmig.about import VERSION as __version__
-
         query = sql.SQL(
             """INSERT INTO {} (action, version, name, outcome, duration_ms, actor, client_host,
                    sqlmig_version, detail)

@@ -14,32 +14,12 @@ starts with `_` are structure (the table an index or column belongs to), not com
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import pq
 
-if TYPE_CHECKING:
-    from sqlmig.db.compare import Snapshot
-
-# Bumped whenever what a snapshot holds, or how its fingerprint is taken, changes, so an older
-# recorded one is not compared. 2: the fingerprint is the server's hash of the jsonb document.
-FORMAT = 2
-
-# Order in which differences are listed: containers before what they contain.
-GROUPS = (
-    "schema",
-    "extension",
-    "type",
-    "relation",
-    "column",
-    "constraint",
-    "index",
-    "function",
-    "trigger",
-    "rule",
-    "policy",
-)
+from sqlmig.db.compare import FORMAT, Snapshot
 
 _OWN = """WITH own AS (
   SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -311,8 +291,6 @@ def take(
         kind: cur.fetchone()[0]  # type: ignore[index]
         for kind, cur in zip(_QUERIES, cursors, strict=True)
     }
-    from sqlmig.db.compare import Snapshot
-
     return Snapshot(server_version=conn.info.server_version // 10000, objects=objects)
 
 

@@ -72,6 +72,7 @@ def candidates() -> list[Tool]:
     if on_path:
         paths.append((on_path, "PATH"))
     try:
+        # Loaded here, not at the top: the embedded server matters only when no database is configured.
         from sqlmig.db.embedded import bin_dir
 
         wheel = bin_dir() / "pg_dump"

@@ -156,6 +156,7 @@ def _show(key: Key) -> str:
 def check(config: Config, require: str) -> CheckResult:
     """Does the database's current version satisfy `require` (`>=1.2,<2`, `^1.2`, `~1.2.3`…)?
     InvalidInput for a bad range, before connecting; no version applied is not satisfied."""
+    # Loaded here, not at the top: only this command builds these records (see sqlmig.reports).
     from sqlmig.reports import CheckResult
 
     try:

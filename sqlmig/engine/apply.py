@@ -4,7 +4,7 @@ files → connect → lock → history → plan → execute → report."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ from sqlmig.db.connect import connect
 from sqlmig.db.history import History
 from sqlmig.engine import plan
 from sqlmig.engine.execute import Executor, check_all, record_fields
+from sqlmig.engine.progress import Progress
 from sqlmig.engine.session import guarded, load_files
 from sqlmig.errors import (
     ConnectionLost,
@@ -30,25 +31,14 @@ from sqlmig.models import (
     AppliedRecord,
     MigrationSet,
     Plan,
-    PlanStep,
     Problem,
-    RetryNotice,
     RunReport,
     StepResult,
     Version,
 )
 
 if TYPE_CHECKING:  # loaded by the commands that make them (see sqlmig.reports)
-    from sqlmig.reports import BackupReport, WaitAttempt
-
-OnStep = Callable[[PlanStep], None]
-OnDone = Callable[[StepResult], None]
-OnNote = Callable[[str], None]  # verbose detail, e.g. a file split by the fallback lexer
-OnPlan = Callable[[Plan], None]  # the steps about to run (not on a dry run): progress [3/12]
-OnWait = Callable[["WaitAttempt"], None]  # a failed connection attempt of `wait`, before the pause
-OnRetry = Callable[[RetryNotice], None]  # a migration rolled back by a lock timeout, to run again
-OnBackup = Callable[["BackupReport"], None]  # the dump written before the first migration
-OnSkip = Callable[[PlanStep], None]  # --lock-mode transaction: another runner did this step
+    from sqlmig.reports import BackupReport
 
 
 def _repair_hint(errors: list[Problem]) -> str:
@@ -124,15 +114,14 @@ def _run_warnings(files: MigrationSet) -> tuple[Problem, ...]:
 
 
 def _prepare(
-    the_plan: Plan, on_note: OnNote | None, files: MigrationSet
+    the_plan: Plan, progress: Progress, files: MigrationSet
 ) -> tuple[dict[int, list], dict[str, str | None]]:
     """Split and check every step before any runs (files.load's parse of a file reused); pass
     the verbose notes on. Returns the statements by step index and the canonical checksums
     taken on the way (see check_all)."""
     prepared, notes, canonical = check_all(list(the_plan.steps), files.parsed)
-    if on_note:
-        for note in notes:
-            on_note(note)
+    for note in notes:
+        progress.note(note)
     return prepared, canonical
 
 
@@ -151,15 +140,8 @@ def up(
     to: str | None = None,
     dry_run: bool = False,
     allow: Iterable[str] = (),
-    on_step: OnStep | None = None,
-    on_done: OnDone | None = None,
-    on_note: OnNote | None = None,
-    on_plan: OnPlan | None = None,
     wait: float | None = None,
-    on_wait: OnWait | None = None,
-    on_retry: OnRetry | None = None,
-    on_backup: OnBackup | None = None,
-    on_skip: OnSkip | None = None,
+    progress: Progress | None = None,
     back_to_back: bool = True,
 ) -> RunReport:
     """Apply pending migrations in order, each in its own transaction with its history row.
@@ -168,16 +150,18 @@ def up(
     `config.backup_dir`, a pg_dump of the database is written there before the first migration
     runs (not when there is nothing to apply); if it fails, nothing is applied.
     `back_to_back`: send transactional migrations without waiting for each one's result (see
-    Executor.lookahead), up to 50 at a time; their on_step/on_done calls then come when the
-    group is done, and durations are the server's. False: each one's as it runs, for a live
-    progress display."""
+    Executor.lookahead), up to 50 at a time; `progress` then hears of them when the group is
+    done, and durations are the server's. False: each one's as it runs, for a live progress
+    display."""
+    progress = progress or Progress()
     plan.check_allow(allow)
     files = load_files(config)
     _check_backup_dir(config, dry_run)
     if wait is not None:
+        # Loaded here, not at the top: only `up --wait` waits.
         from sqlmig.deploy.wait import wait as wait_for
 
-        wait_for(config, wait, on_wait)
+        wait_for(config, wait, progress.waiting)
     with guarded(config, locked=not dry_run) as (conn, history, guard):
         with guard.locked():
             records = history.read(conn)
@@ -190,7 +174,7 @@ def up(
         # Every text this run applies or stores, read now (files the file cache vouched for were
         # not): one edited since the start stops the run before anything has changed.
         files_mod.read_texts(by_number[step.number] for step in the_plan.steps)  # type: ignore[index]
-        prepared, canonical = _prepare(the_plan, on_note, files)
+        prepared, canonical = _prepare(the_plan, progress, files)
         if dry_run:
             return RunReport(
                 direction="up",
@@ -200,15 +184,14 @@ def up(
                 plan=the_plan,
                 warnings=(*_run_warnings(files), *warnings),
             )
-        backup = _backup_first(config, conn, history, the_plan, on_backup)
-        if on_plan:
-            on_plan(the_plan)
+        backup = _backup_first(config, conn, history, the_plan, progress)
+        progress.planned(the_plan)
         guard.expect(records, plan.recheck_up(files, allow, to))
         executor = Executor(
             conn,
             history,
             config,
-            on_retry,
+            progress.retrying,
             guard=guard,
             canonical=canonical,
         )
@@ -223,16 +206,14 @@ def up(
         skipped: list[str] = []
         final = the_plan.current
         for i, step in enumerate(the_plan.steps):
-            if on_step:
-                on_step(step)
+            progress.started(step)
             mig = by_number[step.number]  # type: ignore[index]
             try:
                 result = executor.apply(step, mig, prepared[i])
             except Skipped:
                 skipped.append(f"{step.name} ({step.version})")  # another runner applied it
                 final = step.version
-                if on_skip:
-                    on_skip(step)
+                progress.skipped(step)
                 continue
             except MigrationFailed as exc:
                 exc.applied_before = [s.name for s in done]
@@ -244,8 +225,7 @@ def up(
             guard.applied(step.version, mig.checksum)
             done.append(result)
             final = result.version
-            if on_done:
-                on_done(result)
+            progress.finished(result)
         # The schema this run leaves, for drift checks; a run that applied nothing only fills in
         # a missing snapshot, so that it never makes out-of-band changes look recorded.
         snap_warning = _record(
@@ -278,18 +258,13 @@ def down(
     steps: int | None = None,
     to: str | None = None,
     dry_run: bool = False,
-    on_step: OnStep | None = None,
-    on_done: OnDone | None = None,
-    on_note: OnNote | None = None,
-    on_plan: OnPlan | None = None,
-    on_retry: OnRetry | None = None,
-    on_backup: OnBackup | None = None,
-    on_skip: OnSkip | None = None,
+    progress: Progress | None = None,
     back_to_back: bool = True,
 ) -> RunReport:
     """Run rollbacks newest first, each in a transaction with the removal of its history row.
     With `config.backup_dir`, a pg_dump is written there first, as for `up`. `back_to_back`:
     transactional rollbacks go without a round trip between them, as `up` sends migrations."""
+    progress = progress or Progress()
     files = load_files(config)
     _check_backup_dir(config, dry_run)
     with guarded(config, locked=not dry_run) as (conn, history, guard):
@@ -302,7 +277,7 @@ def down(
         if errors:
             raise HistoryInconsistent(errors, hint=_repair_hint(errors))
         the_plan = plan.plan_down(files, records, stored, steps=steps, to=to)
-        prepared, _ = _prepare(the_plan, on_note, files)
+        prepared, _ = _prepare(the_plan, progress, files)
         if dry_run:
             return RunReport(
                 direction="down",
@@ -312,15 +287,14 @@ def down(
                 plan=the_plan,
                 warnings=tuple(warnings),
             )
-        backup = _backup_first(config, conn, history, the_plan, on_backup)
-        if on_plan:
-            on_plan(the_plan)
+        backup = _backup_first(config, conn, history, the_plan, progress)
+        progress.planned(the_plan)
         guard.expect(records, plan.recheck_down(files))
         executor = Executor(
             conn,
             history,
             config,
-            on_retry,
+            progress.retrying,
             guard=guard,
         )
         if back_to_back:
@@ -328,14 +302,12 @@ def down(
         done: list[StepResult] = []
         skipped: list[str] = []
         for i, step in enumerate(the_plan.steps):
-            if on_step:
-                on_step(step)
+            progress.started(step)
             try:
                 result = executor.revert(step, prepared[i])
             except Skipped:
                 skipped.append(f"{step.name} ({step.version})")  # another runner rolled it back
-                if on_skip:
-                    on_skip(step)
+                progress.skipped(step)
                 continue
             except MigrationFailed as exc:
                 exc.applied_before = [s.name for s in done]
@@ -346,8 +318,7 @@ def down(
                 raise _after_loss(config, history, the_plan, exc) from exc
             guard.reverted(step.version)
             done.append(result)
-            if on_done:
-                on_done(result)
+            progress.finished(result)
         snap_warning = _record(
             conn, history, guard, "down", if_missing=not done, applied=drift.applied_after(records, done)
         )
@@ -415,18 +386,20 @@ def _after_loss(config: Config, history: History, the_plan: Plan, exc: Connectio
 def _check_backup_dir(config: Config, dry_run: bool) -> None:
     """A backup directory that cannot be written stops the run before it connects."""
     if config.backup_dir is not None and not dry_run:
+        # Loaded here, not at the top: only `up --backup` dumps.
         from sqlmig.deploy import backup as dump
 
         dump.check_directory(config.backup_dir)
 
 
 def _backup_first(
-    config: Config, conn: psycopg.Connection, history: History, the_plan: Plan, on_backup: OnBackup | None
+    config: Config, conn: psycopg.Connection, history: History, the_plan: Plan, progress: Progress
 ) -> BackupReport | None:
     """With `backup_dir`, dump the database before the first step (under the lock, so it is the
     state this run starts from); when the dump fails the run stops there."""
     if config.backup_dir is None or not the_plan.steps:
         return None
+    # Loaded here, not at the top: only `up --backup` dumps.
     from sqlmig.deploy import backup as dump
 
     try:
@@ -441,8 +414,7 @@ def _backup_first(
             "backup", "ok", version=the_plan.current, duration_ms=report.duration_ms, detail=report.path
         )
     )
-    if on_backup:
-        on_backup(report)
+    progress.backed_up(report)
     return report
 
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import pq, sql
 
+from sqlmig.about import VERSION as __version__
+from sqlmig.config import durations
 from sqlmig.db.connect import Connection, reset_session
 from sqlmig.db.history import History
 from sqlmig.engine import timeouts
@@ -92,8 +94,6 @@ def record_fields(
     canonical: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """A history row's values. `canonical`: canonical checksums already taken, by version."""
-    from sqlmig.about import VERSION as __version__
-
     version = str(mig.version)
 
     return {
@@ -246,7 +246,7 @@ class Executor:
                     attempts=retries + 1,
                     sqlstate=exc.sqlstate,
                     error=exc.message,
-                    delay=timeouts.retry_delay(self.config.retry_delay, attempt),
+                    delay=durations.retry_delay(self.config.retry_delay, attempt),
                 )
             self._log_retry(step, notice)
             if self.on_retry:

@@ -79,7 +79,6 @@ def events(config: Config, limit: int | None = None) -> list[EventRecord]:
 
 def explain_config(config: Config) -> ConfigReport:
     """Every setting of `config` and where it came from, with secrets redacted."""
-    from sqlmig.db.connect import describe
     from sqlmig.reports import ConfigReport, Setting
 
     secrets = secrets_of(config)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sqlmig.errors import HistoryInconsistent, InvalidInput, Irreversible
 from sqlmig.files.load import checksum, parse_rollback
+from sqlmig.files.sqltext import canonical_checksum
 from sqlmig.models import (
     SETTLED,
     AppliedRecord,
@@ -198,8 +199,6 @@ def formatting_only(record: AppliedRecord, mig: Migration) -> bool:
         record.transactional is not None and record.transactional != mig.transactional
     ):
         return False
-    from sqlmig.files.sqltext import canonical_checksum
-
     return canonical_checksum(mig.text) == record.canonical_checksum
 
 

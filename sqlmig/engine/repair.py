@@ -317,6 +317,7 @@ def repair(
     - `refresh_rollback`: store these versions' rollback files in place of the texts stored when
       they were applied (which `down` runs).
     """
+    # Loaded here, not at the top: only this command builds these records (see sqlmig.reports).
     from sqlmig.reports import RepairReport
 
     names = list(drop_index)
@@ -378,6 +379,7 @@ def repair(
 
 
 def _repair_listing(config: Config) -> RepairReport:
+    # Loaded here, not at the top: only this command builds these records (see sqlmig.reports).
     from sqlmig.reports import RepairReport, RollbackChange
 
     notes: list[str] = []

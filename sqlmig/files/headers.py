@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sqlmig.config.durations import parse_duration
+
 # The newlines PostgreSQL's lexer ends a `--` comment at (str.splitlines also splits at \f, \v…).
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _HEADER_LINE = re.compile(r"^--\s*(?P<key>[A-Za-z][A-Za-z0-9_-]*)\s*:\s*(?P<value>.*?)\s*$")
@@ -113,8 +115,6 @@ def parse_timeouts(header: Header, found: dict[str, str]) -> tuple[dict[str, flo
     problems: list[tuple[int, str]] = []
     if not found:
         return values, problems
-    from sqlmig.engine.timeouts import parse_duration
-
     for word, field_name in _TIMEOUTS.items():
         if word not in found:
             continue

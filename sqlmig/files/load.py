@@ -357,6 +357,15 @@ def _load(
     return MigrationSet(migrations=tuple(loaded), warnings=tuple(warnings), parsed=parsed), problems
 
 
+class Deferred(Unread):
+    """A file the cache vouched for, read when a run first needs its text (Migration.text)."""
+
+    __slots__ = ()
+
+    def read(self, record: Migration | Rollback) -> str:
+        return read_unread(self, record)
+
+
 def read_unread(unread: Unread, record: Migration | Rollback) -> str:
     """The text of a file load() did not read, as long as it still has the checksum checked
     then; else FileProblems (it was edited while sqlmig ran: nothing of it is used). For a
@@ -497,7 +506,7 @@ def _facts(
     if cache is not None:
         facts = cache.lookup(cand.kind, cand.name)
         if facts is not None:
-            return facts, Unread(cand.path, cand.rel, facts[0], str(cache.path))
+            return facts, Deferred(cand.path, cand.rel, facts[0], str(cache.path))
     text, digest = _read(cand.path, cand.rel, problems)
     if text is None or digest is None:
         return None

@@ -21,6 +21,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from sqlmig.about import VERSION as __version__
+from sqlmig.config import durations
 from sqlmig.config.settings import Config
 from sqlmig.db.connect import connect, describe, refused, session_statements
 from sqlmig.db.drift import SnapshotStore
@@ -127,6 +129,7 @@ def _review(
 ) -> str:
     """The steps' SQL for a reviewer: each file as written, with what the engine adds around
     it (transaction mode, timeouts) and the lint findings on it, as comments."""
+    # Loaded here, not at the top: only this command lints (pglast and the rules).
     from sqlmig.checks import lint as linter
 
     report = linter.lint(
@@ -151,7 +154,7 @@ def _review(
             else "no-transaction: statement by statement, in autocommit"
         )
         limits = ", ".join(
-            f"{k} {timeouts.format_duration(v)}" for k, v in timeouts.for_step(step, config).items()
+            f"{k} {durations.format_duration(v)}" for k, v in timeouts.for_step(step, config).items()
         )
         out += [
             "",
@@ -255,8 +258,6 @@ class _Script:
         notes: list[str],
         warnings: list[str],
     ) -> None:
-        from sqlmig.about import VERSION as __version__
-
         source = (
             "the migration files and the history read from the database"
             if from_database
@@ -441,8 +442,6 @@ class _Script:
     def _bookkeeping_shapes(self) -> dict[str, tuple[sql.Composable, dict[str, Any]]]:
         """The statements the engine writes, with placeholder values (their shape is the same
         for every step; the values go in each EXECUTE)."""
-        from sqlmig.about import VERSION as __version__
-
         h = self.history
         fields = {
             "version": "",

@@ -10,6 +10,7 @@ import pytest
 
 import sqlmig
 from tests.conftest import Project, query, table_exists
+from tests.listen import listen
 
 
 def events(url: str) -> list[tuple[str, str]]:
@@ -36,7 +37,7 @@ def test_a_failing_statement_keeps_the_earlier_ones_and_runs_none_after(
     done: list[str] = []
 
     with pytest.raises(sqlmig.MigrationFailed) as failed:
-        sqlmig.up(project.config(database_url), on_done=lambda r: done.append(r.name))
+        sqlmig.up(project.config(database_url), progress=listen(finished=lambda r: done.append(r.name)))
 
     error = failed.value
     assert (error.path, error.line, error.column, error.sqlstate) == (
@@ -96,7 +97,7 @@ def test_a_step_blocked_in_a_batch_is_retried_and_the_rest_follows(
     try:
         report = sqlmig.up(
             project.config(database_url, migration_lock_timeout="100ms", retries=2, retry_delay=0.05),
-            on_retry=release,
+            progress=listen(retrying=release),
         )
     finally:
         holder.close()
@@ -125,7 +126,8 @@ def test_each_step_reports_its_own_result_in_order(project: Project, database_ur
     finished: list[sqlmig.StepResult] = []
 
     report = sqlmig.up(
-        project.config(database_url), on_step=lambda s: started.append(s.name), on_done=finished.append
+        project.config(database_url),
+        progress=listen(started=lambda s: started.append(s.name), finished=finished.append),
     )
 
     names = [f"00{n}_create_t{n}" for n in range(1, 8)]
@@ -171,7 +173,7 @@ def test_rollbacks_go_back_to_back_and_each_reports_in_order(project: Project, d
     def on_step(step: sqlmig.PlanStep) -> None:  # what the server had done when it was reported
         seen.append((step.name, [table_exists(database_url, f"t{n}") for n in range(1, 6)]))
 
-    report = sqlmig.down(project.config(database_url), to="0", on_step=on_step)
+    report = sqlmig.down(project.config(database_url), to="0", progress=listen(started=on_step))
 
     assert [s.name for s in report.steps] == [
         "005_create_t5",

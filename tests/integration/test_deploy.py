@@ -22,6 +22,7 @@ import sqlmig
 from sqlmig.db import embedded
 from sqlmig.deploy.backup import candidates, choose
 from tests.conftest import SQLMIG, Project, query, table_exists
+from tests.listen import listen
 
 
 def show(label: str, result: subprocess.CompletedProcess[str]) -> None:
@@ -164,7 +165,7 @@ def test_library_reports_each_retry_through_the_callback(
     notices: list[sqlmig.RetryNotice] = []
     config = project.config(database_url, migration_lock_timeout="100ms", retries=1, retry_delay=0.05)
     with pytest.raises(sqlmig.MigrationFailed) as info:
-        sqlmig.up(config, on_retry=notices.append)
+        sqlmig.up(config, progress=listen(retrying=notices.append))
     assert (info.value.sqlstate, info.value.attempts) == ("55P03", 2)
     assert [(n.name, n.attempt, n.attempts, n.sqlstate, n.delay) for n in notices] == [
         ("002_alter_t", 1, 2, "55P03", 0.05)

@@ -24,6 +24,7 @@ from sqlmig.models import (
 )
 from sqlmig.reports import NewFiles
 from tests.conftest import Project, query, table_exists
+from tests.listen import listen
 
 
 def three_tables(project: Project) -> None:
@@ -41,7 +42,9 @@ def test_up_returns_a_run_report_with_one_step_per_migration(project: Project, d
     started: list[PlanStep] = []
     finished: list[StepResult] = []
 
-    report = sqlmig.up(config(project, database_url), on_step=started.append, on_done=finished.append)
+    report = sqlmig.up(
+        config(project, database_url), progress=listen(started=started.append, finished=finished.append)
+    )
 
     assert isinstance(report, RunReport)
     assert report.direction == "up" and not report.dry_run
@@ -140,7 +143,7 @@ def test_a_failed_migration_raises_migration_failed_with_its_location(
     done: list[str] = []
 
     with pytest.raises(sqlmig.MigrationFailed) as info:
-        sqlmig.up(config(project, database_url), on_done=lambda r: done.append(r.name))
+        sqlmig.up(config(project, database_url), progress=listen(finished=lambda r: done.append(r.name)))
 
     error = info.value
     assert isinstance(error, sqlmig.SqlmigError)
@@ -282,7 +285,7 @@ def test_records_and_config_validate_and_serialize_with_pydantic_as_they_are(
     three_tables(project)
     cfg = config(project, database_url)
     plans: list[Plan] = []
-    run = sqlmig.up(cfg, on_plan=plans.append)
+    run = sqlmig.up(cfg, progress=listen(planned=plans.append))
     records: list[object] = [
         run,
         *plans,

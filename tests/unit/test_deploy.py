@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sqlmig.checks import lint as linter
+from sqlmig.config import durations
 from sqlmig.config.settings import Config
 from sqlmig.deploy import require as requirement
 from sqlmig.deploy.backup import Tool, choose, file_name
@@ -39,7 +40,7 @@ from tests.unit.helpers import load, pair, problems, write
     ],
 )
 def test_durations_read_as_postgresql_writes_them(text: str | int, bare: str | None, seconds: float) -> None:
-    assert timeouts.parse_duration(text, bare=bare) == seconds
+    assert durations.parse_duration(text, bare=bare) == seconds
 
 
 @pytest.mark.parametrize(
@@ -53,7 +54,7 @@ def test_durations_read_as_postgresql_writes_them(text: str | int, bare: str | N
 )
 def test_a_header_duration_needs_a_known_unit(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        timeouts.parse_duration(text, bare=None)
+        durations.parse_duration(text, bare=None)
 
 
 @pytest.mark.parametrize(
@@ -70,9 +71,9 @@ def test_a_header_duration_needs_a_known_unit(text: str, message: str) -> None:
 def test_durations_are_shown_and_sent_in_milliseconds(
     seconds: float | None, shown: str, sent: str | None
 ) -> None:
-    assert timeouts.format_duration(seconds) == shown
+    assert durations.format_duration(seconds) == shown
     if seconds is not None:
-        assert timeouts.server_value(seconds) == sent
+        assert durations.server_value(seconds) == sent
 
 
 def test_settings_take_seconds_durations_off_and_inherit() -> None:
@@ -96,7 +97,7 @@ def test_settings_take_seconds_durations_off_and_inherit() -> None:
 
 
 def test_retry_pause_doubles_up_to_a_minute() -> None:
-    assert [timeouts.retry_delay(2.0, n) for n in (1, 2, 3, 4, 5, 6, 7)] == [
+    assert [durations.retry_delay(2.0, n) for n in (1, 2, 3, 4, 5, 6, 7)] == [
         2.0,
         4.0,
         8.0,
