@@ -42,7 +42,8 @@ from sqlmig.db import drift, snapshot
 from sqlmig.db.connect import connect, reset_session
 from sqlmig.db.history import History
 from sqlmig.engine import apply, plan, timeouts
-from sqlmig.engine.execute import Executor, prepare, record_fields
+from sqlmig.engine.execute import Executor
+from sqlmig.engine.prepare import prepare, record_fields
 from sqlmig.engine.session import load_files
 from sqlmig.errors import ConnectError, InvalidInput, MigrationFailed, SqlmigError
 from sqlmig.files import sqltext
@@ -322,7 +323,7 @@ def _steps(mig: Migration) -> tuple[PlanStep, PlanStep]:
 
 
 class _Steps(NamedTuple):
-    """A migration's up and down steps and their statements (execute.prepare)."""
+    """A migration's up and down steps and their statements (sqlmig.engine.prepare)."""
 
     up: PlanStep
     down: PlanStep

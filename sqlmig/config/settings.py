@@ -235,7 +235,8 @@ _INT_TEXT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*(?:\.0+)?")
 
 def _coerce(spec: _Spec, value: Any) -> Any:
     """A field's value from a string (flag, environment), a TOML value or a Python object, or
-    ValueError saying what is wrong (as pydantic's lax mode took and worded them)."""
+    ValueError saying what is wrong, in the words of every other sqlmig message (the values
+    taken are those pydantic's lax mode took: "10" for an int, 2.0 for an int, not True)."""
     kind = spec.kind
     if kind == "timeout":
         return setting_value(value)
@@ -246,23 +247,23 @@ def _coerce(spec: _Spec, value: Any) -> Any:
     if kind == "path":
         if isinstance(value, str | os.PathLike):
             return Path(value)
-        raise ValueError("Input is not a valid path for <class 'pathlib.Path'>")
+        raise ValueError(f"{value!r} is not a path")
     if kind == "choice":
         if isinstance(value, str) and value in spec.choices:
             return value
         *first, last = (repr(c) for c in spec.choices)
-        raise ValueError(f"Input should be {', '.join(first)} or {last}")
+        raise ValueError(f"{value!r} is not {', '.join(first)} or {last}")
     if kind in ("int", "float"):
         number = _number(value, integer=kind == "int")
         if spec.ge is not None and number < spec.ge:
-            raise ValueError(f"Input should be greater than or equal to {spec.ge}")
+            raise ValueError(f"{value!r} is below {spec.ge}, the least allowed")
         if spec.le is not None and not number <= spec.le:  # also nan
-            raise ValueError(f"Input should be less than or equal to {spec.le}")
+            raise ValueError(f"{value!r} is above {spec.le}, the most allowed")
         return number
     if kind == "secret" and isinstance(value, Secret):
         return value
     if not isinstance(value, str):
-        raise ValueError("Input should be a valid string")
+        raise ValueError(f"{value!r} is not text")
     if kind in ("identifier", "table") and not _IDENTIFIER.match(value):
         raise ValueError(f"{value!r} is not a plain SQL identifier")
     if kind == "table" and len(value) > _TABLE_MAX:
@@ -289,17 +290,14 @@ def _number(value: object, *, integer: bool) -> float:
                 return float(text)
             except ValueError:
                 pass
-        raise ValueError(
-            f"Input should be a valid {'integer' if integer else 'number'}, "
-            f"unable to parse string as {'an integer' if integer else 'a number'}"
-        )
+        raise ValueError(f"{value!r} is not {'a whole number' if integer else 'a number'}")
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError(f"Input should be a valid {'integer' if integer else 'number'}")
+        raise ValueError(f"{value!r} is not {'a whole number' if integer else 'a number'}")
     if integer and not isinstance(value, int):
         if not math.isfinite(value):
-            raise ValueError("Input should be a finite number")
+            raise ValueError(f"{value!r} is not a finite number")
         if value != int(value):
-            raise ValueError("Input should be a valid integer, got a number with a fractional part")
+            raise ValueError(f"{value!r} is not a whole number")
         return int(value)
     if integer:
         return int(value)
@@ -344,43 +342,11 @@ def resolve(
         raise TypeError(f"resolve() got unknown settings: {', '.join(unknown)}")
     explicit = {field_of_key.get(k, k): v for k, v in given.items() if v is not None}
 
-    sources: dict[str, tuple[Source, str | None]] = {}
-    if root is not None:
-        root_path = Path(root).resolve()
-        sources["root"] = (given_as, "--root" if given_as == "flag" else None)
-    elif find_root_from is not None:
-        root_path = find_root(find_root_from)
-        sources["root"] = ("default", "nearest directory with migrations/ or a config file")
-    else:
-        root_path = Path.cwd().resolve()
-        sources["root"] = ("default", "working directory")
-
-    if root is not None and not root_path.is_dir():
-        # Never created: a typo in a deploy script must not grow an empty project and a server.
-        raise ConfigInvalid(
-            [
-                f"{'--root' if given_as == 'flag' else 'root'}: {root_path} is not "
-                "a directory (sqlmig does not create the project root)"
-            ]
-        )
+    root_path, root_source = _root(root, find_root_from, given_as)
     file = configfile.read(root_path)
-    problems: list[str] = []
-    in_file: dict[str, str] = {}  # field -> its key as written in the file
-    if file is not None:
-        for raw_key in file.values:
-            name = field_of_key.get(raw_key.replace("-", "_"))
-            if name is None:
-                instead = _NOT_IN_FILE.get(raw_key.replace("-", "_"))
-                problems.append(
-                    f"{file.label}: {file.prefix}{raw_key}: unknown key"
-                    + (f": {instead}" if instead else _did_you_mean(raw_key, keys.values()))
-                )
-            elif name in in_file:
-                problems.append(
-                    f"{file.label}: {file.prefix}{raw_key}: given twice (also as {in_file[name]})"
-                )
-            else:
-                in_file[name] = raw_key
+    in_file, problems = _file_keys(file, field_of_key, keys)
+    values, sources = _layered(explicit, env, file, in_file, root_path, given_as, flag_names)
+    sources["root"] = root_source
 
     def where(name: str) -> str:
         kind, origin = sources.get(name, ("default", None))
@@ -388,23 +354,8 @@ def resolve(
             return f"{file.label}: {file.prefix}{in_file[name]}"
         return origin or keys.get(name, name)
 
-    values: dict[str, Any] = {}
-    for name, key in keys.items():
-        var = next((v for v in (env_name(key), *_ENV_FALLBACKS.get(name, ())) if env.get(v)), None)
-        if name in explicit:
-            values[name] = explicit[name]
-            flag = (flag_names or {}).get(name) or (flag_names or {}).get(key)
-            sources[name] = (given_as, (flag or "--" + key.replace("_", "-")) if given_as == "flag" else None)
-        elif var is not None:
-            values[name] = env[var]
-            sources[name] = ("env", var)
-        elif file is not None and name in in_file:
-            values[name] = _from_file(name, file.values[in_file[name]], root_path)
-            sources[name] = ("file", file.label)
-        else:
-            sources[name] = ("default", None)
     if values.get("database_url") == "":
-        # An empty variable is unset (above); an empty value written down is a mistake that
+        # An empty variable is unset (_layered); an empty value written down is a mistake that
         # would otherwise connect through PG* or the embedded server without a word.
         problems.append(
             f"{where('database_url')}: empty: give a connection URL, or remove it "
@@ -418,19 +369,112 @@ def resolve(
         problems.extend(f"{where(name)}: {message}" for name, message in exc.errors)
     if problems or config is None:
         raise ConfigInvalid(problems)
+    config = _with_password(config, where)
+    known_env = {env_name(k) for k in keys.values()} | _OTHER_ENV
+    return dataclasses.replace(
+        config,
+        _sources=sources,
+        _file=file.label if file is not None else None,
+        _notes=tuple(_file_notes(file, config, sources)),
+        _env_notes=tuple(
+            f"{var} is not a setting; ignored{_did_you_mean(var, sorted(known_env))}"
+            for var in sorted(env)
+            if var.startswith(ENV_PREFIX) and var not in known_env
+        ),
+    )
 
-    if config.password_file is not None:
-        try:
-            password = config.password_file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigInvalid(
-                [
-                    f"{where('password_file')}: cannot read password file "
-                    f"{config.password_file}: {exc.strerror}"
-                ]
-            ) from exc
-        config = dataclasses.replace(config, password=Secret(password))
 
+def _root(
+    root: Path | str | None, find_root_from: Path | None, given_as: Literal["flag", "argument"]
+) -> tuple[Path, tuple[Source, str | None]]:
+    """The project root and where it came from; ConfigInvalid for a given one that is no
+    directory (never created: a typo in a deploy script must not grow a project and a server)."""
+    if root is None and find_root_from is not None:
+        return find_root(find_root_from), ("default", "nearest directory with migrations/ or a config file")
+    if root is None:
+        return Path.cwd().resolve(), ("default", "working directory")
+    root_path = Path(root).resolve()
+    if not root_path.is_dir():
+        raise ConfigInvalid(
+            [
+                f"{'--root' if given_as == 'flag' else 'root'}: {root_path} is not "
+                "a directory (sqlmig does not create the project root)"
+            ]
+        )
+    return root_path, (given_as, "--root" if given_as == "flag" else None)
+
+
+def _file_keys(
+    file: configfile.ConfigFile | None, field_of_key: Mapping[str, str], keys: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """The settings the config file gives (field -> its key as written there), and the problems
+    of its keys: unknown (with the nearest known one), or one setting given twice."""
+    in_file: dict[str, str] = {}
+    problems: list[str] = []
+    for raw_key in file.values if file is not None else ():
+        assert file is not None
+        name = field_of_key.get(raw_key.replace("-", "_"))
+        if name is None:
+            instead = _NOT_IN_FILE.get(raw_key.replace("-", "_"))
+            problems.append(
+                f"{file.label}: {file.prefix}{raw_key}: unknown key"
+                + (f": {instead}" if instead else _did_you_mean(raw_key, keys.values()))
+            )
+        elif name in in_file:
+            problems.append(f"{file.label}: {file.prefix}{raw_key}: given twice (also as {in_file[name]})")
+        else:
+            in_file[name] = raw_key
+    return in_file, problems
+
+
+def _layered(
+    explicit: Mapping[str, object],
+    env: Mapping[str, str],
+    file: configfile.ConfigFile | None,
+    in_file: Mapping[str, str],
+    root: Path,
+    given_as: Literal["flag", "argument"],
+    flag_names: Mapping[str, str] | None,
+) -> tuple[dict[str, Any], dict[str, tuple[Source, str | None]]]:
+    """Each setting's raw value from the first layer that has it (given, environment, file; an
+    empty variable counts as unset), and where it came from; a setting in none is the default."""
+    values: dict[str, Any] = {}
+    sources: dict[str, tuple[Source, str | None]] = {}
+    for name, key in settings().items():
+        var = next((v for v in (env_name(key), *_ENV_FALLBACKS.get(name, ())) if env.get(v)), None)
+        if name in explicit:
+            values[name] = explicit[name]
+            flag = (flag_names or {}).get(name) or (flag_names or {}).get(key)
+            sources[name] = (given_as, (flag or "--" + key.replace("_", "-")) if given_as == "flag" else None)
+        elif var is not None:
+            values[name] = env[var]
+            sources[name] = ("env", var)
+        elif file is not None and name in in_file:
+            values[name] = _from_file(name, file.values[in_file[name]], root)
+            sources[name] = ("file", file.label)
+        else:
+            sources[name] = ("default", None)
+    return values, sources
+
+
+def _with_password(config: Config, where: typing.Callable[[str], str]) -> Config:
+    """The password from `password_file`, read once here (ConfigInvalid if it cannot be)."""
+    if config.password_file is None:
+        return config
+    try:
+        password = config.password_file.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigInvalid(
+            [f"{where('password_file')}: cannot read password file {config.password_file}: {exc.strerror}"]
+        ) from exc
+    return dataclasses.replace(config, password=Secret(password))
+
+
+def _file_notes(
+    file: configfile.ConfigFile | None, config: Config, sources: Mapping[str, tuple[Source, str | None]]
+) -> list[str]:
+    """What the config file gets a warning for without being refused: its own notes, and a
+    password written into the database_url it gives."""
     notes = list(file.notes) if file is not None else []
     if sources["database_url"][0] == "file" and config.database_url is not None and file is not None:
         url = config.database_url.get_secret_value()
@@ -440,18 +484,7 @@ def resolve(
                 "out of files under version control (password_file, or DATABASE_URL in "
                 "the environment)"
             )
-    known_env = {env_name(k) for k in keys.values()} | _OTHER_ENV
-    return dataclasses.replace(
-        config,
-        _sources=sources,
-        _file=file.label if file is not None else None,
-        _notes=tuple(notes),
-        _env_notes=tuple(
-            f"{var} is not a setting; ignored{_did_you_mean(var, sorted(known_env))}"
-            for var in sorted(env)
-            if var.startswith(ENV_PREFIX) and var not in known_env
-        ),
-    )
+    return notes
 
 
 def _from_file(name: str, value: Any, root: Path) -> Any:

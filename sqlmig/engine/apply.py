@@ -15,7 +15,8 @@ from sqlmig.db import drift, indexes
 from sqlmig.db.connect import connect
 from sqlmig.db.history import History
 from sqlmig.engine import plan
-from sqlmig.engine.execute import Executor, check_all, record_fields
+from sqlmig.engine.execute import Executor
+from sqlmig.engine.prepare import check_all, record_fields
 from sqlmig.engine.progress import Progress
 from sqlmig.engine.session import guarded, load_files
 from sqlmig.errors import (

@@ -73,7 +73,7 @@ def problems(
         # Statement by statement, outside comments, quotes and dollar-quoted bodies (the words
         # of a PL/pgSQL BEGIN … END block do not count): pglast only if one may break a rule.
         metas: list[sqltext.MetaCommand] = []
-        pieces = [text[a:b] for a, b in sqltext._lex_statements(text, metas)]
+        pieces = [text[a:b] for a, b in sqltext.lex_statements(text, metas)]
         if not metas and not any(
             _OPENING.match(piece) or (transactional and _AUTOCOMMIT.search(piece)) for piece in pieces
         ):

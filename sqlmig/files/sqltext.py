@@ -144,7 +144,7 @@ def find_meta_commands(text: str) -> list[MetaCommand]:
     if "\\" not in text:  # the common case costs one scan
         return []
     found: list[MetaCommand] = []
-    for _ in _lex_statements(text, found):
+    for _ in lex_statements(text, found):
         pass
     return found
 
@@ -169,7 +169,7 @@ def is_empty(text: str) -> bool:
         # Without block comments or meta-commands, any line that is not a `--` comment holds
         # SQL: a regex answers without walking the text in Python.
         return _SQL_LINE.search(text) is None
-    return not any(_lex_statements(text))
+    return not any(lex_statements(text))
 
 
 _SQL_LINE = re.compile(r"(?:^|(?<=\r))[ \t\f\v]*(?:[^\s-]|-(?!-))", re.MULTILINE)
@@ -422,7 +422,7 @@ def _split_fallback(text: str) -> list[Statement]:
     """Split with the lexer, then classify each piece: pglast where the piece parses alone,
     so a mid-file COMMIT or a CONCURRENTLY is still caught before anything runs."""
     out: list[Statement] = []
-    for s, e in _lex_statements(text):
+    for s, e in lex_statements(text):
         piece = text[s:e]
         try:
             parsed = _split_pglast(piece).statements
@@ -460,7 +460,7 @@ def _transaction_word(piece: str) -> str | None:
     return {"END": "COMMIT", "ABORT": "ROLLBACK"}.get(word, word)
 
 
-def _lex_statements(text: str, metas: list[MetaCommand] | None = None) -> Iterator[tuple[int, int]]:
+def lex_statements(text: str, metas: list[MetaCommand] | None = None) -> Iterator[tuple[int, int]]:
     """Yield (start, end) of each statement, skipping comments, quotes and dollar quotes.
 
     psql meta-commands (from a backslash outside any quote to the end of its line) are skipped

@@ -28,7 +28,7 @@ from sqlmig.db.connect import connect, describe, refused, session_statements
 from sqlmig.db.drift import SnapshotStore
 from sqlmig.db.history import History
 from sqlmig.engine import plan, timeouts
-from sqlmig.engine.execute import check_all, record_fields
+from sqlmig.engine.prepare import check_all, record_fields
 from sqlmig.errors import ConnectError, HistoryInconsistent, InvalidInput
 from sqlmig.files import load as files_mod
 from sqlmig.files import sqltext

@@ -140,9 +140,9 @@ def test_each_step_reports_its_own_result_in_order(project: Project, database_ur
 def test_a_large_file_among_small_ones_runs_on_its_own_sent_in_parts(
     project: Project, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sqlmig.engine import execute
+    from sqlmig.engine import batch, execute
 
-    monkeypatch.setattr(execute, "_BATCH_CHARS", 300)  # 003 is "large": it runs alone
+    monkeypatch.setattr(batch, "_BATCH_CHARS", 300)  # 003 is "large": it runs alone
     monkeypatch.setattr(execute, "_SYNC_EVERY", 200)  # and its results are taken in parts
     rows = "".join(f"INSERT INTO t3 VALUES ({i});\n" for i in range(40))
     five(project, "CREATE TABLE t3 (id int PRIMARY KEY);\n" + rows + "INSERT INTO t3 VALUES (7);\n")

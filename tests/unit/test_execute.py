@@ -1,4 +1,4 @@
-"""execute.prepare and check_all: what a file may contain, checked before anything runs."""
+"""prepare.prepare and check_all: what a file may contain, checked before anything runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlmig.engine import execute, plan
+from sqlmig.engine import plan, prepare
 from sqlmig.errors import FileProblems
 from sqlmig.files.load import load_all
 from sqlmig.models import PlanStep, Problem
@@ -34,7 +34,7 @@ def step(sql: str, *, transactional: bool = True) -> PlanStep:
 
 
 def found(sql: str, *, transactional: bool = True) -> list[tuple[int | None, str, str]]:
-    _, problems, _, _ = execute.prepare(step(sql, transactional=transactional))
+    _, problems, _, _ = prepare.prepare(step(sql, transactional=transactional))
     return [(p.line, p.code, p.message) for p in problems]
 
 
@@ -48,13 +48,13 @@ def found(sql: str, *, transactional: bool = True) -> list[tuple[int | None, str
     ],
 )
 def test_whole_file_begin_commit_wrapper_is_stripped(sql: str) -> None:
-    stmts, problems, notes, _ = execute.prepare(step(sql))
+    stmts, problems, notes, _ = prepare.prepare(step(sql))
     assert [st.text for st in stmts] == ["CREATE TABLE a (x int)", "CREATE TABLE b (y int)"]
     assert (problems, notes) == ([], [])
 
 
 def test_wrapper_with_nothing_inside_leaves_no_statements() -> None:
-    assert execute.prepare(step("BEGIN;\nCOMMIT;\n"))[:2] == ([], [])
+    assert prepare.prepare(step("BEGIN;\nCOMMIT;\n"))[:2] == ([], [])
 
 
 @pytest.mark.parametrize(
@@ -134,12 +134,12 @@ def test_analyze_is_allowed_in_a_transactional_file() -> None:
 
 def test_copy_from_stdin_is_refused_at_its_line() -> None:
     sql = "CREATE TABLE t (a int);\nCOPY t (a) FROM stdin;\n1\n2\n\\.\n"
-    [problem] = execute.prepare(step(sql))[1]
+    [problem] = prepare.prepare(step(sql))[1]
     assert (problem.line, problem.code) == (2, "copy-from-stdin")
 
 
 def test_unparseable_file_is_left_to_the_server_with_a_note() -> None:
-    stmts, problems, notes, _ = execute.prepare(step("CREATE TABLE a (x int);\nCREAT TABLE b;\n"))
+    stmts, problems, notes, _ = prepare.prepare(step("CREATE TABLE a (x int);\nCREAT TABLE b;\n"))
     assert [st.text for st in stmts] == ["CREATE TABLE a (x int);", "CREAT TABLE b;"]
     assert problems == []
     assert len(notes) == 1
@@ -188,9 +188,9 @@ def test_check_all_reports_every_bad_file_before_running_any(tmp_path: Path) -> 
         )
     ]
     with pytest.raises(FileProblems) as info:
-        execute.check_all(bad)
+        prepare.check_all(bad)
     assert info.value.problems == expected[:1]
-    prepared, notes, _ = execute.check_all(steps)
+    prepared, notes, _ = prepare.check_all(steps)
     assert [[st.text for st in stmts] for stmts in prepared.values()] == [
         ["CREATE TABLE a (x int)"],
         ["CREATE INDEX CONCURRENTLY j ON b (x)"],

@@ -354,6 +354,6 @@ def test_line_index_counts_characters_not_bytes() -> None:
 
 @given(hs.text(alphabet=hs.sampled_from(list("-/*\\ \t\r\nab;'$\f")), max_size=40))
 def test_is_empty_fast_path_agrees_with_the_lexer(text: str) -> None:
-    from sqlmig.files.sqltext import _lex_statements
+    from sqlmig.files.sqltext import lex_statements
 
-    assert is_empty(text) == (not any(_lex_statements(text)))
+    assert is_empty(text) == (not any(lex_statements(text)))
