@@ -4,7 +4,7 @@ files → connect → lock → history → plan → execute → report."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,7 @@ from sqlmig.models import (
     AppliedRecord,
     MigrationSet,
     Plan,
+    PlanStep,
     Problem,
     RunReport,
     StepResult,
@@ -188,14 +189,7 @@ def up(
         backup = _backup_first(config, conn, history, the_plan, progress)
         progress.planned(the_plan)
         guard.expect(records, plan.recheck_up(files, allow, to))
-        executor = Executor(
-            conn,
-            history,
-            config,
-            progress.retrying,
-            guard=guard,
-            canonical=canonical,
-        )
+        executor = Executor(conn, history, config, progress.retrying, guard=guard, canonical=canonical)
         if back_to_back:  # transactional steps without a round trip between them
             executor.lookahead(
                 [
@@ -203,43 +197,20 @@ def up(
                     for i, step in enumerate(the_plan.steps)
                 ]
             )
-        done: list[StepResult] = []
-        skipped: list[str] = []
-        final = the_plan.current
-        for i, step in enumerate(the_plan.steps):
-            progress.started(step)
+
+        def apply(i: int, step: PlanStep) -> StepResult:
             mig = by_number[step.number]  # type: ignore[index]
-            try:
-                result = executor.apply(step, mig, prepared[i])
-            except Skipped:
-                skipped.append(f"{step.name} ({step.version})")  # another runner applied it
-                final = step.version
-                progress.skipped(step)
-                continue
-            except MigrationFailed as exc:
-                exc.applied_before = [s.name for s in done]
-                if done and exc.rolled_back:
-                    _record(conn, history, guard, "up", applied=drift.applied_after(records, done))
-                raise
-            except ConnectionLost as exc:
-                raise _after_loss(config, history, the_plan, exc) from exc
+            result = executor.apply(step, mig, prepared[i])
             guard.applied(step.version, mig.checksum)
-            done.append(result)
-            final = result.version
-            progress.finished(result)
+            return result
+
+        done, skipped, final = _each_step(config, conn, history, guard, records, the_plan, progress, apply)
         # The schema this run leaves, for drift checks; a run that applied nothing only fills in
         # a missing snapshot, so that it never makes out-of-band changes look recorded.
         snap_warning = _record(
             conn, history, guard, "up", if_missing=not done, applied=drift.applied_after(records, done)
         )
-        # A no-transaction step "applied" over an INVALID index (CREATE INDEX CONCURRENTLY IF
-        # NOT EXISTS after an interrupted build) must not pass unseen.
-        ran = {r.version for r in done}
-        invalid = (
-            [replace(p, severity="warning") for p in indexes.as_problems(conn)[0]]
-            if any(not s.transactional for s in the_plan.steps if s.version in ran)
-            else []
-        )
+        invalid = _invalid_after(conn, the_plan, done)
         report = RunReport(
             direction="up",
             from_version=the_plan.current,
@@ -291,35 +262,16 @@ def down(
         backup = _backup_first(config, conn, history, the_plan, progress)
         progress.planned(the_plan)
         guard.expect(records, plan.recheck_down(files))
-        executor = Executor(
-            conn,
-            history,
-            config,
-            progress.retrying,
-            guard=guard,
-        )
+        executor = Executor(conn, history, config, progress.retrying, guard=guard)
         if back_to_back:
             executor.lookahead([(step, None, prepared[i]) for i, step in enumerate(the_plan.steps)])
-        done: list[StepResult] = []
-        skipped: list[str] = []
-        for i, step in enumerate(the_plan.steps):
-            progress.started(step)
-            try:
-                result = executor.revert(step, prepared[i])
-            except Skipped:
-                skipped.append(f"{step.name} ({step.version})")  # another runner rolled it back
-                progress.skipped(step)
-                continue
-            except MigrationFailed as exc:
-                exc.applied_before = [s.name for s in done]
-                if done and exc.rolled_back:
-                    _record(conn, history, guard, "down", applied=drift.applied_after(records, done))
-                raise
-            except ConnectionLost as exc:
-                raise _after_loss(config, history, the_plan, exc) from exc
+
+        def revert(i: int, step: PlanStep) -> StepResult:
+            result = executor.revert(step, prepared[i])
             guard.reverted(step.version)
-            done.append(result)
-            progress.finished(result)
+            return result
+
+        done, skipped, _ = _each_step(config, conn, history, guard, records, the_plan, progress, revert)
         snap_warning = _record(
             conn, history, guard, "down", if_missing=not done, applied=drift.applied_after(records, done)
         )
@@ -334,6 +286,54 @@ def down(
             warnings=(*warnings, *([snap_warning] if snap_warning else [])),
         )
     return _with_lock_warnings(report, guard)
+
+
+def _invalid_after(conn: psycopg.Connection, the_plan: Plan, done: list[StepResult]) -> list[Problem]:
+    """A no-transaction step "applied" over an INVALID index (CREATE INDEX CONCURRENTLY IF NOT
+    EXISTS after an interrupted build) must not pass unseen: such indexes, as warnings."""
+    ran = {r.version for r in done}
+    if not any(not s.transactional for s in the_plan.steps if s.version in ran):
+        return []
+    return [replace(p, severity="warning") for p in indexes.as_problems(conn)[0]]
+
+
+def _each_step(
+    config: Config,
+    conn: psycopg.Connection,
+    history: History,
+    guard: Guard,
+    records: list[AppliedRecord],
+    the_plan: Plan,
+    progress: Progress,
+    run: Callable[[int, PlanStep], StepResult],
+) -> tuple[list[StepResult], list[str], str | None]:
+    """Run the plan's steps in order (`run` does one: apply or revert), telling `progress`.
+    Returns what ran, what another runner did meanwhile (--lock-mode transaction), and the
+    version reached. A failed step stops the run; the snapshot of what the steps before it
+    left is recorded first, so drift checks see the schema as it is."""
+    done: list[StepResult] = []
+    skipped: list[str] = []
+    final = the_plan.current
+    for i, step in enumerate(the_plan.steps):
+        progress.started(step)
+        try:
+            result = run(i, step)
+        except Skipped:
+            skipped.append(f"{step.name} ({step.version})")  # another runner did it meanwhile
+            final = step.version
+            progress.skipped(step)
+            continue
+        except MigrationFailed as exc:
+            exc.applied_before = [s.name for s in done]
+            if done and exc.rolled_back:
+                _record(conn, history, guard, the_plan.direction, applied=drift.applied_after(records, done))
+            raise
+        except ConnectionLost as exc:
+            raise _after_loss(config, history, the_plan, exc) from exc
+        done.append(result)
+        final = result.version
+        progress.finished(result)
+    return done, skipped, final
 
 
 def _after_loss(config: Config, history: History, the_plan: Plan, exc: ConnectionLost) -> ConnectionLost:
