@@ -75,7 +75,7 @@ class ConnectError(SqlmigError):
 
 class ConnectionLost(ConnectError):
     """The connection went away while a run was changing the database. `reason`: what the
-    driver said; the run reads the history again before it reports (see ops.after_loss)."""
+    driver said; the run reads the history again before it reports (see engine.apply._after_loss)."""
 
     def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)

@@ -1,0 +1,1 @@
+"""Judging files and rollbacks without applying them for real: lint, verify."""

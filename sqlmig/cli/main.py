@@ -1,10 +1,10 @@
 """The command line: parse options, make one library call, print, map errors to exit codes.
 
 Here: the root group with the global options, and main(), the one place where errors become exit
-codes. The commands live in cli_run (up, down, baseline), cli_inspect (status, history, validate,
-check, wait, config) and cli_tools (new, lint, render, verify, repair, backup, db), each imported
-only when one of its commands runs or --help lists them: `sqlmig up` builds no other command's
-options. What they share (the run's state, printing) is in cli_common.
+codes. The commands live in cli.run (up, down, baseline), cli.inspect (status, history, validate,
+check, wait, config, current) and cli.tools (init, new, lint, render, verify, repair, backup, db),
+each imported only when one of its commands runs or --help lists them: `sqlmig up` builds no other
+command's options. What they share (the run's state, printing) is in cli.common.
 """
 
 from __future__ import annotations

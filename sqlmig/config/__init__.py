@@ -1,0 +1,1 @@
+"""Settings: resolve (flags, environment, sqlmig.toml), redaction, durations."""

@@ -1,6 +1,6 @@
 """The project's config file: sqlmig.toml in the root, else [tool.sqlmig] of its pyproject.toml.
 
-Only finding and reading it lives here; which value wins and its validation are config.py's.
+Only finding and reading it lives here; which value wins and its validation are config.settings'.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""PostgreSQL itself: connecting, the embedded server, the history table, catalog snapshots."""

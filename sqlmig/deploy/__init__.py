@@ -1,0 +1,1 @@
+"""Around a deploy: pg_dump backups, waiting for the database, version ranges for check."""

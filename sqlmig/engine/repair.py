@@ -1,8 +1,8 @@
 """What `repair` finds and fixes: rows a no-transaction step left unfinished, invalid indexes a
 failed CONCURRENTLY build left behind, and formatting-only edits of applied files.
 
-Each fix is one statement plus its line in the event log; maintenance.repair composes them with the
-connection and the lock, and the CLI decides what to print and whether to ask.
+Each fix is one statement plus its line in the event log; `repair` (at the end) composes them with
+the connection and the lock, and the CLI decides what to print and whether to ask.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The project's files, read and checked before any connection."""

@@ -399,7 +399,7 @@ def _confirm(migration: Migration, text: str, unread: Unread) -> None:
     """What the file cache said of a migration, against its text: version, transaction mode,
     timeouts and description go into the history, so they are never taken on trust. When one
     differs the cache is removed and FileProblems stops the command before it changes anything
-    (the text is read before the run starts: see ops.up)."""
+    (the text is read before the run starts: see engine.apply.up)."""
     facts, _ = _migration_facts(migration.path, text, migration.checksum, statements=False)
     _, _, major, minor, patch, description, transactional, lock, statement = facts
     slug = description if description is not None else migration.slug.replace("_", " ")

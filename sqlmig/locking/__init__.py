@@ -1,0 +1,1 @@
+"""The migration lock, one protocol (guard) over the session lock, the transaction lock and none."""
