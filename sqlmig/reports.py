@@ -157,10 +157,53 @@ class ConfigReport:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetResult:
+    """One target of a run over many (`--target`, `--each-schema`…): what its own ordinary run
+    did, or why it did not run."""
+
+    name: str
+    database: str  # where it connected, without a password (and the schema, with --each-schema)
+    outcome: Literal["ok", "failed", "not run"]
+    exit_code: int  # its own run's exit code (0 for "not run")
+    from_version: str | None = None
+    to_version: str | None = None  # after the run (status, validate, check: the current version)
+    steps: int = 0  # migrations applied (up) or rolled back (down); pending ones (status)
+    duration_ms: int = 0
+    message: str | None = None  # the error, the check's verdict, why it did not run
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetReport:
+    """One command over many targets: each target's result in the order they were taken."""
+
+    command: str
+    targets: tuple[TargetResult, ...]
+    exit_code: int  # the most severe of the targets' (6, 3, 4, 5, 2, 1, 0)
+    parallel: int
+    canary: int
+    duration_ms: int
+
+    _computed: ClassVar[tuple[str, ...]] = ("ok", "failed", "not_run")  # in to_json
+
+    @property
+    def ok(self) -> int:
+        return sum(t.outcome == "ok" for t in self.targets)
+
+    @property
+    def failed(self) -> int:
+        return sum(t.outcome == "failed" for t in self.targets)
+
+    @property
+    def not_run(self) -> int:
+        return sum(t.outcome == "not run" for t in self.targets)
+
+
 __all__ = [
     "BackupReport",  # defined with RunReport, which holds one (sqlmig.models)
     "CheckResult",
     "ConfigReport",
+    "FleetReport",
     "FormattingChange",
     "InvalidIndex",
     "LintFinding",
@@ -169,6 +212,7 @@ __all__ = [
     "RepairReport",
     "RollbackChange",
     "Setting",
+    "TargetResult",
     "WaitAttempt",
     "WaitReport",
 ]

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import sqlmig
 from sqlmig.cli.common import DURATION, State, current_output, on_wait_attempt, out, print_json, warn
+from sqlmig.cli.fleet import FleetOptions, fleet_options
+from sqlmig.cli.fleet import run as run_fleet
 from sqlmig.db.drift import DRIFT_HINT
 from sqlmig.errors import ExitCode
 from sqlmig.models import Problem, to_json
+
+if TYPE_CHECKING:
+    from sqlmig.reports import TargetResult
 
 _NEWEST = 10  # applied migrations `status` lists
 
@@ -21,12 +27,16 @@ _NEWEST = 10  # applied migrations `status` lists
 @click.option(
     "--exit-code", is_flag=True, help="Exit 1 if migrations are pending, 6 if history and files disagree."
 )
+@fleet_options(with_json=False)
 @click.pass_obj
-def status(state: State, as_json: bool, exit_code: bool) -> None:
+def status(state: State, as_json: bool, exit_code: bool, fleet: FleetOptions) -> None:
     """Current version, applied and pending migrations, problems.
 
     Example: sqlmig status --exit-code || echo "pending or inconsistent"
     """
+    if fleet.given:
+        judge = _status_exit if exit_code else None
+        run_fleet(state, "status", sqlmig.status, fleet, as_json=as_json, exit_of=judge)
     report = sqlmig.status(state.config)
     if as_json:
         print_json(to_json(report))
@@ -134,12 +144,15 @@ def history(state: State, limit: int | None, show_events: bool, as_json: bool) -
     help="Report this kind of drift as a warning instead of an error.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@fleet_options(with_json=False)
 @click.pass_obj
-def validate(state: State, allow: tuple[str, ...], as_json: bool) -> None:
+def validate(state: State, allow: tuple[str, ...], as_json: bool, fleet: FleetOptions) -> None:
     """Check files against the database; exit 6 if they disagree.
 
     Example: sqlmig validate --allow out-of-order
     """
+    if fleet.given:
+        run_fleet(state, "validate", functools.partial(sqlmig.validate, allow=allow), fleet, as_json=as_json)
     report = sqlmig.validate(state.config, allow)
     if as_json:
         print_json(to_json(report))
@@ -157,6 +170,13 @@ def validate(state: State, allow: tuple[str, ...], as_json: bool) -> None:
         sys.exit(ExitCode.INCONSISTENT)
 
 
+def _status_exit(result: TargetResult) -> int:
+    """`status --exit-code` of one target: 6 for problems, 1 for pending migrations."""
+    if result.outcome != "ok":
+        return result.exit_code
+    return ExitCode.INCONSISTENT if result.message else ExitCode.CHECK_FAILED if result.steps else ExitCode.OK
+
+
 def _drift_hint(problems: tuple[Problem, ...] | list[Problem]) -> None:
     if any(p.code == "drift" for p in problems):
         out(f"hint: {DRIFT_HINT}")
@@ -172,13 +192,16 @@ def _drift_hint(problems: tuple[Problem, ...] | list[Problem]) -> None:
     help="Versions the code can run with: '>=1.2,<2', '^1.2', '~1.2.3', '2'…",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@fleet_options(with_json=False)
 @click.pass_obj
-def check(state: State, require: str, as_json: bool) -> None:
+def check(state: State, require: str, as_json: bool, fleet: FleetOptions) -> None:
     """Exit 0 if the database's version satisfies RANGE, 1 if not (or nothing is applied), 2 for
     a bad range. Reads only the history table: usable as a readiness probe.
 
     Example: sqlmig check --require '>=2.1,<3'
     """
+    if fleet.given:
+        run_fleet(state, "check", functools.partial(sqlmig.check, require=require), fleet, as_json=as_json)
     result = sqlmig.check(state.config, require)
     if as_json:
         print_json(to_json(result))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ from sqlmig.cli.common import (
     out,
     warn,
 )
+from sqlmig.cli.fleet import FleetOptions, fleet_options
+from sqlmig.cli.fleet import run as run_fleet
 from sqlmig.engine.progress import Progress
 from sqlmig.models import Plan, PlanStep, RunReport, StepResult
 
@@ -229,6 +232,7 @@ def _no_backup_note(state: State, report: RunReport) -> None:
     "`sqlmig wait`): 30 (seconds), 2min.",
 )
 @_deploy_options
+@fleet_options(with_json=True)
 @click.pass_obj
 def up(
     state: State,
@@ -236,13 +240,19 @@ def up(
     dry_run: bool,
     allow: tuple[str, ...],
     wait_s: float | None,
+    fleet: FleetOptions,
     **settings: Any,
 ) -> None:
     """Apply pending migrations, each in its own transaction.
 
-    Example: DATABASE_URL=postgresql://app@db/app sqlmig up --to 2.1.0 --dry-run
+    Example: DATABASE_URL=postgresql://app@db/app sqlmig up --to 2.1.0 --dry-run;
+    sqlmig up --each-schema 'tenant_%' --parallel 8 --canary 2
     """
-    config = state.configure(run=RunSettings(**settings))
+    # With targets, the configured database may be none of them: no embedded-server notice.
+    config = state.configure(run=RunSettings(**settings), embedded_notice=not fleet.given)
+    if fleet.given:
+        operation = functools.partial(sqlmig.up, to=to, dry_run=dry_run, allow=allow, wait=wait_s)
+        run_fleet(state, "up", operation, fleet, as_json=False)
     report = sqlmig.up(
         config,
         to=to,
@@ -269,13 +279,20 @@ def up(
 @click.option("--to", "to", help="Roll back everything above this version; 0.0.0 or 0 = all.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and its SQL; change nothing.")
 @_deploy_options
+@fleet_options(with_json=True)
 @click.pass_obj
-def down(state: State, steps: int | None, to: str | None, dry_run: bool, **settings: Any) -> None:
+def down(
+    state: State, steps: int | None, to: str | None, dry_run: bool, fleet: FleetOptions, **settings: Any
+) -> None:
     """Roll back applied migrations, newest first.
 
     Example: sqlmig down --steps 2; sqlmig down --to 1.4.0 --dry-run
     """
-    config = state.configure(run=RunSettings(**settings))
+    # With targets, the configured database may be none of them: no embedded-server notice.
+    config = state.configure(run=RunSettings(**settings), embedded_notice=not fleet.given)
+    if fleet.given:
+        operation = functools.partial(sqlmig.down, steps=steps, to=to, dry_run=dry_run)
+        run_fleet(state, "down", operation, fleet, as_json=False)
     report = sqlmig.down(
         config,
         steps=steps,

@@ -37,6 +37,9 @@ _ENV_FALLBACKS = {"database_url": ("DATABASE_URL",), "password_file": ("DATABASE
 # SQLMIG_* variables that are not settings, so `sqlmig config` does not question them.
 _OTHER_ENV = frozenset({"SQLMIG_TEST_DSN", "SQLMIG_LOG_FORMAT", "SQLMIG_VENV", "SQLMIG_EXTRAS"})
 # Keys a config file may be expected to take but does not, and what to use instead.
+# The table of named targets in the config file (sqlmig.engine.fleet reads it).
+TARGETS_TABLE = "targets"
+
 _NOT_IN_FILE = {
     "root": "it is the file's own directory (or --root)",
     "password": "use password_file (a password does not belong in a file under version control)",
@@ -413,6 +416,8 @@ def _file_keys(
     problems: list[str] = []
     for raw_key in file.values if file is not None else ():
         assert file is not None
+        if raw_key == TARGETS_TABLE:
+            continue  # not a setting: the targets of `--target NAME` (sqlmig.engine.fleet)
         name = field_of_key.get(raw_key.replace("-", "_"))
         if name is None:
             instead = _NOT_IN_FILE.get(raw_key.replace("-", "_"))
