@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 # Bumped whenever what a snapshot holds, or how its fingerprint is taken, changes, so an older
 # recorded one is not compared. 2: the fingerprint is the server's hash of the jsonb document.
-FORMAT = 2
+# 3: with a history table outside `public`, the snapshot holds that schema only (drift.scope).
+FORMAT = 3
 
 # Order in which differences are listed: containers before what they contain.
 GROUPS = (

@@ -45,8 +45,16 @@ def own_tables(history: History) -> list[str]:
     return [n.encode()[:_NAMEDATALEN].decode(errors="ignore") for n in names]
 
 
+def scope(history: History) -> str | None:
+    """What drift watches: with the history table in `public` (the default), every schema of the
+    database; with `--schema S`, schema S only, where the migrations' objects go (first on the
+    search_path). Tenants in schemas of their own, or two projects in one database, are then not
+    each other's drift."""
+    return None if history.schema == "public" else history.schema
+
+
 def take(conn: psycopg.Connection, history: History) -> Snapshot:
-    return snapshot.take(conn, history.schema, own_tables(history))
+    return snapshot.take(conn, history.schema, own_tables(history), scope=scope(history))
 
 
 def state(records: list[AppliedRecord]) -> tuple[str, str]:
@@ -168,6 +176,7 @@ class SnapshotStore:
                         "sqlmig": __version__,
                         "schema": history.schema,
                         "tables": own_tables(history),
+                        "scope": scope(history),
                     },
                 )
             ],
@@ -253,7 +262,8 @@ def check(
         # when that differs are both snapshots read.
         if (
             rec.unchanged
-            or snapshot.fingerprint(conn, history.schema, own_tables(history)) == rec.fingerprint
+            or snapshot.fingerprint(conn, history.schema, own_tables(history), scope=scope(history))
+            == rec.fingerprint
         ):
             return [], []
         differences = diff(store.load(conn, version), take(conn, history))
@@ -283,4 +293,14 @@ DRIFT_HINT = (
     "change, or make it a migration and run `sqlmig up`"
 )
 
-__all__ = ["DRIFT_HINT", "SnapshotStore", "applied_after", "check", "own_tables", "record", "state", "take"]
+__all__ = [
+    "DRIFT_HINT",
+    "SnapshotStore",
+    "applied_after",
+    "check",
+    "own_tables",
+    "record",
+    "scope",
+    "state",
+    "take",
+]

@@ -27,7 +27,11 @@ _OWN = """WITH own AS (
 """
 # System schemas: pg_catalog, pg_toast, pg_temp_N…, information_schema (names starting with pg_
 # are reserved, so no user schema is hidden by this).
-_USER_NS = "left(n.nspname, 3) <> 'pg_' AND n.nspname <> 'information_schema'"
+# `scope`: one schema, or NULL for all of them (see take).
+_USER_NS = (
+    "left(n.nspname, 3) <> 'pg_' AND n.nspname <> 'information_schema' "
+    "AND (%(scope)s::text IS NULL OR n.nspname = %(scope)s::text)"
+)
 
 
 def _member(catalog: str, oid: str) -> str:
@@ -277,16 +281,22 @@ assert _SOURCED["function"] != _QUERIES["function"]
 
 
 def take(
-    conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str], *, sources: bool = False
+    conn: psycopg.Connection,
+    own_schema: str,
+    own_tables: Sequence[str],
+    *,
+    sources: bool = False,
+    scope: str | None = None,
 ) -> Snapshot:
     """Read the schema of the connected database, leaving out `own_schema`.`own_tables`.
     `sources`: functions as verify compares them (see _SOURCED); not for recorded snapshots.
+    `scope`: only the objects of this schema (and the extensions), else every user schema.
 
     One round trip: the queries go out together in a pipeline (see `run`). Raises psycopg.Error.
     """
-    params = {"schema": own_schema, "tables": list(own_tables)}
+    params = {"schema": own_schema, "tables": list(own_tables), "scope": scope}
     queries = _SOURCED if sources else _QUERIES
-    cursors = run(conn, [(_aggregated(q), params if "%(schema)s" in q else None) for q in queries.values()])
+    cursors = run(conn, [(_aggregated(q), params if "%(" in q else None) for q in queries.values()])
     objects = {
         kind: cur.fetchone()[0]  # type: ignore[index]
         for kind, cur in zip(_QUERIES, cursors, strict=True)
@@ -294,10 +304,12 @@ def take(
     return Snapshot(server_version=conn.info.server_version // 10000, objects=objects)
 
 
-def fingerprint(conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str]) -> str:
+def fingerprint(
+    conn: psycopg.Connection, own_schema: str, own_tables: Sequence[str], *, scope: str | None = None
+) -> str:
     """The fingerprint of the live schema (see `document`), computed by the server: the
     snapshot itself is not sent, parsed and hashed here (2 MB of JSON at 1,000 tables)."""
-    params = {"schema": own_schema, "tables": list(own_tables)}
+    params = {"schema": own_schema, "tables": list(own_tables), "scope": scope}
     [cur] = run(conn, [(f"SELECT {FINGERPRINT_OF.format('d.doc')} FROM ({document()}) AS d(doc)", params)])
     return cur.fetchone()[0]  # type: ignore[index]
 
@@ -370,7 +382,7 @@ _MOD = 4294967296
 
 def document() -> str:
     """A query for the whole snapshot as one jsonb document, kind → name → attributes, to run
-    under `run` with the parameters `schema` and `tables`. jsonb's text is canonical (keys in
+    under `run` with the parameters `schema`, `tables` and `scope`. jsonb's text is canonical (keys in
     one order, no duplicates, no whitespace choices): its SHA-256 is the fingerprint."""
     kinds = ", ".join(f"'{kind}', ({_aggregated(q)})::jsonb" for kind, q in _QUERIES.items())
     return f"SELECT jsonb_build_object({kinds})"

@@ -11,6 +11,7 @@ import json
 import pytest
 
 import sqlmig
+from sqlmig.db.compare import FORMAT
 from tests.conftest import Project, query
 
 
@@ -104,9 +105,9 @@ def test_one_snapshot_row_per_version_reached(example_project: Project, database
     sqlmig.down(cfg, steps=1)
 
     assert snapshot_rows(database_url) == [
-        ("1.2.0", "up", 64, 2),
-        ("1.2.1", "down", 64, 2),
-        ("2.0.0", "up", 64, 2),
+        ("1.2.0", "up", 64, FORMAT),
+        ("1.2.1", "down", 64, FORMAT),
+        ("2.0.0", "up", 64, FORMAT),
     ]
 
 
