@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+import sqlmig
 from sqlmig.cli.common import State, current_output, err, out, print_json
 from sqlmig.models import to_json
 
@@ -129,6 +130,10 @@ def run(
         targets += fleet.from_file(Path(options.targets_file))
     if options.each_schema or options.each_schema_query:
         targets += fleet.each_schema(config, like=options.each_schema, query=options.each_schema_query)
+    if command in _READS_FILES:
+        # Read, checked and parsed once for every target (a bad file stops the run before any
+        # target is touched), not once per target.
+        operation = functools.partial(operation, files=sqlmig.load_files(config))
     as_json = as_json or options.fleet_json
     progress = _Progress(command, len(targets), live=not as_json and current_output().live)
     report = fleet.run(
@@ -186,6 +191,7 @@ class _Progress:
             sys.stderr.flush()
 
 
+_READS_FILES = ("up", "down", "status", "validate")
 _STEPS = {"up": "applied", "down": "rolled back", "status": "pending"}
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from sqlmig.config.redaction import redact
 from sqlmig.config.settings import Config, secrets_of
@@ -245,9 +246,16 @@ def session_statements(config: Config, *, local: bool = False) -> tuple[sql.Comp
 def open_session(config: Config) -> Iterator[tuple[Connection, History]]:
     """A connection and the history table's queries; a server error inside the block becomes
     sqlmig's (lost connection: ConnectError; a refusal of sqlmig's own statements: exit 2);
-    the connection is closed at the end. No lock: see sqlmig.engine.session.guarded."""
+    the connection is closed at the end, or, inside `reusing`, kept for the next run on the same
+    database. No lock: see sqlmig.engine.session.guarded."""
     history = History(config.schema_name, config.table, step_clock=config.lock_mode == "transaction")
-    conn = connect(config)
+    kept = _KEPT.get()
+    key = _reuse_key(config) if kept is not None else None
+    conn = kept.pop(key, None) if kept is not None and key is not None else None
+    if conn is not None:
+        conn = _renewed(conn, config)
+    if conn is None:
+        conn = connect(config)
     try:
         yield conn, history
     except psycopg.errors.DeadlockDetected as exc:
@@ -261,4 +269,51 @@ def open_session(config: Config) -> Iterator[tuple[Connection, History]]:
     except psycopg.Error as exc:
         raise refused(config, exc) from exc
     finally:
+        idle = not (conn.closed or conn.broken) and conn.info.transaction_status == pq.TransactionStatus.IDLE
+        if kept is not None and key is not None and idle and key not in kept:
+            kept[key] = conn
+        else:
+            conn.close()
+
+
+# The connections a fleet worker keeps between its runs (see `reusing`), by database: per thread
+# (a ContextVar), so no two runs ever share one at the same time.
+_KEPT: ContextVar[dict[tuple[object, ...], Connection] | None] = ContextVar("sqlmig_kept", default=None)
+
+
+@contextlib.contextmanager
+def reusing() -> Iterator[None]:
+    """Within the block (one worker of a run over many targets), a run's connection is not
+    closed at its end but handed, cleaned, to the next run on the same database: tenant schemas
+    then cost no new server process each (about 3 ms of server CPU per connection)."""
+    token = _KEPT.set({})
+    try:
+        yield
+    finally:
+        for conn in (_KEPT.get() or {}).values():
+            conn.close()
+        _KEPT.reset(token)
+
+
+def _reuse_key(config: Config) -> tuple[object, ...] | None:
+    """What must be equal for two runs to share a connection; None: never shared (the embedded
+    server and the libpq environment are resolved by connect)."""
+    if config.database_url is None or config.lock_mode == "transaction":
+        return None  # behind a pooler the session is the pooler's anyway
+    password = config.password.get_secret_value() if config.password is not None else None
+    return (config.database_url.get_secret_value(), password, config.connect_timeout, config.application_name)
+
+
+def _renewed(conn: Connection, config: Config) -> Connection | None:
+    """A kept connection made as a new one is for `config`: nothing of the previous run's session
+    left (settings, role, temporary tables, advisory locks), then this run's own settings
+    (search_path of its schema, role, timeouts). None when it cannot be (it is closed)."""
+    try:
+        for statement in ("RESET ALL", "RESET ROLE", "DISCARD TEMP", "SELECT pg_advisory_unlock_all()"):
+            conn.execute(statement, prepare=False)
+        conn.settings = tuple(session_statements(config))
+        session_defaults(conn)
+    except psycopg.Error:
         conn.close()
+        return None
+    return conn

@@ -145,6 +145,7 @@ def up(
     wait: float | None = None,
     progress: Progress | None = None,
     back_to_back: bool = True,
+    files: MigrationSet | None = None,
 ) -> RunReport:
     """Apply pending migrations in order, each in its own transaction with its history row.
 
@@ -154,10 +155,11 @@ def up(
     `back_to_back`: send transactional migrations without waiting for each one's result (see
     Executor.lookahead), up to 50 at a time; `progress` then hears of them when the group is
     done, and durations are the server's. False: each one's as it runs, for a live progress
-    display."""
+    display. `files`: the project's files already loaded (load_files), e.g. once for many
+    targets (sqlmig.engine.fleet): each file is then read and parsed once, not per target."""
     progress = progress or Progress()
     plan.check_allow(allow)
-    files = load_files(config)
+    files = files or load_files(config)
     _check_backup_dir(config, dry_run)
     if wait is not None:
         # Loaded here, not at the top: only `up --wait` waits.
@@ -232,12 +234,14 @@ def down(
     dry_run: bool = False,
     progress: Progress | None = None,
     back_to_back: bool = True,
+    files: MigrationSet | None = None,
 ) -> RunReport:
     """Run rollbacks newest first, each in a transaction with the removal of its history row.
     With `config.backup_dir`, a pg_dump is written there first, as for `up`. `back_to_back`:
-    transactional rollbacks go without a round trip between them, as `up` sends migrations."""
+    transactional rollbacks go without a round trip between them, as `up` sends migrations.
+    `files`: as for `up`."""
     progress = progress or Progress()
-    files = load_files(config)
+    files = files or load_files(config)
     _check_backup_dir(config, dry_run)
     with guarded(config, locked=not dry_run) as (conn, history, guard):
         with guard.locked():

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from sqlmig.config import file as configfile
 from sqlmig.config.settings import TARGETS_TABLE, Config, InvalidSettings, Secret
-from sqlmig.db.connect import describe, open_session
+from sqlmig.db.connect import describe, open_session, reusing
 from sqlmig.errors import ExitCode, InvalidInput, SqlmigError
 from sqlmig.models import RunReport, StatusReport, ValidationReport
 from sqlmig.reports import CheckResult, FleetReport, TargetResult
@@ -176,22 +176,24 @@ def run(
                 on_done(result)
 
     first, rest = list(targets[:canary]), list(targets[canary:])
-    for target in first:
-        one(target)
-        if results[target.name].outcome == "failed":
-            stop.set()  # a failed canary: the rest is never touched, --keep-going or not
-            break
+    with reusing():
+        for target in first:
+            one(target)
+            if results[target.name].outcome == "failed":
+                stop.set()  # a failed canary: the rest is never touched, --keep-going or not
+                break
     if not stop.is_set() and rest:
         queue = iter(rest)
         take = threading.Lock()
 
         def worker() -> None:
-            while not stop.is_set():
-                with take:
-                    target = next(queue, None)
-                if target is None:
-                    return
-                one(target)
+            with reusing():  # one connection per worker and database, cleaned between targets
+                while not stop.is_set():
+                    with take:
+                        target = next(queue, None)
+                    if target is None:
+                        return
+                    one(target)
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sqlmig-target") as pool:
             for future in [pool.submit(worker) for _ in range(workers)]:

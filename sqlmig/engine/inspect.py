@@ -16,6 +16,7 @@ from sqlmig.engine.session import load_files, session
 from sqlmig.models import (
     AppliedRecord,
     EventRecord,
+    MigrationSet,
     StatusReport,
     ValidationReport,
 )
@@ -24,8 +25,9 @@ if TYPE_CHECKING:  # built only by `sqlmig config` (see sqlmig.reports)
     from sqlmig.reports import ConfigReport
 
 
-def status(config: Config) -> StatusReport:
-    files = load_files(config)
+def status(config: Config, *, files: MigrationSet | None = None) -> StatusReport:
+    """Current version, applied and pending migrations, problems. `files`: as for `up`."""
+    files = files or load_files(config)
     with session(config, locked=False) as (conn, history):
         records = history.read(conn)
         drifted, drift_warnings = drift.check(conn, history, records)
@@ -45,9 +47,12 @@ def status(config: Config) -> StatusReport:
     )
 
 
-def validate(config: Config, allow: Iterable[str] = ()) -> ValidationReport:
+def validate(
+    config: Config, allow: Iterable[str] = (), *, files: MigrationSet | None = None
+) -> ValidationReport:
+    """Files against the history and the schema. `files`: as for `up`."""
     plan.check_allow(allow)
-    files = load_files(config)
+    files = files or load_files(config)
     with session(config, locked=False) as (conn, history):
         records = history.read(conn)
         drifted, drift_warnings = drift.check(conn, history, records)

@@ -271,3 +271,28 @@ def test_bad_target_lists_are_refused_before_any_target_runs(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert applied(database_url, "public") == []
+
+
+def test_a_worker_hands_its_connection_on_clean_nothing_of_one_tenant_reaches_the_next(
+    project: Project, database_url: str
+) -> None:
+    names = tenants(database_url, 5)
+    # A temporary table, a setting and a role left by one tenant's migration would be seen by
+    # the next tenant on the same connection (one worker: every target reuses it).
+    project.add(
+        1,
+        "leftovers",
+        """
+        CREATE TEMP TABLE IF NOT EXISTS seen (schema text);
+        INSERT INTO seen SELECT current_schema();
+        CREATE TABLE t1 AS SELECT count(*) AS n, current_setting('search_path') AS path FROM seen;
+        SELECT set_config('app.marker', 'left', false);
+        """,
+        "DROP TABLE t1;\n",
+    )
+
+    result = project.run("up", "--each-schema", "tenant_%", "--parallel", "1", url=database_url)
+
+    assert result.returncode == 0, result.stderr
+    for name in names:
+        assert query(database_url, f"SELECT n, path FROM {name}.t1") == [(1, f"{name}, public")], name
