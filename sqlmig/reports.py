@@ -4,10 +4,10 @@ that the everyday commands do not pay for building them at import."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from sqlmig.models import AppliedRecord, BackupReport, Source
+from sqlmig.models import AppliedRecord, BackupReport, RunReport, Source, StatusReport, ValidationReport
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,6 +171,10 @@ class TargetResult:
     steps: int = 0  # migrations applied (up) or rolled back (down); pending ones (status)
     duration_ms: int = 0
     message: str | None = None  # the error, the check's verdict, why it did not run
+    # The command's own record for this target (not in --json: the fields above say it).
+    report: RunReport | StatusReport | ValidationReport | CheckResult | None = field(
+        default=None, repr=False, compare=False, metadata={"exclude": True}
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

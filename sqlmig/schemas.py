@@ -25,7 +25,7 @@ except ImportError as exc:  # the extra is not installed
 from sqlmig.checks.verify import VerifyReport
 from sqlmig.db.embedded import ServerStatus
 from sqlmig.models import AppliedRecord, BackupReport, EventRecord, StatusReport, ValidationReport
-from sqlmig.reports import CheckResult, ConfigReport, LintReport, RepairReport
+from sqlmig.reports import CheckResult, ConfigReport, FleetReport, LintReport, RepairReport
 
 # The command line whose `--json` output each type describes.
 OUTPUTS: MappingProxyType[str, Any] = MappingProxyType(
@@ -41,6 +41,8 @@ OUTPUTS: MappingProxyType[str, Any] = MappingProxyType(
         "repair": RepairReport,
         "backup": BackupReport,
         "db status": ServerStatus,
+        # up, down, status, validate and check over many targets (docs/targets.md)
+        "targets": FleetReport,
     }
 )
 

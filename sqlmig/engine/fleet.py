@@ -238,6 +238,7 @@ def _run_one(config: Config, target: Target, operation: Callable[[Config], objec
         name=target.name,
         database=where,
         duration_ms=round((time.perf_counter() - began) * 1000),
+        report=report,  # type: ignore[arg-type]  # one of the four, or _summary raised
         **fields,
     )
 

@@ -296,3 +296,26 @@ def test_a_worker_hands_its_connection_on_clean_nothing_of_one_tenant_reaches_th
     assert result.returncode == 0, result.stderr
     for name in names:
         assert query(database_url, f"SELECT n, path FROM {name}.t1") == [(1, f"{name}, public")], name
+
+
+def test_the_library_runs_a_command_over_targets_and_returns_each_ones_own_report(
+    project: Project, database_url: str
+) -> None:
+    import sqlmig
+    from sqlmig.engine import fleet
+
+    tenants(database_url, 3, bad=(2,))
+    ten_migrations(project)
+    config = project.config(database_url)
+    targets = fleet.each_schema(config, like="tenant_%")
+
+    report = fleet.run(config, targets, "up", sqlmig.up, parallel=2, keep_going=True)
+
+    assert [(t.name, t.outcome, t.exit_code) for t in report.targets] == [
+        ("tenant_000", "ok", 0),
+        ("tenant_001", "ok", 0),
+        ("tenant_002", "failed", 3),
+    ]
+    first = report.targets[0].report
+    assert isinstance(first, sqlmig.RunReport) and len(first.steps) == MIGRATIONS
+    assert report.targets[2].report is None and report.exit_code == 3

@@ -48,6 +48,7 @@ def test_every_json_output_is_what_its_schema_says(
         "repair": ["repair", "--json"],
         "backup": ["backup", "--dir", str(tmp_path / "backups"), "--json"],
         "db status": ["db", "status", "--json"],
+        "targets": ["up", "--target", f"main={database_url}", "--json"],
     }
     assert set(commands) == set(schemas.OUTPUTS), "a --json output without its schema, or the reverse"
     for name, args in commands.items():
