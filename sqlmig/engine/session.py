@@ -11,7 +11,8 @@ from sqlmig.db.connect import Connection, connect, open_session
 from sqlmig.db.history import History
 from sqlmig.files import cache as filecache
 from sqlmig.files import load as files_mod
-from sqlmig.locking.guard import Guard, Unlocked, attach, choose
+from sqlmig.locking.guard import Guard, Unlocked, attach
+from sqlmig.locking.modes import choose
 from sqlmig.models import MigrationSet
 
 

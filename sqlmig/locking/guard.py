@@ -7,7 +7,8 @@
   again; a no-transaction step holds a lease (sqlmig.locking.lease).
 - `Unlocked`: the read-only commands, which take no lock.
 
-`choose` picks one from the configuration; the engine then only calls the protocol.
+`sqlmig.locking.modes.choose` picks one from the configuration; the engine then only calls the
+protocol.
 """
 
 from __future__ import annotations
@@ -16,14 +17,9 @@ import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from sqlmig.models import AppliedRecord, PlanStep, Problem
-
-if TYPE_CHECKING:
-    from sqlmig.config.settings import Config
-    from sqlmig.db.connect import Connection
-    from sqlmig.db.history import History
 
 # Decide, from the history as it is now (read under the lock), whether `step` still has to run:
 # True = run it, False = another runner did it (skip); raise HistoryInconsistent to stop.
@@ -119,29 +115,6 @@ class Unlocked:
         return contextlib.nullcontext()
 
 
-def choose(config: Config, conn: Connection, history: History, reconnect: Callable[[], Connection]) -> Guard:
-    """The lock of `config.lock_mode` for this connection (not taken yet: enter it)."""
-    # Imported here: both lock modules build on Unlocked and Skipped above, and the
-    # transaction mode (PgBouncer) is not loaded by the runs that do not use it.
-    from sqlmig.db.connect import session_statements
-    from sqlmig.locking.session import SessionLock, lock_key
-
-    key = lock_key(config.qualified_table)
-    if config.lock_mode == "transaction":
-        from sqlmig.locking.transaction import TransactionLock
-
-        return TransactionLock(
-            conn,
-            history,
-            key=key,
-            timeout=config.lock_timeout,
-            what=config.qualified_table,
-            reconnect=reconnect,
-            local_settings=session_statements(config, local=True),
-        )
-    return SessionLock(conn, history, key=key, timeout=config.lock_timeout, what=config.qualified_table)
-
-
 def attach(exc: BaseException, warnings: Sequence[Problem]) -> None:
     """Add a run's lock warnings to the error that ended it, so they are not lost."""
     from sqlmig.errors import HistoryInconsistent, SqlmigError
@@ -158,4 +131,4 @@ def attach(exc: BaseException, warnings: Sequence[Problem]) -> None:
         exc.hint = f"{exc.hint}; {extra}" if exc.hint else extra
 
 
-__all__ = ["Guard", "Recheck", "Skipped", "Unlocked", "attach", "choose"]
+__all__ = ["Guard", "Recheck", "Skipped", "Unlocked", "attach"]
