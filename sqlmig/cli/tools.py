@@ -138,6 +138,12 @@ def lint(state: State, files: tuple[str, ...], fmt: str | None, as_json: bool) -
     help="For reading, not running: each step's SQL as written, with its transaction "
     "mode, timeouts and lint findings, without the bookkeeping.",
 )
+@click.option(
+    "--each-schema",
+    metavar="PATTERN",
+    help="One script per schema of the database whose name is LIKE PATTERN, one after the other "
+    "(each with its own history table and lock, as `up --each-schema`); reads the schema list.",
+)
 @click.pass_obj
 def render(
     state: State,
@@ -148,26 +154,33 @@ def render(
     from_database: bool,
     allow: tuple[str, ...],
     review: bool,
+    each_schema: str | None,
 ) -> None:
     """Print a psql script that does what up/down would do (for docker exec / DBA review).
 
     Example: sqlmig render up --from-database | docker exec -i db psql -X -U app app
     """
-    if not from_database:
+    if not from_database and not each_schema:
         state.configure(embedded_notice=False)  # rendering from the files needs no database
-    click.echo(
-        sqlmig.render(
-            state.config,
-            direction,  # type: ignore[arg-type]
-            start=start,
-            to=to,
-            steps=steps,
-            from_database=from_database,
-            allow=allow,
-            review=review,
-        ),
-        nl=False,
-    )
+    options = {"start": start, "to": to, "steps": steps, "from_database": from_database, "allow": allow}
+    if not each_schema:
+        click.echo(sqlmig.render(state.config, direction, review=review, **options), nl=False)  # type: ignore[arg-type]
+        return
+    # Loaded here, not at the top: only a render over tenant schemas needs it.
+    from sqlmig.engine import fleet
+
+    targets = fleet.each_schema(state.config, like=each_schema)
+    fleet.check_names(targets)
+    for n, target in enumerate(targets):
+        # Each part is the whole script of one schema; with ON_ERROR_STOP the first that
+        # stops stops the session, and running it again skips what each part finds applied.
+        # Between parts, the session is made new: the next part prepares its statements again.
+        click.echo(
+            ("RESET ALL;\nRESET ROLE;\nDEALLOCATE ALL;\n" if n else "")
+            + f"\\echo sqlmig: schema {target.schema}"
+        )
+        script = sqlmig.render(fleet.config_for(state.config, target), direction, review=review, **options)  # type: ignore[arg-type]
+        click.echo(script, nl=False)
 
 
 @click.command()

@@ -319,3 +319,30 @@ def test_the_library_runs_a_command_over_targets_and_returns_each_ones_own_repor
     first = report.targets[0].report
     assert isinstance(first, sqlmig.RunReport) and len(first.steps) == MIGRATIONS
     assert report.targets[2].report is None and report.exit_code == 3
+
+
+def test_render_each_schema_gives_one_psql_script_that_migrates_every_tenant_and_can_run_again(
+    project: Project, database_url: str
+) -> None:
+    from sqlmig.db.embedded import bin_dir
+
+    names = tenants(database_url, 4)
+    ten_migrations(project)
+    rendered = project.run("render", "up", "--each-schema", "tenant_%", url=database_url)
+    assert rendered.returncode == 0, rendered.stderr
+    assert rendered.stdout.count("\\echo sqlmig: schema tenant_") == 4
+
+    for _ in range(2):  # the second run finds everything applied and skips it
+        ran = subprocess.run(
+            [str(bin_dir() / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-d", database_url, "-f", "-"],
+            input=rendered.stdout,
+            text=True,
+            capture_output=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr
+    for name in names:
+        assert applied(database_url, name) == [f"1.{n}.0" for n in range(1, MIGRATIONS + 1)], name
+        assert tables(database_url, name) == MIGRATIONS
+    status = project.run("status", "--each-schema", "tenant_%", "--exit-code", url=database_url)
+    assert status.returncode == 0, status.stdout + status.stderr
