@@ -96,6 +96,7 @@ class SnapshotStore:
 
     def __init__(self, history: History) -> None:
         self.table = sql.Identifier(history.schema, own_tables(history)[2])
+        self.scope = scope(history)
 
     def ensure(self, conn: psycopg.Connection) -> None:
         """Create the table if needed; call with the migration lock held."""
@@ -123,7 +124,10 @@ class SnapshotStore:
     def meta(self, conn: psycopg.Connection, version: str, *, stamp: bool = False) -> Recorded | None:
         """The row for `version` without its snapshot; None if there is none (or no table).
         With `stamp`, `unchanged` says whether the catalogs still have the recorded stamp."""
-        unchanged = sql.SQL(f"catalog_stamp = ({snapshot.stamp()})" if stamp else "false")
+        # The stamp is of every catalog row in the database: in a schema of its own (tenants),
+        # the others' changes move it all the time, so it is neither taken nor compared there.
+        stamped = stamp and self.scope is None
+        unchanged = sql.SQL(f"catalog_stamp = ({snapshot.stamp()})" if stamped else "false")
         query = sql.SQL(
             "SELECT applied_key, fingerprint, format, server_version, recorded_at, "
             "coalesce({}, false) FROM {} WHERE version = %s"
@@ -151,10 +155,11 @@ class SnapshotStore:
         """Take the snapshot and record it, with its fingerprint, in one statement: the server
         builds the document and hashes it, and nothing of it travels to sqlmig and back."""
         table = self.table.as_string(conn)
+        stamp = snapshot.stamp() if self.scope is None else "NULL"  # see meta
         query = f"""INSERT INTO {table} AS s (version, applied_key, fingerprint, format, server_version,
                    snapshot, action, sqlmig_version, catalog_stamp)
                SELECT %(version)s, %(key)s, {snapshot.FINGERPRINT_OF.format("d.doc")},
-                   %(format)s, %(server)s, d.doc::json, %(action)s, %(sqlmig)s, ({snapshot.stamp()})
+                   %(format)s, %(server)s, d.doc::json, %(action)s, %(sqlmig)s, ({stamp})
                  FROM ({snapshot.document()} OFFSET 0) AS d(doc)  -- built once, not per use
                ON CONFLICT (version) DO UPDATE SET applied_key = EXCLUDED.applied_key,
                    fingerprint = EXCLUDED.fingerprint, format = EXCLUDED.format,
