@@ -62,18 +62,11 @@ class Executor:
         self._batch = BackToBack(self, items)
 
     def apply(self, step: PlanStep, mig: Migration, stmts: list[sqltext.Statement]) -> StepResult:
-        outcome = self._batch.outcome(step) if self._batch is not None else None
-        if isinstance(outcome, StepResult):
-            return outcome
-        if isinstance(outcome, ConnectError):
-            raise outcome
-        start = time.perf_counter()
-
         def once(body: list[sqltext.Statement]) -> None:
             if step.transactional:
                 self.in_transaction(step, body, [self._applied(step, mig)])
             else:
-                with self._leased(step):
+                with self.guard.leased(step):
                     self.autocommit(
                         step,
                         body,
@@ -86,17 +79,9 @@ class Executor:
                         ],
                     )
 
-        self._attempts(step, stmts, once, first_failure=outcome)
-        return self.result(step, start, stmts)
+        return self._step(step, stmts, once)
 
     def revert(self, step: PlanStep, stmts: list[sqltext.Statement]) -> StepResult:
-        outcome = self._batch.outcome(step) if self._batch is not None else None
-        if isinstance(outcome, StepResult):
-            return outcome
-        if isinstance(outcome, ConnectError):
-            raise outcome
-        start = time.perf_counter()
-
         def once(body: list[sqltext.Statement]) -> None:
             done = [
                 self.history.together(
@@ -107,11 +92,24 @@ class Executor:
             if step.transactional:
                 self.in_transaction(step, body, done)
             else:
-                with self._leased(step):
+                with self.guard.leased(step):
                     self.autocommit(
                         step, body, before=self.history.set_status(step.version, "rolling_back"), after=done
                     )
 
+        return self._step(step, stmts, once)
+
+    def _step(
+        self, step: PlanStep, stmts: list[sqltext.Statement], once: Callable[[list[sqltext.Statement]], None]
+    ) -> StepResult:
+        """What came of `step` in a batch (sqlmig.engine.batch), else `once` run under its
+        timeouts and retries."""
+        outcome = self._batch.outcome(step) if self._batch is not None else None
+        if isinstance(outcome, StepResult):
+            return outcome
+        if isinstance(outcome, ConnectError):
+            raise outcome
+        start = time.perf_counter()
         self._attempts(step, stmts, once, first_failure=outcome)
         return self.result(step, start, stmts)
 
@@ -293,10 +291,6 @@ class Executor:
             self.history.event("up", "applied", version=step.version, name=step.name),
             returning=returning,
         )
-
-    def _leased(self, step: PlanStep) -> contextlib.AbstractContextManager[None]:
-        """The lease around a no-transaction step (--lock-mode transaction), else nothing."""
-        return self.guard.leased(step)
 
     def log_failure(self, step: PlanStep, error: Exception, *extra: tuple[Any, dict]) -> None:
         if self.conn.closed or self.conn.broken:
