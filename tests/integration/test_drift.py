@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 
 import sqlmig
@@ -266,3 +267,20 @@ def test_snapshots_recorded_before_the_stamp_are_still_compared(
     assert example_project.run("up", url=migrated).returncode == 0
     assert query(migrated, "SELECT count(catalog_stamp) FROM schema_version_snapshots") == [(2,)]
     assert _stamp_unchanged(migrated)
+
+
+def test_two_projects_in_schemas_of_their_own_are_not_each_others_drift(
+    project: Project, database_url: str
+) -> None:
+    # Two apps (or two tenants) of one database, each with `--schema`: what one applies after the
+    # other recorded its snapshot is in the other's schema, not drift of the other.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app_a; CREATE SCHEMA app_b")
+    project.add(1, "t", "CREATE TABLE t (id int PRIMARY KEY);\n", "DROP TABLE t;\n")
+    assert project.run("--schema", "app_a", "up", url=database_url).returncode == 0
+    assert project.run("--schema", "app_b", "up", url=database_url).returncode == 0
+
+    status = project.run("--schema", "app_a", "status", "--exit-code", url=database_url)
+
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "drift" not in status.stdout + status.stderr
